@@ -1,0 +1,398 @@
+//! Commands on an account and the rules that turn them into events (the "decide" half).
+//!
+//! `decide` sees only the current state and the command: it does no I/O and reads no clock.
+//! A command the rules refuse yields a typed [`Rejection`] and no events.
+
+use rust_decimal::Decimal;
+
+use super::state::{Account, PurchaseStatus, RechargeStatus};
+use crate::events::*;
+use crate::ids::{AdjustmentId, PurchaseId, RechargeId, UserId, Username};
+use crate::money::{Amount, Currency, SignedAmount};
+use crate::postings::{transfer, LedgerAccount};
+
+/// Longest free-text reason (failure reason, admin reason) kept in an event.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// What a caller asks an account to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountCommand {
+    Register {
+        username: Option<String>,
+        language: Option<String>,
+        currency: Currency,
+    },
+    RequestRecharge {
+        recharge_id: RechargeId,
+        amount: Amount,
+        currency: Currency,
+        invoice: Invoice,
+    },
+    /// Heleket reported `paid` or `paid_over`: credit what was actually paid.
+    SettleRecharge {
+        recharge_id: RechargeId,
+        status: PaidStatus,
+        paid: Amount,
+        txid: Option<String>,
+    },
+    FailRecharge {
+        recharge_id: RechargeId,
+        reason: String,
+    },
+    /// Reserve the price of a Stars order.
+    RequestPurchase {
+        purchase_id: PurchaseId,
+        stars: Stars,
+        recipient: Option<Username>,
+        price: Amount,
+    },
+    RecordFragmentOrder {
+        purchase_id: PurchaseId,
+        fragment_request_id: String,
+        ton_amount: Amount,
+    },
+    RecordFragmentSent {
+        purchase_id: PurchaseId,
+        wallet_tx: String,
+    },
+    /// Stars delivered: capture the reservation.
+    CompletePurchase { purchase_id: PurchaseId },
+    /// Delivery failed for good: release the reservation back to the customer.
+    FailPurchase {
+        purchase_id: PurchaseId,
+        reason: String,
+    },
+    AdjustBalance {
+        adjustment_id: AdjustmentId,
+        amount: SignedAmount,
+        currency: Currency,
+        admin: String,
+        reason: String,
+    },
+}
+
+/// Why an account refused a command. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("user is not registered")]
+    UnknownUser,
+    #[error("user is already registered")]
+    AlreadyRegistered,
+    #[error("currency {got} does not match the account currency {account}")]
+    CurrencyMismatch { account: Currency, got: Currency },
+    #[error("recharge {0} already exists")]
+    DuplicateRecharge(RechargeId),
+    #[error("recharge {0} does not exist")]
+    UnknownRecharge(RechargeId),
+    #[error("recharge {0} is already settled")]
+    RechargeAlreadySettled(RechargeId),
+    #[error("recharge {0} has already failed")]
+    RechargeAlreadyFailed(RechargeId),
+    #[error("insufficient funds: {available} available, {required} required")]
+    InsufficientFunds {
+        available: Decimal,
+        required: Decimal,
+    },
+    #[error("purchase {0} already exists")]
+    DuplicatePurchase(PurchaseId),
+    #[error("purchase {0} does not exist")]
+    UnknownPurchase(PurchaseId),
+    #[error("purchase {purchase_id} is {status:?} and cannot go there from that state")]
+    PurchaseNotOpen {
+        purchase_id: PurchaseId,
+        status: PurchaseStatus,
+    },
+    #[error("adjustment {0} already exists")]
+    DuplicateAdjustment(AdjustmentId),
+    #[error(
+        "adjustment of {amount} would leave a negative available balance ({available} available)"
+    )]
+    AdjustmentWouldOverdraw { amount: Decimal, available: Decimal },
+    #[error("{field} must be 1 to {max} characters")]
+    InvalidText { field: &'static str, max: usize },
+}
+
+impl Rejection {
+    /// A stable machine-readable code for API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownUser => "unknown_user",
+            Self::AlreadyRegistered => "already_registered",
+            Self::CurrencyMismatch { .. } => "currency_mismatch",
+            Self::DuplicateRecharge(_) => "duplicate_recharge",
+            Self::UnknownRecharge(_) => "unknown_recharge",
+            Self::RechargeAlreadySettled(_) => "recharge_already_settled",
+            Self::RechargeAlreadyFailed(_) => "recharge_already_failed",
+            Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::DuplicatePurchase(_) => "duplicate_purchase",
+            Self::UnknownPurchase(_) => "unknown_purchase",
+            Self::PurchaseNotOpen { .. } => "purchase_not_open",
+            Self::DuplicateAdjustment(_) => "duplicate_adjustment",
+            Self::AdjustmentWouldOverdraw { .. } => "adjustment_would_overdraw",
+            Self::InvalidText { .. } => "invalid_text",
+        }
+    }
+}
+
+fn checked_text(field: &'static str, text: &str, max: usize) -> Result<String, Rejection> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max || trimmed.chars().any(char::is_control)
+    {
+        return Err(Rejection::InvalidText { field, max });
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn optional_text(
+    field: &'static str,
+    text: &Option<String>,
+    max: usize,
+) -> Result<Option<String>, Rejection> {
+    text.as_deref()
+        .map(|t| checked_text(field, t, max))
+        .transpose()
+}
+
+/// Decides what `command` means for `account` (the stream of `user`).
+pub fn decide(
+    user: UserId,
+    account: &Account,
+    command: &AccountCommand,
+) -> Result<Vec<AccountEvent>, Rejection> {
+    let available = LedgerAccount::CustomerAvailable(user);
+    let reserved = LedgerAccount::CustomerReserved(user);
+
+    if let AccountCommand::Register {
+        username,
+        language,
+        currency,
+    } = command
+    {
+        if account.profile.is_some() {
+            return Err(Rejection::AlreadyRegistered);
+        }
+        return Ok(vec![AccountEvent::UserRegistered(UserRegistered {
+            user_id: user,
+            username: optional_text("username", username, 64)?,
+            language: optional_text("language", language, 16)?,
+            currency: currency.clone(),
+        })]);
+    }
+
+    let profile = account.profile.as_ref().ok_or(Rejection::UnknownUser)?;
+    let currency = &profile.currency;
+    let same_currency = |got: &Currency| {
+        if got == currency {
+            Ok(())
+        } else {
+            Err(Rejection::CurrencyMismatch {
+                account: currency.clone(),
+                got: got.clone(),
+            })
+        }
+    };
+    let open_purchase = |purchase_id: &PurchaseId| {
+        let purchase = account
+            .purchases
+            .get(purchase_id)
+            .ok_or(Rejection::UnknownPurchase(*purchase_id))?;
+        if purchase.status.is_open() {
+            Ok(purchase)
+        } else {
+            Err(Rejection::PurchaseNotOpen {
+                purchase_id: *purchase_id,
+                status: purchase.status,
+            })
+        }
+    };
+
+    let event = match command {
+        AccountCommand::Register { .. } => unreachable!("handled above"),
+        AccountCommand::RequestRecharge {
+            recharge_id,
+            amount,
+            currency: requested,
+            invoice,
+        } => {
+            same_currency(requested)?;
+            if account.recharges.contains_key(recharge_id) {
+                return Err(Rejection::DuplicateRecharge(*recharge_id));
+            }
+            AccountEvent::RechargeRequested(RechargeRequested {
+                recharge_id: *recharge_id,
+                amount: *amount,
+                currency: currency.clone(),
+                invoice: invoice.clone(),
+            })
+        }
+        AccountCommand::SettleRecharge {
+            recharge_id,
+            status,
+            paid,
+            txid,
+        } => {
+            let recharge = account
+                .recharges
+                .get(recharge_id)
+                .ok_or(Rejection::UnknownRecharge(*recharge_id))?;
+            // A recharge is credited at most once. A payment that arrives after the invoice
+            // was marked failed (expired) is still credited: the money did arrive.
+            if let RechargeStatus::Settled { .. } = recharge.status {
+                return Err(Rejection::RechargeAlreadySettled(*recharge_id));
+            }
+            AccountEvent::RechargeSettled(RechargeSettled {
+                recharge_id: *recharge_id,
+                status: *status,
+                credited: *paid,
+                currency: currency.clone(),
+                txid: optional_text("txid", txid, 200)?,
+                postings: transfer(LedgerAccount::ClearingHeleket, available, *paid, currency),
+            })
+        }
+        AccountCommand::FailRecharge {
+            recharge_id,
+            reason,
+        } => {
+            let recharge = account
+                .recharges
+                .get(recharge_id)
+                .ok_or(Rejection::UnknownRecharge(*recharge_id))?;
+            match recharge.status {
+                RechargeStatus::Pending => {}
+                RechargeStatus::Settled { .. } => {
+                    return Err(Rejection::RechargeAlreadySettled(*recharge_id))
+                }
+                RechargeStatus::Failed { .. } => {
+                    return Err(Rejection::RechargeAlreadyFailed(*recharge_id))
+                }
+            }
+            AccountEvent::RechargeFailed(RechargeFailed {
+                recharge_id: *recharge_id,
+                reason: checked_text("reason", reason, MAX_REASON_LEN)?,
+            })
+        }
+        AccountCommand::RequestPurchase {
+            purchase_id,
+            stars,
+            recipient,
+            price,
+        } => {
+            if account.purchases.contains_key(purchase_id) {
+                return Err(Rejection::DuplicatePurchase(*purchase_id));
+            }
+            if account.available < price.value() {
+                return Err(Rejection::InsufficientFunds {
+                    available: account.available,
+                    required: price.value(),
+                });
+            }
+            AccountEvent::PurchaseRequested(PurchaseRequested {
+                purchase_id: *purchase_id,
+                stars: *stars,
+                recipient: recipient.clone(),
+                price: *price,
+                currency: currency.clone(),
+                postings: transfer(available, reserved, *price, currency),
+            })
+        }
+        AccountCommand::RecordFragmentOrder {
+            purchase_id,
+            fragment_request_id,
+            ton_amount,
+        } => {
+            let purchase = open_purchase(purchase_id)?;
+            if purchase.status != PurchaseStatus::Reserved {
+                return Err(Rejection::PurchaseNotOpen {
+                    purchase_id: *purchase_id,
+                    status: purchase.status,
+                });
+            }
+            AccountEvent::FragmentOrderPlaced(FragmentOrderPlaced {
+                purchase_id: *purchase_id,
+                fragment_request_id: checked_text("fragment_request_id", fragment_request_id, 200)?,
+                ton_amount: *ton_amount,
+            })
+        }
+        AccountCommand::RecordFragmentSent {
+            purchase_id,
+            wallet_tx,
+        } => {
+            let purchase = open_purchase(purchase_id)?;
+            if purchase.status != PurchaseStatus::OrderPlaced {
+                return Err(Rejection::PurchaseNotOpen {
+                    purchase_id: *purchase_id,
+                    status: purchase.status,
+                });
+            }
+            AccountEvent::FragmentOrderSent(FragmentOrderSent {
+                purchase_id: *purchase_id,
+                wallet_tx: checked_text("wallet_tx", wallet_tx, 200)?,
+            })
+        }
+        AccountCommand::CompletePurchase { purchase_id } => {
+            let purchase = open_purchase(purchase_id)?;
+            AccountEvent::PurchaseCompleted(PurchaseCompleted {
+                purchase_id: *purchase_id,
+                postings: transfer(
+                    reserved,
+                    LedgerAccount::RevenueStars,
+                    purchase.price,
+                    currency,
+                ),
+            })
+        }
+        AccountCommand::FailPurchase {
+            purchase_id,
+            reason,
+        } => {
+            let purchase = open_purchase(purchase_id)?;
+            AccountEvent::PurchaseFailed(PurchaseFailed {
+                purchase_id: *purchase_id,
+                reason: checked_text("reason", reason, MAX_REASON_LEN)?,
+                postings: transfer(reserved, available, purchase.price, currency),
+            })
+        }
+        AccountCommand::AdjustBalance {
+            adjustment_id,
+            amount,
+            currency: requested,
+            admin,
+            reason,
+        } => {
+            same_currency(requested)?;
+            if account.adjustments.contains(adjustment_id) {
+                return Err(Rejection::DuplicateAdjustment(*adjustment_id));
+            }
+            if account.available + amount.value() < Decimal::ZERO {
+                return Err(Rejection::AdjustmentWouldOverdraw {
+                    amount: amount.value(),
+                    available: account.available,
+                });
+            }
+            let postings = if amount.negative {
+                transfer(
+                    available,
+                    LedgerAccount::EquityAdjustments,
+                    amount.magnitude,
+                    currency,
+                )
+            } else {
+                transfer(
+                    LedgerAccount::EquityAdjustments,
+                    available,
+                    amount.magnitude,
+                    currency,
+                )
+            };
+            AccountEvent::BalanceAdjusted(BalanceAdjusted {
+                adjustment_id: *adjustment_id,
+                amount: *amount,
+                currency: currency.clone(),
+                admin: checked_text("admin", admin, 64)?,
+                reason: checked_text("reason", reason, MAX_REASON_LEN)?,
+                postings,
+            })
+        }
+    };
+    Ok(vec![event])
+}

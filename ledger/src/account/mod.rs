@@ -1,0 +1,16 @@
+//! The account aggregate: one event stream per Telegram user.
+//!
+//! `state` folds events into the current account (evolve); `decide` turns a command and the
+//! current state into new events or a typed rejection. Both are pure: no I/O, no clock, so
+//! they are tested as tables of given/when/then and replayed by auditors.
+
+mod decide;
+mod state;
+
+pub use decide::{decide, AccountCommand, Rejection};
+pub use state::{
+    Account, InvariantViolation, Profile, Purchase, PurchaseStatus, Recharge, RechargeStatus,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! The command handler: load the account, decide, append, and retry on conflict.
+//!
+//! Each account's state is kept in memory behind a per-stream lock, so a command costs no
+//! database read. Commands on one stream are decided one after another *without* waiting for
+//! the previous one to commit: each appends with the expected tip (version and event id) of
+//! the state it decided on, and the group-commit writer keeps their order. If anything fails
+//! (conflict with another instance, database error), the cached state is dropped and the
+//! command reloads from the log and tries again, a bounded number of times. Commands that
+//! depended on a failed one fail their tip check too, so no decision ever stands on an event
+//! that was not committed.
+//!
+//! Idempotency: event ids are derived from the command's idempotency key. A repeated command
+//! appends nothing and returns the events the first one stored.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use rust_decimal::Decimal;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::account::{decide, Account, AccountCommand, Rejection};
+use crate::events::{AccountEvent, Actor, DecodeError, EventMetadata};
+use crate::ids::{EventId, IdempotencyKey, StreamId, UserId};
+use crate::postings::unbalanced_currencies;
+use crate::store::{
+    AppendError, AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+};
+
+/// Most events one command decides (today every command decides exactly one).
+const MAX_EVENTS_PER_COMMAND: usize = 4;
+
+/// How many times a command is re-decided after a concurrency conflict before giving up.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// Who sent a command, and the key that makes retries of it harmless.
+#[derive(Debug, Clone)]
+pub struct CommandContext {
+    pub idempotency_key: IdempotencyKey,
+    pub actor: Actor,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+impl CommandContext {
+    pub fn new(idempotency_key: IdempotencyKey, actor: Actor) -> Self {
+        Self {
+            idempotency_key,
+            actor,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+}
+
+/// The result of a command that was accepted (now or by an earlier identical command).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub events: Vec<AccountEvent>,
+    /// Position of the last event: wait for projections to reach it to read your writes.
+    pub position: u64,
+    /// True when nothing was appended because this command had already been executed.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("idempotency key {0:?} was already used for a different command")]
+    IdempotencyKeyReused(String),
+    #[error("gave up after {MAX_ATTEMPTS} concurrency conflicts on {0}")]
+    TooManyConflicts(StreamId),
+    #[error("refused: the decision would break a ledger invariant: {0}")]
+    Invariant(String),
+    #[error("stored event cannot be read: {0}")]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One account's cached state.
+#[derive(Default)]
+struct Slot {
+    loaded: bool,
+    account: Account,
+    version: u64,
+    tip: Option<EventId>,
+    /// Ids of every event in the stream, to spot repeated commands without a query.
+    seen: HashSet<EventId>,
+}
+
+impl Slot {
+    fn expected(&self) -> ExpectedVersion {
+        match self.tip {
+            Some(event_id) => ExpectedVersion::Tip {
+                version: self.version,
+                event_id,
+            },
+            None => ExpectedVersion::Exact(0),
+        }
+    }
+
+    fn apply(&mut self, event_id: EventId, event: &AccountEvent) {
+        self.account.evolve(event);
+        self.version += 1;
+        self.tip = Some(event_id);
+        self.seen.insert(event_id);
+    }
+
+    fn invalidate(&mut self) {
+        *self = Slot::default();
+    }
+}
+
+/// Decodes a stored event of an account stream.
+pub fn decode(event: &RecordedEvent) -> Result<AccountEvent, DecodeError> {
+    AccountEvent::decode(&event.event_type, event.schema_version, event.data.clone())
+}
+
+/// Executes commands against the event store.
+pub struct Ledger {
+    store: Arc<dyn EventStore>,
+    slots: DashMap<StreamId, Arc<Mutex<Slot>>>,
+}
+
+impl Ledger {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            slots: DashMap::new(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn slot(&self, stream: &StreamId) -> Arc<Mutex<Slot>> {
+        if let Some(slot) = self.slots.get(stream) {
+            return slot.clone();
+        }
+        self.slots.entry(stream.clone()).or_default().clone()
+    }
+
+    async fn load(&self, stream: &StreamId, slot: &mut Slot) -> Result<(), CommandError> {
+        let events = self.store.read_stream(stream.as_str(), 0).await?;
+        let mut fresh = Slot::default();
+        for recorded in &events {
+            fresh.apply(recorded.event_id, &decode(recorded)?);
+        }
+        fresh.loaded = true;
+        *slot = fresh;
+        Ok(())
+    }
+
+    /// The account as this process currently knows it (loads it if needed).
+    pub async fn account(&self, user: UserId) -> Result<Account, CommandError> {
+        let stream = user.stream();
+        let slot = self.slot(&stream);
+        let mut slot = slot.lock().await;
+        if !slot.loaded {
+            self.load(&stream, &mut slot).await?;
+        }
+        Ok(slot.account.clone())
+    }
+
+    /// Runs one command for one user.
+    pub async fn execute(
+        &self,
+        user: UserId,
+        command: AccountCommand,
+        context: &CommandContext,
+    ) -> Result<Executed, CommandError> {
+        let stream = user.stream();
+        let first_id = context.idempotency_key.event_id(&stream, 0);
+        let slot = self.slot(&stream);
+
+        for _attempt in 0..MAX_ATTEMPTS {
+            let (request, events) = {
+                let mut slot = slot.lock().await;
+                if !slot.loaded {
+                    self.load(&stream, &mut slot).await?;
+                }
+                if slot.seen.contains(&first_id) {
+                    drop(slot);
+                    return self.replay(&stream, context).await;
+                }
+                let events = decide(user, &slot.account, &command)?;
+                debug_assert!(events.len() <= MAX_EVENTS_PER_COMMAND);
+                let ids: Vec<EventId> = (0..events.len())
+                    .map(|i| context.idempotency_key.event_id(&stream, i))
+                    .collect();
+                let request = AppendRequest {
+                    stream_id: stream.as_str().to_owned(),
+                    expected: slot.expected(),
+                    events: events
+                        .iter()
+                        .zip(&ids)
+                        .map(|(event, id)| new_event(*id, event, first_id, context))
+                        .collect(),
+                };
+                for (id, event) in ids.iter().zip(&events) {
+                    slot.apply(*id, event);
+                }
+                if let Err(violation) = check_decision(&events, &slot.account) {
+                    slot.invalidate();
+                    return Err(CommandError::Invariant(violation));
+                }
+                (request, events)
+            };
+
+            match self.store.append(request).await {
+                Ok(outcome) if !outcome.replayed => {
+                    return Ok(Executed {
+                        events,
+                        position: outcome.last_position,
+                        replayed: false,
+                    })
+                }
+                Ok(_replayed) => {
+                    // Another process executed this command first; what it stored is the answer.
+                    slot.lock().await.invalidate();
+                    return self.replay(&stream, context).await;
+                }
+                Err(AppendError::Conflict { .. }) => {
+                    slot.lock().await.invalidate();
+                    tracing::debug!(%stream, "conflict; reloading and deciding again");
+                }
+                Err(AppendError::IdempotencyMismatch(_)) => {
+                    slot.lock().await.invalidate();
+                    return Err(CommandError::IdempotencyKeyReused(
+                        context.idempotency_key.as_str().to_owned(),
+                    ));
+                }
+                Err(AppendError::Invalid(why)) => {
+                    slot.lock().await.invalidate();
+                    return Err(CommandError::Invariant(why));
+                }
+                Err(AppendError::Store(error)) => {
+                    slot.lock().await.invalidate();
+                    // The outcome of a failed commit can be unknown; a retry with the same
+                    // key is safe and will find the events if they were written.
+                    return Err(CommandError::Store(error));
+                }
+            }
+        }
+        Err(CommandError::TooManyConflicts(stream))
+    }
+
+    /// Answers a repeated command with the events its first execution stored.
+    async fn replay(
+        &self,
+        stream: &StreamId,
+        context: &CommandContext,
+    ) -> Result<Executed, CommandError> {
+        let ids: Vec<EventId> = (0..MAX_EVENTS_PER_COMMAND)
+            .map(|i| context.idempotency_key.event_id(stream, i))
+            .collect();
+        let stored = self.store.read_events(&ids).await?;
+        if stored.is_empty() {
+            return Err(CommandError::IdempotencyKeyReused(
+                context.idempotency_key.as_str().to_owned(),
+            ));
+        }
+        if stored.iter().any(|e| e.stream_id != stream.as_str()) {
+            return Err(CommandError::IdempotencyKeyReused(
+                context.idempotency_key.as_str().to_owned(),
+            ));
+        }
+        let position = stored.last().map_or(0, |e| e.position);
+        let events = stored.iter().map(decode).collect::<Result<_, _>>()?;
+        Ok(Executed {
+            events,
+            position,
+            replayed: true,
+        })
+    }
+}
+
+fn new_event(
+    id: EventId,
+    event: &AccountEvent,
+    first_id: EventId,
+    context: &CommandContext,
+) -> NewEvent {
+    let metadata = EventMetadata {
+        correlation_id: context.correlation_id.unwrap_or(first_id.0),
+        causation_id: context.causation_id,
+        actor: context.actor.to_string(),
+        idempotency_key: context.idempotency_key.as_str().to_owned(),
+    };
+    NewEvent {
+        event_id: id,
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        data: event.to_data(),
+        metadata: serde_json::to_value(metadata).unwrap_or_default(),
+    }
+}
+
+/// The invariants checked on every decision before it may be appended: each event's
+/// postings balance, and the account's balances stay non-negative.
+fn check_decision(events: &[AccountEvent], account: &Account) -> Result<(), String> {
+    for event in events {
+        let unbalanced = unbalanced_currencies(event.postings());
+        if !unbalanced.is_empty() {
+            return Err(format!(
+                "{} postings do not balance: {unbalanced:?}",
+                event.event_type()
+            ));
+        }
+    }
+    if account.available < Decimal::ZERO || account.reserved < Decimal::ZERO {
+        return Err(format!(
+            "balance would go negative (available {}, reserved {})",
+            account.available, account.reserved
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! The account events, their JSON form, their schema versions and upcasting of old versions.
+//!
+//! An event is stored as `event_type` + `schema_version` + `data` (JSON). Writers always write
+//! the current version; readers accept every version ever written and upcast it here, so the
+//! rest of the code only ever sees the current shape. Each type has a JSON Schema in
+//! `schemas/events/` that a test checks serialised events against.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{AdjustmentId, PurchaseId, RechargeId, UserId, Username};
+use crate::money::{Amount, Currency, SignedAmount};
+use crate::postings::Posting;
+
+/// Why stored bytes could not be turned back into an event.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    #[error("{event_type} has no schema version {version}")]
+    UnknownVersion { event_type: String, version: i32 },
+    #[error("{event_type} v{version} does not match its schema: {source}")]
+    Shape {
+        event_type: String,
+        version: i32,
+        source: serde_json::Error,
+    },
+}
+
+/// A number of Telegram Stars in one order. Fragment sells 50 to 1,000,000 per order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Stars(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a Stars order must be between 50 and 1000000 stars, got {0}")]
+pub struct StarsError(pub i64);
+
+impl Stars {
+    pub const MIN: u32 = 50;
+    pub const MAX: u32 = 1_000_000;
+
+    pub fn new(count: i64) -> Result<Self, StarsError> {
+        if (i64::from(Self::MIN)..=i64::from(Self::MAX)).contains(&count) {
+            Ok(Self(count as u32))
+        } else {
+            Err(StarsError(count))
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Stars {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Stars::new(i64::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The Heleket invoice behind a recharge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub uuid: String,
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Heleket statuses that credit the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidStatus {
+    Paid,
+    PaidOver,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: UserId,
+    pub username: Option<String>,
+    pub language: Option<String>,
+    pub currency: Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeRequested {
+    pub recharge_id: RechargeId,
+    pub amount: Amount,
+    pub currency: Currency,
+    pub invoice: Invoice,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeSettled {
+    pub recharge_id: RechargeId,
+    pub status: PaidStatus,
+    /// What was actually paid, which is what gets credited (may exceed the invoice).
+    pub credited: Amount,
+    pub currency: Currency,
+    pub txid: Option<String>,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeFailed {
+    pub recharge_id: RechargeId,
+    /// The provider status (`cancel`, `fail`, …) or `expired`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseRequested {
+    pub purchase_id: PurchaseId,
+    pub stars: Stars,
+    /// Gift recipient; `None` buys for the user's own account.
+    pub recipient: Option<Username>,
+    pub price: Amount,
+    pub currency: Currency,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentOrderPlaced {
+    pub purchase_id: PurchaseId,
+    pub fragment_request_id: String,
+    pub ton_amount: Amount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentOrderSent {
+    pub purchase_id: PurchaseId,
+    pub wallet_tx: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseCompleted {
+    pub purchase_id: PurchaseId,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseFailed {
+    pub purchase_id: PurchaseId,
+    pub reason: String,
+    pub postings: Vec<Posting>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalanceAdjusted {
+    pub adjustment_id: AdjustmentId,
+    pub amount: SignedAmount,
+    pub currency: Currency,
+    pub admin: String,
+    pub reason: String,
+    pub postings: Vec<Posting>,
+}
+
+/// Everything that can happen to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountEvent {
+    UserRegistered(UserRegistered),
+    RechargeRequested(RechargeRequested),
+    RechargeSettled(RechargeSettled),
+    RechargeFailed(RechargeFailed),
+    PurchaseRequested(PurchaseRequested),
+    FragmentOrderPlaced(FragmentOrderPlaced),
+    FragmentOrderSent(FragmentOrderSent),
+    PurchaseCompleted(PurchaseCompleted),
+    PurchaseFailed(PurchaseFailed),
+    BalanceAdjusted(BalanceAdjusted),
+}
+
+/// Every event type with the schema version writers use today.
+pub const CURRENT_VERSIONS: &[(&str, i32)] = &[
+    ("UserRegistered", 2),
+    ("RechargeRequested", 1),
+    ("RechargeSettled", 1),
+    ("RechargeFailed", 1),
+    ("PurchaseRequested", 1),
+    ("FragmentOrderPlaced", 1),
+    ("FragmentOrderSent", 1),
+    ("PurchaseCompleted", 1),
+    ("PurchaseFailed", 1),
+    ("BalanceAdjusted", 1),
+];
+
+impl AccountEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::UserRegistered(_) => "UserRegistered",
+            Self::RechargeRequested(_) => "RechargeRequested",
+            Self::RechargeSettled(_) => "RechargeSettled",
+            Self::RechargeFailed(_) => "RechargeFailed",
+            Self::PurchaseRequested(_) => "PurchaseRequested",
+            Self::FragmentOrderPlaced(_) => "FragmentOrderPlaced",
+            Self::FragmentOrderSent(_) => "FragmentOrderSent",
+            Self::PurchaseCompleted(_) => "PurchaseCompleted",
+            Self::PurchaseFailed(_) => "PurchaseFailed",
+            Self::BalanceAdjusted(_) => "BalanceAdjusted",
+        }
+    }
+
+    pub fn schema_version(&self) -> i32 {
+        let event_type = self.event_type();
+        CURRENT_VERSIONS
+            .iter()
+            .find(|(name, _)| *name == event_type)
+            .map_or(1, |(_, version)| *version)
+    }
+
+    /// The JSON `data` written to the log (always the current schema version).
+    pub fn to_data(&self) -> Value {
+        let encoded = match self {
+            Self::UserRegistered(e) => serde_json::to_value(e),
+            Self::RechargeRequested(e) => serde_json::to_value(e),
+            Self::RechargeSettled(e) => serde_json::to_value(e),
+            Self::RechargeFailed(e) => serde_json::to_value(e),
+            Self::PurchaseRequested(e) => serde_json::to_value(e),
+            Self::FragmentOrderPlaced(e) => serde_json::to_value(e),
+            Self::FragmentOrderSent(e) => serde_json::to_value(e),
+            Self::PurchaseCompleted(e) => serde_json::to_value(e),
+            Self::PurchaseFailed(e) => serde_json::to_value(e),
+            Self::BalanceAdjusted(e) => serde_json::to_value(e),
+        };
+        // Our payloads are plain structs of strings, numbers and options: serialising them to
+        // a `Value` has no failure case (no non-string map keys, no failing Serialize impls).
+        encoded.unwrap_or(Value::Null)
+    }
+
+    /// The double-entry postings this event carries (empty for events that move no money).
+    pub fn postings(&self) -> &[Posting] {
+        match self {
+            Self::RechargeSettled(e) => &e.postings,
+            Self::PurchaseRequested(e) => &e.postings,
+            Self::PurchaseCompleted(e) => &e.postings,
+            Self::PurchaseFailed(e) => &e.postings,
+            Self::BalanceAdjusted(e) => &e.postings,
+            Self::UserRegistered(_)
+            | Self::RechargeRequested(_)
+            | Self::RechargeFailed(_)
+            | Self::FragmentOrderPlaced(_)
+            | Self::FragmentOrderSent(_) => &[],
+        }
+    }
+
+    /// Reads any stored version of any event type, upcasting old versions.
+    pub fn decode(event_type: &str, schema_version: i32, data: Value) -> Result<Self, DecodeError> {
+        fn parse<T: DeserializeOwned>(
+            event_type: &str,
+            version: i32,
+            data: Value,
+        ) -> Result<T, DecodeError> {
+            serde_json::from_value(data).map_err(|source| DecodeError::Shape {
+                event_type: event_type.to_owned(),
+                version,
+                source,
+            })
+        }
+        let unknown_version = || DecodeError::UnknownVersion {
+            event_type: event_type.to_owned(),
+            version: schema_version,
+        };
+        let v = schema_version;
+        Ok(match (event_type, v) {
+            ("UserRegistered", 1) => {
+                Self::UserRegistered(upcast_user_registered_v1(parse(event_type, v, data)?))
+            }
+            ("UserRegistered", 2) => Self::UserRegistered(parse(event_type, v, data)?),
+            ("RechargeRequested", 1) => Self::RechargeRequested(parse(event_type, v, data)?),
+            ("RechargeSettled", 1) => Self::RechargeSettled(parse(event_type, v, data)?),
+            ("RechargeFailed", 1) => Self::RechargeFailed(parse(event_type, v, data)?),
+            ("PurchaseRequested", 1) => Self::PurchaseRequested(parse(event_type, v, data)?),
+            ("FragmentOrderPlaced", 1) => Self::FragmentOrderPlaced(parse(event_type, v, data)?),
+            ("FragmentOrderSent", 1) => Self::FragmentOrderSent(parse(event_type, v, data)?),
+            ("PurchaseCompleted", 1) => Self::PurchaseCompleted(parse(event_type, v, data)?),
+            ("PurchaseFailed", 1) => Self::PurchaseFailed(parse(event_type, v, data)?),
+            ("BalanceAdjusted", 1) => Self::BalanceAdjusted(parse(event_type, v, data)?),
+            (known, _) if CURRENT_VERSIONS.iter().any(|(name, _)| *name == known) => {
+                return Err(unknown_version())
+            }
+            (unknown, _) => return Err(DecodeError::UnknownType(unknown.to_owned())),
+        })
+    }
+}
+
+/// Version 1 of `UserRegistered` had the seed's shape: a user id and a username. Version 2
+/// added the Telegram language and the account currency; v1 accounts were all in the seed's
+/// default currency, TON.
+#[derive(Debug, Deserialize)]
+struct UserRegisteredV1 {
+    user_id: UserId,
+    username: Option<String>,
+}
+
+fn upcast_user_registered_v1(old: UserRegisteredV1) -> UserRegistered {
+    UserRegistered {
+        user_id: old.user_id,
+        username: old.username,
+        language: None,
+        currency: Currency::ton(),
+    }
+}
+
+/// Who caused an event, as written in its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(UserId),
+    Heleket,
+    Admin(String),
+    System,
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(id) => write!(f, "user:{id}"),
+            Self::Heleket => f.write_str("heleket"),
+            Self::Admin(name) => write!(f, "admin:{name}"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
+/// Context stored beside every event: why it was written and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub correlation_id: uuid::Uuid,
+    pub causation_id: Option<uuid::Uuid>,
+    pub actor: String,
+    pub idempotency_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn user_registered_v1_is_upcast_with_the_seed_defaults() {
+        let event = AccountEvent::decode(
+            "UserRegistered",
+            1,
+            json!({"user_id": 42, "username": "alice_01"}),
+        )
+        .unwrap();
+        let AccountEvent::UserRegistered(registered) = event else {
+            panic!("wrong variant");
+        };
+        assert_eq!(registered.currency, Currency::ton());
+        assert_eq!(registered.language, None);
+        assert_eq!(registered.username.as_deref(), Some("alice_01"));
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_errors_not_panics() {
+        assert!(matches!(
+            AccountEvent::decode("Nope", 1, json!({})),
+            Err(DecodeError::UnknownType(_))
+        ));
+        assert!(matches!(
+            AccountEvent::decode("RechargeFailed", 9, json!({})),
+            Err(DecodeError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            AccountEvent::decode("RechargeFailed", 1, json!({"recharge_id": 5})),
+            Err(DecodeError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn stars_are_bounded_by_fragment_limits() {
+        assert!(Stars::new(49).is_err());
+        assert!(Stars::new(50).is_ok());
+        assert!(Stars::new(1_000_000).is_ok());
+        assert!(Stars::new(1_000_001).is_err());
+        assert!(Stars::new(-100).is_err());
+    }
+}

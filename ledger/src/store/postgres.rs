@@ -1,0 +1,339 @@
+//! The PostgreSQL event store: production backend, shared by every app instance.
+//!
+//! Appends lock the one-row `ledger_head` for the length of their transaction, so positions
+//! are gapless and in commit order across processes; the group-commit writer makes that lock
+//! cheap by taking it once per batch. Commits announce the new head with `NOTIFY`, which
+//! every instance's listener turns into its `committed` signal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::batch::{advance, Appender, BatchBackend};
+use super::plan::{lookups, plan_batch, to_micros, BatchFacts, StoredAt, StreamTip};
+use super::{
+    AppendError, AppendOutcome, AppendRequest, CommitMode, EventStore, LogHead, RecordedEvent,
+    StoreError,
+};
+use crate::chain::Hash;
+use crate::ids::EventId;
+
+/// The channel commits are announced on.
+pub const NOTIFY_CHANNEL: &str = "starledger_events";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Creates or upgrades the schema.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Database(format!("migration failed: {e}")))
+}
+
+/// Opens a pool with settings suited to the store.
+pub async fn connect_pool(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?)
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+    appender: Appender<PgBackend>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// A store on an already-migrated database. Starts the writer and the NOTIFY listener.
+    pub async fn open(pool: PgPool, mode: CommitMode) -> Result<Self, StoreError> {
+        let head = read_head(&pool).await?;
+        let (committed, _) = watch::channel(head.position);
+        let listener = spawn_listener(pool.clone(), committed.clone());
+        let appender = Appender::start(Arc::new(PgBackend { pool: pool.clone() }), mode, committed);
+        Ok(Self {
+            pool,
+            appender,
+            listener,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn spawn_listener(pool: PgPool, committed: watch::Sender<u64>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for commits; retrying (readers fall back to polling)");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(NOTIFY_CHANNEL).await {
+                tracing::warn!(%error, "LISTEN failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        if let Ok(position) = notification.payload().parse::<u64>() {
+                            advance(&committed, position);
+                        }
+                    }
+                    // Connection lost: notifications may have been missed, so re-read the head.
+                    Ok(None) => {
+                        if let Ok(head) = read_head(&pool).await {
+                            advance(&committed, head.position);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "commit listener failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+async fn read_head(pool: &PgPool) -> Result<LogHead, StoreError> {
+    let row = sqlx::query("SELECT position, hash FROM ledger_head WHERE id")
+        .fetch_one(pool)
+        .await?;
+    head_from_row(&row)
+}
+
+fn head_from_row(row: &PgRow) -> Result<LogHead, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(LogHead {
+        position: position as u64,
+        hash: Hash::from_slice(&hash).ok_or(StoreError::Corrupt {
+            position: position as u64,
+            reason: "ledger head hash is not 32 bytes".into(),
+        })?,
+    })
+}
+
+const SELECT_EVENT: &str =
+    "SELECT position, stream_id, stream_version, event_id, event_type, schema_version, \
+     data::text AS data, metadata::text AS metadata, recorded_at, prev_hash, hash FROM events";
+
+fn event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get("position")?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        position: position as u64,
+        reason,
+    };
+    let data: String = row.try_get("data")?;
+    let metadata: String = row.try_get("metadata")?;
+    let prev_hash: Vec<u8> = row.try_get("prev_hash")?;
+    let hash: Vec<u8> = row.try_get("hash")?;
+    Ok(RecordedEvent {
+        position: position as u64,
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+        event_id: EventId(row.try_get::<Uuid, _>("event_id")?),
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        data: serde_json::from_str(&data).map_err(|e| corrupt(format!("data: {e}")))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
+        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
+        prev_hash: Hash::from_slice(&prev_hash)
+            .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
+        hash: Hash::from_slice(&hash).ok_or_else(|| corrupt("hash is not 32 bytes".into()))?,
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        self.appender.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+        ))
+        .bind(stream_id)
+        .bind(after_version as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after_position as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn read_events(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query(&format!(
+            "{SELECT_EVENT} WHERE event_id = ANY($1) ORDER BY position"
+        ))
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn head(&self) -> Result<LogHead, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    fn committed(&self) -> watch::Receiver<u64> {
+        self.appender.committed()
+    }
+}
+
+/// The transaction behind one group commit.
+pub struct PgBackend {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl BatchBackend for PgBackend {
+    async fn commit_batch(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head_row = sqlx::query("SELECT position, hash FROM ledger_head WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let head = head_from_row(&head_row)?;
+        let (streams, ids) = lookups(requests);
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+
+        let tip_rows = sqlx::query(
+            "SELECT s.stream_id, e.stream_version, e.event_id \
+             FROM unnest($1::text[]) AS s(stream_id) \
+             CROSS JOIN LATERAL (SELECT stream_version, event_id FROM events \
+                 WHERE events.stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1) AS e",
+        )
+        .bind(&streams)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut tips = HashMap::with_capacity(tip_rows.len());
+        for row in &tip_rows {
+            tips.insert(
+                row.try_get::<String, _>("stream_id")?,
+                StreamTip {
+                    version: row.try_get::<i64, _>("stream_version")? as u64,
+                    event_id: EventId(row.try_get("event_id")?),
+                },
+            );
+        }
+
+        let existing_rows =
+            sqlx::query("SELECT event_id, position, stream_id, stream_version FROM events WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut existing = HashMap::with_capacity(existing_rows.len());
+        for row in &existing_rows {
+            existing.insert(
+                EventId(row.try_get("event_id")?),
+                StoredAt {
+                    position: row.try_get::<i64, _>("position")? as u64,
+                    stream_id: row.try_get("stream_id")?,
+                    stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+                },
+            );
+        }
+
+        let facts = BatchFacts {
+            head: Some(head),
+            tips,
+            existing,
+        };
+        let plan = plan_batch(facts, requests, to_micros(Utc::now()));
+        if plan.rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(plan.outcomes);
+        }
+
+        let rows = &plan.rows;
+        let positions: Vec<i64> = rows.iter().map(|r| r.position as i64).collect();
+        let stream_ids: Vec<&str> = rows.iter().map(|r| r.stream_id.as_str()).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.stream_version as i64).collect();
+        let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id.0).collect();
+        let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+        let schema_versions: Vec<i32> = rows.iter().map(|r| r.schema_version).collect();
+        let data: Vec<String> = rows.iter().map(|r| r.data.to_string()).collect();
+        let metadata: Vec<String> = rows.iter().map(|r| r.metadata.to_string()).collect();
+        let recorded_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.recorded_at).collect();
+        let prev_hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.prev_hash.0.to_vec()).collect();
+        let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.hash.0.to_vec()).collect();
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, \
+                                 data, metadata, recorded_at, prev_hash, hash) \
+             SELECT p, s, v, i, t, sv, d::jsonb, m::jsonb, r, ph, h \
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                         $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
+                  AS x(p, s, v, i, t, sv, d, m, r, ph, h)",
+        )
+        .bind(&positions)
+        .bind(&stream_ids)
+        .bind(&versions)
+        .bind(&event_ids)
+        .bind(&types)
+        .bind(&schema_versions)
+        .bind(&data)
+        .bind(&metadata)
+        .bind(&recorded_at)
+        .bind(&prev_hashes)
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE ledger_head SET position = $1, hash = $2 WHERE id")
+            .bind(plan.head.position as i64)
+            .bind(plan.head.hash.0.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(plan.head.position.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}

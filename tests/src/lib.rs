@@ -1,0 +1,1 @@
+//! Black-box end-to-end tests of the `starledger` binary live in `tests/tests/`.
