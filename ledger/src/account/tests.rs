@@ -1,1 +1,240 @@
+//! Given / when / then tables for the account aggregate: no database, just events in and out.
 
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::events::*;
+use crate::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use crate::money::{Amount, Currency, SignedAmount};
+
+fn user() -> UserId {
+    UserId::new(1001).unwrap()
+}
+
+fn key(text: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(text).unwrap()
+}
+
+fn amount(text: &str) -> Amount {
+    Amount::parse(text).unwrap()
+}
+
+fn recharge_id() -> RechargeId {
+    RechargeId::derive(user(), &key("r1"))
+}
+
+fn purchase_id() -> PurchaseId {
+    PurchaseId::derive(user(), &key("p1"))
+}
+
+fn register() -> AccountCommand {
+    AccountCommand::Register {
+        username: Some("alice".into()),
+        language: Some("en".into()),
+        currency: Currency::ton(),
+    }
+}
+
+fn request_recharge(value: &str) -> AccountCommand {
+    AccountCommand::RequestRecharge {
+        recharge_id: recharge_id(),
+        amount: amount(value),
+        currency: Currency::ton(),
+        invoice: Invoice {
+            uuid: "inv-1".into(),
+            url: "https://pay.example/inv-1".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        },
+    }
+}
+
+fn settle(paid: &str) -> AccountCommand {
+    AccountCommand::SettleRecharge {
+        recharge_id: recharge_id(),
+        status: PaidStatus::Paid,
+        paid: amount(paid),
+        txid: None,
+    }
+}
+
+fn purchase(price: &str) -> AccountCommand {
+    AccountCommand::RequestPurchase {
+        purchase_id: purchase_id(),
+        stars: Stars::new(100).unwrap(),
+        recipient: Some(Username::parse("@bob_the_gift").unwrap()),
+        price: amount(price),
+    }
+}
+
+/// Applies `given` commands (each must succeed), then decides `when`.
+fn given_when(given: &[AccountCommand], when: &AccountCommand) -> (Account, Result<Vec<AccountEvent>, Rejection>) {
+    let mut account = Account::default();
+    for command in given {
+        for event in decide(user(), &account, command).expect("given commands succeed") {
+            account.evolve(&event);
+        }
+    }
+    let outcome = decide(user(), &account, when);
+    if let Ok(events) = &outcome {
+        for event in events {
+            account.evolve(event);
+        }
+    }
+    (account, outcome)
+}
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+#[test]
+fn settling_credits_what_was_actually_paid() {
+    let (account, outcome) = given_when(&[register(), request_recharge("10")], &settle("10.5"));
+    assert!(outcome.is_ok());
+    assert_eq!(account.available, dec("10.5"));
+    account.check_invariants().unwrap();
+}
+
+#[test]
+fn a_recharge_settles_at_most_once() {
+    let (account, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &settle("10"));
+    assert_eq!(outcome, Err(Rejection::RechargeAlreadySettled(recharge_id())));
+    assert_eq!(account.available, dec("10"));
+}
+
+#[test]
+fn a_late_payment_after_a_failure_is_still_credited() {
+    let fail = AccountCommand::FailRecharge {
+        recharge_id: recharge_id(),
+        reason: "expired".into(),
+    };
+    let (account, outcome) = given_when(&[register(), request_recharge("10"), fail], &settle("10"));
+    assert!(outcome.is_ok());
+    assert_eq!(account.available, dec("10"));
+}
+
+#[test]
+fn a_settled_recharge_cannot_fail() {
+    let fail = AccountCommand::FailRecharge {
+        recharge_id: recharge_id(),
+        reason: "cancel".into(),
+    };
+    let (_, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &fail);
+    assert_eq!(outcome, Err(Rejection::RechargeAlreadySettled(recharge_id())));
+}
+
+#[test]
+fn a_purchase_reserves_its_price() {
+    let (account, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &purchase("4"));
+    assert!(outcome.is_ok());
+    assert_eq!((account.available, account.reserved), (dec("6"), dec("4")));
+    account.check_invariants().unwrap();
+}
+
+#[test]
+fn a_purchase_beyond_the_available_balance_is_rejected() {
+    let (account, outcome) = given_when(&[register(), request_recharge("3"), settle("3")], &purchase("4"));
+    assert_eq!(
+        outcome,
+        Err(Rejection::InsufficientFunds {
+            available: dec("3"),
+            required: dec("4")
+        })
+    );
+    assert_eq!(account.available, dec("3"));
+}
+
+#[test]
+fn completing_captures_and_failing_refunds() {
+    let base = [register(), request_recharge("10"), settle("10"), purchase("4")];
+    let complete = AccountCommand::CompletePurchase {
+        purchase_id: purchase_id(),
+    };
+    let (done, _) = given_when(&base, &complete);
+    assert_eq!((done.available, done.reserved), (dec("6"), dec("0")));
+
+    let fail = AccountCommand::FailPurchase {
+        purchase_id: purchase_id(),
+        reason: "recipient not found".into(),
+    };
+    let (refunded, _) = given_when(&base, &fail);
+    assert_eq!((refunded.available, refunded.reserved), (dec("10"), dec("0")));
+}
+
+#[test]
+fn a_reservation_resolves_at_most_once() {
+    let complete = AccountCommand::CompletePurchase {
+        purchase_id: purchase_id(),
+    };
+    let fail = AccountCommand::FailPurchase {
+        purchase_id: purchase_id(),
+        reason: "late failure".into(),
+    };
+    let given = [register(), request_recharge("10"), settle("10"), purchase("4"), complete.clone()];
+    for when in [complete, fail] {
+        let (account, outcome) = given_when(&given, &when);
+        assert!(matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })), "{when:?}");
+        assert_eq!(account.available, dec("6"));
+    }
+}
+
+#[test]
+fn commands_for_unregistered_users_are_rejected() {
+    let (_, outcome) = given_when(&[], &request_recharge("10"));
+    assert_eq!(outcome, Err(Rejection::UnknownUser));
+    let (_, outcome) = given_when(&[register()], &register());
+    assert_eq!(outcome, Err(Rejection::AlreadyRegistered));
+}
+
+#[test]
+fn adjustments_need_a_reason_and_cannot_overdraw() {
+    let adjust = |value: &str, reason: &str| AccountCommand::AdjustBalance {
+        adjustment_id: AdjustmentId::derive(user(), &key(&format!("adj-{value}-{}", reason.len()))),
+        amount: SignedAmount::parse(value).unwrap(),
+        currency: Currency::ton(),
+        admin: "carol".into(),
+        reason: reason.into(),
+    };
+    let base = [register(), request_recharge("10"), settle("10")];
+    let (_, outcome) = given_when(&base, &adjust("5", "   "));
+    assert!(matches!(outcome, Err(Rejection::InvalidText { field: "reason", .. })));
+    let (_, outcome) = given_when(&base, &adjust("-10.5", "chargeback"));
+    assert!(matches!(outcome, Err(Rejection::AdjustmentWouldOverdraw { .. })));
+    let (account, outcome) = given_when(&base, &adjust("-2.5", "duplicate top-up"));
+    assert!(outcome.is_ok());
+    assert_eq!(account.available, dec("7.5"));
+}
+
+#[test]
+fn a_foreign_currency_is_refused() {
+    let mut command = request_recharge("10");
+    if let AccountCommand::RequestRecharge { currency, .. } = &mut command {
+        *currency = Currency::parse("USDT").unwrap();
+    }
+    let (_, outcome) = given_when(&[register()], &command);
+    assert!(matches!(outcome, Err(Rejection::CurrencyMismatch { .. })));
+}
+
+#[test]
+fn fragment_steps_follow_the_order() {
+    let base = [register(), request_recharge("10"), settle("10"), purchase("4")];
+    let sent = AccountCommand::RecordFragmentSent {
+        purchase_id: purchase_id(),
+        wallet_tx: "tx".into(),
+    };
+    let (_, outcome) = given_when(&base, &sent);
+    assert!(matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })));
+    let placed = AccountCommand::RecordFragmentOrder {
+        purchase_id: purchase_id(),
+        fragment_request_id: "req-1".into(),
+        ton_amount: amount("0.4"),
+    };
+    let mut with_order = base.to_vec();
+    with_order.push(placed);
+    let (account, outcome) = given_when(&with_order, &sent);
+    assert!(outcome.is_ok());
+    assert_eq!(account.purchases[&purchase_id()].status, PurchaseStatus::OrderSent);
+    // Funds stay reserved while the order is in flight.
+    assert_eq!(account.reserved, dec("4"));
+}

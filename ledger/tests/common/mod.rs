@@ -1,0 +1,152 @@
+//! Test backends: a fresh SQLite file, or a fresh PostgreSQL database per test.
+//!
+//! PostgreSQL tests run when `TEST_DATABASE_URL` (or `DATABASE_URL`) names a server; each
+//! test gets its own database, created from that URL and dropped at the end. Without a URL
+//! they print why they are skipped and pass.
+
+#![allow(dead_code)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+use starledger_ledger::store::postgres::{self, PostgresStore};
+use starledger_ledger::store::sqlite::SqliteStore;
+use starledger_ledger::store::{CommitMode, EventStore};
+
+pub enum Backend {
+    Sqlite { _dir: tempfile::TempDir, path: std::path::PathBuf },
+    Postgres { server: PgConnectOptions, name: String, pool: PgPool },
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+impl Backend {
+    pub async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ledger.db");
+        Backend::Sqlite { _dir: dir, path }
+    }
+
+    /// A fresh, migrated database, or `None` (with a printed reason) when no server is configured.
+    pub async fn postgres() -> Option<Backend> {
+        let Some(url) = postgres_url() else {
+            eprintln!("skipping PostgreSQL test: set TEST_DATABASE_URL=postgres://… to run it");
+            return None;
+        };
+        let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
+        let name = format!("starledger_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = server.connect().await.expect("connect to TEST_DATABASE_URL");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test database");
+        let pool = PgPoolOptions::new()
+            .max_connections(20)
+            .connect_with(server.clone().database(&name))
+            .await
+            .expect("connect to test database");
+        postgres::migrate(&pool).await.expect("migrate");
+        Some(Backend::Postgres { server, name, pool })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// Opens a store on this backend. Opening twice gives two independent writers on the same
+    /// log, as two processes would have.
+    pub async fn open(&self, mode: CommitMode) -> Arc<dyn EventStore> {
+        match self {
+            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path, mode).await.expect("open sqlite")),
+            Backend::Postgres { pool, .. } => Arc::new(PostgresStore::open(pool.clone(), mode).await.expect("open postgres")),
+        }
+    }
+
+    /// Runs SQL with the append-only protection switched off, as an attacker with full
+    /// database rights could: what the hash chain must still detect.
+    pub async fn tamper(&self, sql: &str) {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .expect("open sqlite for tampering");
+                conn.execute("DROP TRIGGER IF EXISTS events_append_only_update").await.unwrap();
+                conn.execute("DROP TRIGGER IF EXISTS events_append_only_delete").await.unwrap();
+                conn.execute(sql).await.expect("tamper");
+            }
+            Backend::Postgres { pool, .. } => {
+                let mut conn = pool.acquire().await.unwrap();
+                conn.execute("SET session_replication_role = replica").await.unwrap();
+                conn.execute(sql).await.expect("tamper");
+                conn.execute("SET session_replication_role = origin").await.unwrap();
+            }
+        }
+    }
+
+    /// Runs SQL as an ordinary client; returns the database's error message if it refused.
+    pub async fn try_execute(&self, sql: &str) -> Result<(), String> {
+        let result = match self {
+            Backend::Sqlite { path, .. } => {
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .connect()
+                    .await
+                    .expect("open sqlite");
+                conn.execute(sql).await.map(|_| ())
+            }
+            Backend::Postgres { pool, .. } => pool.execute(sql).await.map(|_| ()),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
+    pub async fn cleanup(self) {
+        if let Backend::Postgres { server, name, pool } = self {
+            pool.close().await;
+            if let Ok(mut admin) = server.connect().await {
+                let _ = admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
+            }
+        }
+    }
+}
+
+/// Declares each listed async test function once per backend: `sqlite::name` always,
+/// `postgres::name` when a server is configured.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = $crate::common::Backend::sqlite().await;
+                    super::$name(&backend).await;
+                    backend.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = $crate::common::Backend::postgres().await else { return };
+                    super::$name(&backend).await;
+                    backend.cleanup().await;
+                }
+            )*
+        }
+    };
+}
