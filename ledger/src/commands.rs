@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use rust_decimal::Decimal;
@@ -30,6 +31,9 @@ use crate::store::{
 
 /// Most events one command decides (today every command decides exactly one).
 const MAX_EVENTS_PER_COMMAND: usize = 4;
+
+/// How long a duplicate of an in-flight command waits for the original's answer.
+const DUPLICATE_WAIT: Duration = Duration::from_secs(10);
 
 /// How many times a command is re-decided after a concurrency conflict before giving up.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -89,6 +93,8 @@ struct Slot {
     tip: Option<EventId>,
     /// Ids of every event in the stream, to spot repeated commands without a query.
     seen: HashSet<EventId>,
+    /// Ids in `seen` whose append has not been answered yet.
+    in_flight: HashSet<EventId>,
 }
 
 impl Slot {
@@ -177,15 +183,28 @@ impl Ledger {
         let first_id = context.idempotency_key.event_id(&stream, 0);
         let slot = self.slot(&stream);
 
-        for _attempt in 0..MAX_ATTEMPTS {
-            let (request, events) = {
+        let mut conflicts = 0;
+        let duplicate_deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
+        while conflicts < MAX_ATTEMPTS {
+            let (request, events, ids) = {
                 let mut slot = slot.lock().await;
                 if !slot.loaded {
                     self.load(&stream, &mut slot).await?;
                 }
+                if slot.in_flight.contains(&first_id)
+                    && tokio::time::Instant::now() < duplicate_deadline
+                {
+                    // The same command is being appended right now (a concurrent duplicate
+                    // delivery): wait for its answer, then answer as it did.
+                    let mut committed = self.store.committed();
+                    drop(slot);
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(20), committed.changed()).await;
+                    continue;
+                }
                 if slot.seen.contains(&first_id) {
                     drop(slot);
-                    return self.replay(&stream, context).await;
+                    return self.replay(&stream, &command, context).await;
                 }
                 let events = decide(user, &slot.account, &command)?;
                 debug_assert!(events.len() <= MAX_EVENTS_PER_COMMAND);
@@ -203,28 +222,34 @@ impl Ledger {
                 };
                 for (id, event) in ids.iter().zip(&events) {
                     slot.apply(*id, event);
+                    slot.in_flight.insert(*id);
                 }
                 if let Err(violation) = check_decision(&events, &slot.account) {
                     slot.invalidate();
                     return Err(CommandError::Invariant(violation));
                 }
-                (request, events)
+                (request, events, ids)
             };
 
             match self.store.append(request).await {
                 Ok(outcome) if !outcome.replayed => {
+                    let mut slot = slot.lock().await;
+                    for id in &ids {
+                        slot.in_flight.remove(id);
+                    }
                     return Ok(Executed {
                         events,
                         position: outcome.last_position,
                         replayed: false,
-                    })
+                    });
                 }
                 Ok(_replayed) => {
                     // Another process executed this command first; what it stored is the answer.
                     slot.lock().await.invalidate();
-                    return self.replay(&stream, context).await;
+                    return self.replay(&stream, &command, context).await;
                 }
                 Err(AppendError::Conflict { .. }) => {
+                    conflicts += 1;
                     slot.lock().await.invalidate();
                     tracing::debug!(%stream, "conflict; reloading and deciding again");
                 }
@@ -253,24 +278,23 @@ impl Ledger {
     async fn replay(
         &self,
         stream: &StreamId,
+        command: &AccountCommand,
         context: &CommandContext,
     ) -> Result<Executed, CommandError> {
         let ids: Vec<EventId> = (0..MAX_EVENTS_PER_COMMAND)
             .map(|i| context.idempotency_key.event_id(stream, i))
             .collect();
         let stored = self.store.read_events(&ids).await?;
-        if stored.is_empty() {
-            return Err(CommandError::IdempotencyKeyReused(
-                context.idempotency_key.as_str().to_owned(),
-            ));
-        }
-        if stored.iter().any(|e| e.stream_id != stream.as_str()) {
-            return Err(CommandError::IdempotencyKeyReused(
-                context.idempotency_key.as_str().to_owned(),
-            ));
+        let events: Vec<AccountEvent> = stored.iter().map(decode).collect::<Result<_, _>>()?;
+        let same_command = stored.iter().all(|e| e.stream_id == stream.as_str())
+            && events
+                .first()
+                .is_some_and(|first| command.is_recorded_by(first));
+        if !same_command {
+            let key = context.idempotency_key.as_str().to_owned();
+            return Err(CommandError::IdempotencyKeyReused(key));
         }
         let position = stored.last().map_or(0, |e| e.position);
-        let events = stored.iter().map(decode).collect::<Result<_, _>>()?;
         Ok(Executed {
             events,
             position,

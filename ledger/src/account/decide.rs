@@ -71,6 +71,65 @@ pub enum AccountCommand {
     },
 }
 
+impl AccountCommand {
+    /// Whether `event` is what this command records. A repeated command must match what its
+    /// first execution stored; a different command reusing the idempotency key does not.
+    pub fn is_recorded_by(&self, event: &AccountEvent) -> bool {
+        use AccountCommand as C;
+        use AccountEvent as E;
+        match (self, event) {
+            (C::Register { .. }, E::UserRegistered(_)) => true,
+            (
+                C::RequestRecharge {
+                    recharge_id,
+                    amount,
+                    ..
+                },
+                E::RechargeRequested(e),
+            ) => e.recharge_id == *recharge_id && e.amount == *amount,
+            (
+                C::SettleRecharge {
+                    recharge_id, paid, ..
+                },
+                E::RechargeSettled(e),
+            ) => e.recharge_id == *recharge_id && e.credited == *paid,
+            (C::FailRecharge { recharge_id, .. }, E::RechargeFailed(e)) => {
+                e.recharge_id == *recharge_id
+            }
+            (
+                C::RequestPurchase {
+                    purchase_id,
+                    stars,
+                    recipient,
+                    ..
+                },
+                E::PurchaseRequested(e),
+            ) => e.purchase_id == *purchase_id && e.stars == *stars && e.recipient == *recipient,
+            (C::RecordFragmentOrder { purchase_id, .. }, E::FragmentOrderPlaced(e)) => {
+                e.purchase_id == *purchase_id
+            }
+            (C::RecordFragmentSent { purchase_id, .. }, E::FragmentOrderSent(e)) => {
+                e.purchase_id == *purchase_id
+            }
+            (C::CompletePurchase { purchase_id }, E::PurchaseCompleted(e)) => {
+                e.purchase_id == *purchase_id
+            }
+            (C::FailPurchase { purchase_id, .. }, E::PurchaseFailed(e)) => {
+                e.purchase_id == *purchase_id
+            }
+            (
+                C::AdjustBalance {
+                    adjustment_id,
+                    amount,
+                    ..
+                },
+                E::BalanceAdjusted(e),
+            ) => e.adjustment_id == *adjustment_id && e.amount == *amount,
+            _ => false,
+        }
+    }
+}
+
 /// Why an account refused a command. Nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {

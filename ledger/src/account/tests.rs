@@ -68,7 +68,10 @@ fn purchase(price: &str) -> AccountCommand {
 }
 
 /// Applies `given` commands (each must succeed), then decides `when`.
-fn given_when(given: &[AccountCommand], when: &AccountCommand) -> (Account, Result<Vec<AccountEvent>, Rejection>) {
+fn given_when(
+    given: &[AccountCommand],
+    when: &AccountCommand,
+) -> (Account, Result<Vec<AccountEvent>, Rejection>) {
     let mut account = Account::default();
     for command in given {
         for event in decide(user(), &account, command).expect("given commands succeed") {
@@ -98,8 +101,14 @@ fn settling_credits_what_was_actually_paid() {
 
 #[test]
 fn a_recharge_settles_at_most_once() {
-    let (account, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &settle("10"));
-    assert_eq!(outcome, Err(Rejection::RechargeAlreadySettled(recharge_id())));
+    let (account, outcome) = given_when(
+        &[register(), request_recharge("10"), settle("10")],
+        &settle("10"),
+    );
+    assert_eq!(
+        outcome,
+        Err(Rejection::RechargeAlreadySettled(recharge_id()))
+    );
     assert_eq!(account.available, dec("10"));
 }
 
@@ -121,12 +130,18 @@ fn a_settled_recharge_cannot_fail() {
         reason: "cancel".into(),
     };
     let (_, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &fail);
-    assert_eq!(outcome, Err(Rejection::RechargeAlreadySettled(recharge_id())));
+    assert_eq!(
+        outcome,
+        Err(Rejection::RechargeAlreadySettled(recharge_id()))
+    );
 }
 
 #[test]
 fn a_purchase_reserves_its_price() {
-    let (account, outcome) = given_when(&[register(), request_recharge("10"), settle("10")], &purchase("4"));
+    let (account, outcome) = given_when(
+        &[register(), request_recharge("10"), settle("10")],
+        &purchase("4"),
+    );
     assert!(outcome.is_ok());
     assert_eq!((account.available, account.reserved), (dec("6"), dec("4")));
     account.check_invariants().unwrap();
@@ -134,7 +149,10 @@ fn a_purchase_reserves_its_price() {
 
 #[test]
 fn a_purchase_beyond_the_available_balance_is_rejected() {
-    let (account, outcome) = given_when(&[register(), request_recharge("3"), settle("3")], &purchase("4"));
+    let (account, outcome) = given_when(
+        &[register(), request_recharge("3"), settle("3")],
+        &purchase("4"),
+    );
     assert_eq!(
         outcome,
         Err(Rejection::InsufficientFunds {
@@ -147,7 +165,12 @@ fn a_purchase_beyond_the_available_balance_is_rejected() {
 
 #[test]
 fn completing_captures_and_failing_refunds() {
-    let base = [register(), request_recharge("10"), settle("10"), purchase("4")];
+    let base = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+    ];
     let complete = AccountCommand::CompletePurchase {
         purchase_id: purchase_id(),
     };
@@ -159,7 +182,10 @@ fn completing_captures_and_failing_refunds() {
         reason: "recipient not found".into(),
     };
     let (refunded, _) = given_when(&base, &fail);
-    assert_eq!((refunded.available, refunded.reserved), (dec("10"), dec("0")));
+    assert_eq!(
+        (refunded.available, refunded.reserved),
+        (dec("10"), dec("0"))
+    );
 }
 
 #[test]
@@ -171,10 +197,19 @@ fn a_reservation_resolves_at_most_once() {
         purchase_id: purchase_id(),
         reason: "late failure".into(),
     };
-    let given = [register(), request_recharge("10"), settle("10"), purchase("4"), complete.clone()];
+    let given = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+        complete.clone(),
+    ];
     for when in [complete, fail] {
         let (account, outcome) = given_when(&given, &when);
-        assert!(matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })), "{when:?}");
+        assert!(
+            matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })),
+            "{when:?}"
+        );
         assert_eq!(account.available, dec("6"));
     }
 }
@@ -198,9 +233,18 @@ fn adjustments_need_a_reason_and_cannot_overdraw() {
     };
     let base = [register(), request_recharge("10"), settle("10")];
     let (_, outcome) = given_when(&base, &adjust("5", "   "));
-    assert!(matches!(outcome, Err(Rejection::InvalidText { field: "reason", .. })));
+    assert!(matches!(
+        outcome,
+        Err(Rejection::InvalidText {
+            field: "reason",
+            ..
+        })
+    ));
     let (_, outcome) = given_when(&base, &adjust("-10.5", "chargeback"));
-    assert!(matches!(outcome, Err(Rejection::AdjustmentWouldOverdraw { .. })));
+    assert!(matches!(
+        outcome,
+        Err(Rejection::AdjustmentWouldOverdraw { .. })
+    ));
     let (account, outcome) = given_when(&base, &adjust("-2.5", "duplicate top-up"));
     assert!(outcome.is_ok());
     assert_eq!(account.available, dec("7.5"));
@@ -218,7 +262,12 @@ fn a_foreign_currency_is_refused() {
 
 #[test]
 fn fragment_steps_follow_the_order() {
-    let base = [register(), request_recharge("10"), settle("10"), purchase("4")];
+    let base = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+    ];
     let sent = AccountCommand::RecordFragmentSent {
         purchase_id: purchase_id(),
         wallet_tx: "tx".into(),
@@ -234,7 +283,10 @@ fn fragment_steps_follow_the_order() {
     with_order.push(placed);
     let (account, outcome) = given_when(&with_order, &sent);
     assert!(outcome.is_ok());
-    assert_eq!(account.purchases[&purchase_id()].status, PurchaseStatus::OrderSent);
+    assert_eq!(
+        account.purchases[&purchase_id()].status,
+        PurchaseStatus::OrderSent
+    );
     // Funds stay reserved while the order is in flight.
     assert_eq!(account.reserved, dec("4"));
 }

@@ -16,8 +16,15 @@ use starledger_ledger::store::sqlite::SqliteStore;
 use starledger_ledger::store::{CommitMode, EventStore};
 
 pub enum Backend {
-    Sqlite { _dir: tempfile::TempDir, path: std::path::PathBuf },
-    Postgres { server: PgConnectOptions, name: String, pool: PgPool },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    },
+    Postgres {
+        server: PgConnectOptions,
+        name: String,
+        pool: PgPool,
+    },
 }
 
 pub fn postgres_url() -> Option<String> {
@@ -42,7 +49,10 @@ impl Backend {
         };
         let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
         let name = format!("starledger_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = server.connect().await.expect("connect to TEST_DATABASE_URL");
+        let mut admin = server
+            .connect()
+            .await
+            .expect("connect to TEST_DATABASE_URL");
         admin
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await
@@ -67,8 +77,14 @@ impl Backend {
     /// log, as two processes would have.
     pub async fn open(&self, mode: CommitMode) -> Arc<dyn EventStore> {
         match self {
-            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path, mode).await.expect("open sqlite")),
-            Backend::Postgres { pool, .. } => Arc::new(PostgresStore::open(pool.clone(), mode).await.expect("open postgres")),
+            Backend::Sqlite { path, .. } => {
+                Arc::new(SqliteStore::open(path, mode).await.expect("open sqlite"))
+            }
+            Backend::Postgres { pool, .. } => Arc::new(
+                PostgresStore::open(pool.clone(), mode)
+                    .await
+                    .expect("open postgres"),
+            ),
         }
     }
 
@@ -82,15 +98,23 @@ impl Backend {
                     .connect()
                     .await
                     .expect("open sqlite for tampering");
-                conn.execute("DROP TRIGGER IF EXISTS events_append_only_update").await.unwrap();
-                conn.execute("DROP TRIGGER IF EXISTS events_append_only_delete").await.unwrap();
+                conn.execute("DROP TRIGGER IF EXISTS events_append_only_update")
+                    .await
+                    .unwrap();
+                conn.execute("DROP TRIGGER IF EXISTS events_append_only_delete")
+                    .await
+                    .unwrap();
                 conn.execute(sql).await.expect("tamper");
             }
             Backend::Postgres { pool, .. } => {
                 let mut conn = pool.acquire().await.unwrap();
-                conn.execute("SET session_replication_role = replica").await.unwrap();
+                conn.execute("SET session_replication_role = replica")
+                    .await
+                    .unwrap();
                 conn.execute(sql).await.expect("tamper");
-                conn.execute("SET session_replication_role = origin").await.unwrap();
+                conn.execute("SET session_replication_role = origin")
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -149,4 +173,105 @@ macro_rules! on_every_backend {
             )*
         }
     };
+}
+
+/// Builders for account commands, so tests read as the flow they exercise.
+pub mod flow {
+    use chrono::{Duration, Utc};
+    use starledger_ledger::account::AccountCommand;
+    use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
+    use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
+    use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
+    use starledger_ledger::money::{Amount, Currency};
+
+    pub fn user(id: i64) -> UserId {
+        UserId::new(id).unwrap()
+    }
+
+    pub fn key(text: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(text).unwrap()
+    }
+
+    pub fn context(text: &str) -> CommandContext {
+        CommandContext::new(key(text), Actor::System)
+    }
+
+    pub fn register() -> AccountCommand {
+        AccountCommand::Register {
+            username: Some("tester".into()),
+            language: Some("en".into()),
+            currency: Currency::ton(),
+        }
+    }
+
+    pub fn request_recharge(user: UserId, recharge_key: &str, amount: &str) -> AccountCommand {
+        let recharge_id = RechargeId::derive(user, &key(recharge_key));
+        AccountCommand::RequestRecharge {
+            recharge_id,
+            amount: Amount::parse(amount).unwrap(),
+            currency: Currency::ton(),
+            invoice: Invoice {
+                uuid: format!("inv-{recharge_id}"),
+                url: format!("https://pay.example/{recharge_id}"),
+                expires_at: Utc::now() + Duration::hours(1),
+            },
+        }
+    }
+
+    pub fn settle(user: UserId, recharge_key: &str, paid: &str) -> AccountCommand {
+        AccountCommand::SettleRecharge {
+            recharge_id: RechargeId::derive(user, &key(recharge_key)),
+            status: PaidStatus::Paid,
+            paid: Amount::parse(paid).unwrap(),
+            txid: None,
+        }
+    }
+
+    pub fn purchase(user: UserId, purchase_key: &str, price: &str) -> AccountCommand {
+        AccountCommand::RequestPurchase {
+            purchase_id: PurchaseId::derive(user, &key(purchase_key)),
+            stars: Stars::new(50).unwrap(),
+            recipient: None,
+            price: Amount::parse(price).unwrap(),
+        }
+    }
+
+    /// Registers `user` and credits `amount` through a settled recharge.
+    pub async fn funded(
+        ledger: &Ledger,
+        user: UserId,
+        amount: &str,
+    ) -> Result<Executed, CommandError> {
+        let tag = user.get();
+        ledger
+            .execute(user, register(), &context(&format!("reg-{tag}")))
+            .await?;
+        ledger
+            .execute(
+                user,
+                request_recharge(user, "r1", amount),
+                &context(&format!("req-{tag}")),
+            )
+            .await?;
+        ledger
+            .execute(
+                user,
+                settle(user, "r1", amount),
+                &context(&format!("paid-{tag}")),
+            )
+            .await
+    }
+}
+
+/// Reads the whole log and runs the auditor over it.
+pub async fn audit(store: &dyn EventStore) -> starledger_ledger::audit::AuditReport {
+    let mut audit = starledger_ledger::audit::LogAudit::default();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1_000).await.expect("read log");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        page.iter().for_each(|event| audit.check(event));
+    }
+    audit.finish()
 }

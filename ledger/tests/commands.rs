@@ -1,0 +1,298 @@
+//! The command handler against real stores: idempotent retries, conflicts between
+//! instances, and concurrent purchases on one account that must never overdraw it.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::flow::*;
+use common::{audit, Backend};
+use rust_decimal::Decimal;
+use starledger_ledger::account::{AccountCommand, Rejection};
+use starledger_ledger::commands::{CommandError, Ledger};
+use starledger_ledger::events::AccountEvent;
+use starledger_ledger::store::CommitMode;
+
+async fn a_repeated_command_appends_nothing_and_returns_the_first_result(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let ledger = Ledger::new(store.clone());
+    let alice = user(1);
+    funded(&ledger, alice, "10").await.unwrap();
+
+    let first = ledger
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap().position;
+    let again = ledger
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await
+        .unwrap();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(
+        (again.events.clone(), again.position),
+        (first.events.clone(), first.position)
+    );
+
+    // A new process with a cold cache recognises the retry too.
+    let restarted = Ledger::new(backend.open(CommitMode::default()).await);
+    let late = restarted
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await
+        .unwrap();
+    assert!(late.replayed);
+    assert_eq!(late.events, first.events);
+    assert_eq!(
+        store.head().await.unwrap().position,
+        head,
+        "retries append nothing"
+    );
+    assert_eq!(
+        ledger.account(alice).await.unwrap().available,
+        Decimal::from(6)
+    );
+}
+
+async fn a_key_reused_for_another_command_is_refused(backend: &Backend) {
+    let ledger = Ledger::new(backend.open(CommitMode::default()).await);
+    let alice = user(1);
+    funded(&ledger, alice, "10").await.unwrap();
+    ledger
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:k"))
+        .await
+        .unwrap();
+    let other = AccountCommand::RequestPurchase {
+        purchase_id: starledger_ledger::ids::PurchaseId::derive(alice, &key("p1")),
+        stars: starledger_ledger::events::Stars::new(500).unwrap(),
+        recipient: None,
+        price: starledger_ledger::money::Amount::parse("4").unwrap(),
+    };
+    let outcome = ledger.execute(alice, other, &context("api:k")).await;
+    assert!(
+        matches!(outcome, Err(CommandError::IdempotencyKeyReused(_))),
+        "{outcome:?}"
+    );
+}
+
+async fn a_rejected_command_appends_nothing(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let ledger = Ledger::new(store.clone());
+    let alice = user(1);
+    funded(&ledger, alice, "3").await.unwrap();
+    let head = store.head().await.unwrap().position;
+    let outcome = ledger
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await;
+    assert!(matches!(
+        outcome,
+        Err(CommandError::Rejected(Rejection::InsufficientFunds { .. }))
+    ));
+    let unknown = ledger
+        .execute(user(2), purchase(user(2), "p1", "1"), &context("api:x"))
+        .await;
+    assert!(matches!(
+        unknown,
+        Err(CommandError::Rejected(Rejection::UnknownUser))
+    ));
+    assert_eq!(store.head().await.unwrap().position, head);
+}
+
+/// Two instances share the log; each one's cache goes stale when the other writes. The stale
+/// one must hit a conflict, reload and decide again on the real balance.
+async fn a_stale_instance_reloads_instead_of_overdrawing(backend: &Backend) {
+    let first = Ledger::new(backend.open(CommitMode::default()).await);
+    let second = Ledger::new(backend.open(CommitMode::default()).await);
+    let alice = user(1);
+    funded(&first, alice, "10").await.unwrap();
+    assert_eq!(
+        second.account(alice).await.unwrap().available,
+        Decimal::from(10)
+    );
+
+    first
+        .execute(alice, purchase(alice, "p1", "7"), &context("api:p1"))
+        .await
+        .unwrap();
+    // `second` still believes 10 is available.
+    let outcome = second
+        .execute(alice, purchase(alice, "p2", "7"), &context("api:p2"))
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(CommandError::Rejected(Rejection::InsufficientFunds { .. }))
+        ),
+        "{outcome:?}"
+    );
+    second
+        .execute(alice, purchase(alice, "p3", "3"), &context("api:p3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        second.account(alice).await.unwrap().available,
+        Decimal::ZERO
+    );
+}
+
+/// Many tasks, split over two instances, buy from one account at once. Exactly as many
+/// purchases succeed as the balance pays for, and the balance never goes below zero.
+async fn concurrent_purchases_never_overdraw(backend: &Backend) {
+    let stores = [
+        backend.open(CommitMode::default()).await,
+        backend.open(CommitMode::default()).await,
+    ];
+    let ledgers = [
+        Arc::new(Ledger::new(stores[0].clone())),
+        Arc::new(Ledger::new(stores[1].clone())),
+    ];
+    let alice = user(7);
+    funded(&ledgers[0], alice, "10").await.unwrap();
+
+    let attempts = 60;
+    let mut handles = Vec::new();
+    for i in 0..attempts {
+        let ledger = ledgers[i % 2].clone();
+        handles.push(tokio::spawn(async move {
+            ledger
+                .execute(
+                    alice,
+                    purchase(alice, &format!("p{i}"), "1"),
+                    &context(&format!("api:p{i}")),
+                )
+                .await
+        }));
+    }
+    let mut bought = 0;
+    for handle in handles {
+        match handle.await.unwrap() {
+            Ok(executed) => {
+                assert!(matches!(
+                    executed.events[0],
+                    AccountEvent::PurchaseRequested(_)
+                ));
+                bought += 1;
+            }
+            Err(CommandError::Rejected(Rejection::InsufficientFunds { .. })) => {}
+            Err(other) => panic!("unexpected failure: {other}"),
+        }
+    }
+    assert_eq!(bought, 10);
+    let report = audit(stores[0].as_ref()).await;
+    assert!(report.is_sound(), "{:?}", report.findings);
+    let account = &report.accounts[alice.stream().as_str()];
+    assert_eq!(
+        (account.available, account.reserved),
+        (Decimal::ZERO, Decimal::from(10))
+    );
+}
+
+/// One instance pipelines many commands on one hot account through the group-commit writer;
+/// every decision still stands on committed state only.
+async fn pipelined_commands_on_one_account_stay_consistent(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let ledger = Arc::new(Ledger::new(store.clone()));
+    let alice = user(9);
+    funded(&ledger, alice, "100").await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let ledger = ledger.clone();
+        handles.push(tokio::spawn(async move {
+            let purchase_key = format!("p{i}");
+            let bought = ledger
+                .execute(
+                    alice,
+                    purchase(alice, &purchase_key, "0.75"),
+                    &context(&format!("api:{purchase_key}")),
+                )
+                .await;
+            if bought.is_ok() && i % 3 == 0 {
+                let purchase_id =
+                    starledger_ledger::ids::PurchaseId::derive(alice, &key(&purchase_key));
+                let refund = AccountCommand::FailPurchase {
+                    purchase_id,
+                    reason: "recipient not found".into(),
+                };
+                ledger
+                    .execute(alice, refund, &context(&format!("fail:{purchase_key}")))
+                    .await
+                    .unwrap();
+            }
+            bought.is_ok()
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let report = audit(store.as_ref()).await;
+    assert!(report.is_sound(), "{:?}", report.findings);
+    let replayed = &report.accounts[alice.stream().as_str()];
+    let cached = ledger.account(alice).await.unwrap();
+    assert_eq!(
+        &cached, replayed,
+        "the cached state equals a replay of the log"
+    );
+    assert!(replayed.available >= Decimal::ZERO);
+}
+
+/// The same command delivered many times at once (a webhook retried in parallel) is
+/// executed once; every delivery gets the same answer.
+async fn concurrent_duplicates_execute_once(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let ledgers = [
+        Arc::new(Ledger::new(store.clone())),
+        Arc::new(Ledger::new(backend.open(CommitMode::default()).await)),
+    ];
+    let alice = user(3);
+    funded(&ledgers[0], alice, "1").await.unwrap();
+    ledgers[0]
+        .execute(
+            alice,
+            request_recharge(alice, "r2", "5"),
+            &context("req-r2"),
+        )
+        .await
+        .unwrap();
+    let head = store.head().await.unwrap().position;
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        let ledger = ledgers[i % 2].clone();
+        handles.push(tokio::spawn(async move {
+            ledger
+                .execute(
+                    alice,
+                    settle(alice, "r2", "5"),
+                    &context("heleket:inv-r2:paid"),
+                )
+                .await
+        }));
+    }
+    let mut positions = Vec::new();
+    for handle in handles {
+        let executed = handle
+            .await
+            .unwrap()
+            .expect("every delivery is answered with success");
+        positions.push(executed.position);
+    }
+    positions.dedup();
+    assert_eq!(
+        positions,
+        vec![head + 1],
+        "one event, the same answer for all"
+    );
+    assert_eq!(store.head().await.unwrap().position, head + 1);
+    assert_eq!(
+        ledgers[1].account(alice).await.unwrap().available,
+        Decimal::from(6)
+    );
+}
+
+on_every_backend!(
+    concurrent_duplicates_execute_once,
+    a_repeated_command_appends_nothing_and_returns_the_first_result,
+    a_key_reused_for_another_command_is_refused,
+    a_rejected_command_appends_nothing,
+    a_stale_instance_reloads_instead_of_overdrawing,
+    concurrent_purchases_never_overdraw,
+    pipelined_commands_on_one_account_stay_consistent,
+);
