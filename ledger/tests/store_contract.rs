@@ -38,7 +38,10 @@ fn request(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Ap
 async fn read_everything(store: &dyn EventStore) -> Vec<RecordedEvent> {
     let mut all = Vec::new();
     loop {
-        let page = store.read_all(all.last().map_or(0, |e: &RecordedEvent| e.position), 500).await.unwrap();
+        let page = store
+            .read_all(all.last().map_or(0, |e: &RecordedEvent| e.position), 500)
+            .await
+            .unwrap();
         if page.is_empty() {
             return all;
         }
@@ -54,35 +57,69 @@ fn verify_chain(events: &[RecordedEvent]) -> Result<(), ChainBreak> {
 async fn appends_and_reads_back_in_order(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     let a = store
-        .append(request("account-1", ExpectedVersion::Exact(0), vec![event(1), event(2)]))
+        .append(request(
+            "account-1",
+            ExpectedVersion::Exact(0),
+            vec![event(1), event(2)],
+        ))
         .await
         .unwrap();
-    assert_eq!((a.first_position, a.last_position, a.stream_version, a.replayed), (1, 2, 2, false));
-    let b = store.append(request("account-2", ExpectedVersion::Exact(0), vec![event(3)])).await.unwrap();
+    assert_eq!(
+        (
+            a.first_position,
+            a.last_position,
+            a.stream_version,
+            a.replayed
+        ),
+        (1, 2, 2, false)
+    );
+    let b = store
+        .append(request(
+            "account-2",
+            ExpectedVersion::Exact(0),
+            vec![event(3)],
+        ))
+        .await
+        .unwrap();
     assert_eq!((b.first_position, b.stream_version), (3, 1));
 
     let stream = store.read_stream("account-1", 0).await.unwrap();
-    assert_eq!(stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(stream[1].data["n"], 2);
     assert_eq!(store.read_stream("account-1", 1).await.unwrap().len(), 1);
     assert!(store.read_stream("account-9", 0).await.unwrap().is_empty());
 
     let all = read_everything(store.as_ref()).await;
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     verify_chain(&all).unwrap();
     let head = store.head().await.unwrap();
     assert_eq!((head.position, head.hash), (3, all[2].hash));
     assert_eq!(store.read_all(1, 1).await.unwrap()[0].position, 2);
 
-    let found = store.read_events(&[all[2].event_id, all[0].event_id]).await.unwrap();
-    assert_eq!(found.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 3]);
+    let found = store
+        .read_events(&[all[2].event_id, all[0].event_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
 }
 
 async fn wrong_expected_version_is_a_conflict(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     let first = event(1);
     let first_id = first.event_id;
-    store.append(request("account-1", ExpectedVersion::Exact(0), vec![first])).await.unwrap();
+    store
+        .append(request("account-1", ExpectedVersion::Exact(0), vec![first]))
+        .await
+        .unwrap();
 
     for expected in [
         ExpectedVersion::Exact(0),
@@ -92,38 +129,71 @@ async fn wrong_expected_version_is_a_conflict(backend: &Backend) {
             event_id: EventId(uuid::Uuid::new_v4()),
         },
     ] {
-        let outcome = store.append(request("account-1", expected, vec![event(2)])).await;
+        let outcome = store
+            .append(request("account-1", expected, vec![event(2)]))
+            .await;
         assert!(
             matches!(outcome, Err(AppendError::Conflict { actual: 1, .. })),
             "{expected:?} gave {outcome:?}"
         );
     }
-    assert_eq!(store.head().await.unwrap().position, 1, "a conflict appends nothing");
+    assert_eq!(
+        store.head().await.unwrap().position,
+        1,
+        "a conflict appends nothing"
+    );
     let tip = ExpectedVersion::Tip {
         version: 1,
         event_id: first_id,
     };
-    assert!(store.append(request("account-1", tip, vec![event(2)])).await.is_ok());
-    assert!(store.append(request("account-1", ExpectedVersion::Any, vec![event(3)])).await.is_ok());
+    assert!(store
+        .append(request("account-1", tip, vec![event(2)]))
+        .await
+        .is_ok());
+    assert!(store
+        .append(request("account-1", ExpectedVersion::Any, vec![event(3)]))
+        .await
+        .is_ok());
 }
 
 async fn re_appending_the_same_events_is_idempotent(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     let events = vec![event(1), event(2)];
-    let once = store.append(request("account-1", ExpectedVersion::Exact(0), events.clone())).await.unwrap();
+    let once = store
+        .append(request(
+            "account-1",
+            ExpectedVersion::Exact(0),
+            events.clone(),
+        ))
+        .await
+        .unwrap();
     // Same events again, even with a now-stale expected version: the first answer comes back.
-    let twice = store.append(request("account-1", ExpectedVersion::Exact(0), events.clone())).await.unwrap();
+    let twice = store
+        .append(request(
+            "account-1",
+            ExpectedVersion::Exact(0),
+            events.clone(),
+        ))
+        .await
+        .unwrap();
     assert!(twice.replayed);
-    assert_eq!((twice.first_position, twice.last_position), (once.first_position, once.last_position));
+    assert_eq!(
+        (twice.first_position, twice.last_position),
+        (once.first_position, once.last_position)
+    );
     assert_eq!(store.head().await.unwrap().position, 2);
 
     let partial = vec![events[0].clone(), event(3)];
     assert!(matches!(
-        store.append(request("account-1", ExpectedVersion::Any, partial)).await,
+        store
+            .append(request("account-1", ExpectedVersion::Any, partial))
+            .await,
         Err(AppendError::IdempotencyMismatch(_))
     ));
     assert!(matches!(
-        store.append(request("account-2", ExpectedVersion::Any, events.clone())).await,
+        store
+            .append(request("account-2", ExpectedVersion::Any, events.clone()))
+            .await,
         Err(AppendError::IdempotencyMismatch(_))
     ));
     assert_eq!(store.head().await.unwrap().position, 2);
@@ -132,12 +202,20 @@ async fn re_appending_the_same_events_is_idempotent(backend: &Backend) {
 async fn invalid_appends_are_refused(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     assert!(matches!(
-        store.append(request("account-1", ExpectedVersion::Any, vec![])).await,
+        store
+            .append(request("account-1", ExpectedVersion::Any, vec![]))
+            .await,
         Err(AppendError::Invalid(_))
     ));
     let twin = event(1);
     assert!(matches!(
-        store.append(request("account-1", ExpectedVersion::Any, vec![twin.clone(), twin])).await,
+        store
+            .append(request(
+                "account-1",
+                ExpectedVersion::Any,
+                vec![twin.clone(), twin]
+            ))
+            .await,
         Err(AppendError::Invalid(_))
     ));
     assert_eq!(store.head().await.unwrap().position, 0);
@@ -161,14 +239,25 @@ async fn positions_stay_gapless_under_concurrent_appenders(backend: &Backend) {
                 let mut own_version = 0;
                 for i in 0..per_task {
                     store
-                        .append(request(&own, ExpectedVersion::Exact(own_version), vec![event(i)]))
+                        .append(request(
+                            &own,
+                            ExpectedVersion::Exact(own_version),
+                            vec![event(i)],
+                        ))
                         .await
                         .unwrap();
                     own_version += 1;
                     // Contended stream: re-read and retry on conflict, as the handler does.
                     loop {
                         let version = store.read_stream(&shared, 0).await.unwrap().len() as u64;
-                        match store.append(request(&shared, ExpectedVersion::Exact(version), vec![event(i)])).await {
+                        match store
+                            .append(request(
+                                &shared,
+                                ExpectedVersion::Exact(version),
+                                vec![event(i)],
+                            ))
+                            .await
+                        {
                             Ok(_) => break,
                             Err(AppendError::Conflict { .. }) => continue,
                             Err(other) => panic!("{other}"),
@@ -188,10 +277,17 @@ async fn positions_stay_gapless_under_concurrent_appenders(backend: &Backend) {
         }
         let mut versions: HashMap<&str, Vec<u64>> = HashMap::new();
         for e in &all {
-            versions.entry(&e.stream_id).or_default().push(e.stream_version);
+            versions
+                .entry(&e.stream_id)
+                .or_default()
+                .push(e.stream_version);
         }
         for (stream, seen) in versions {
-            assert_eq!(seen, (1..=seen.len() as u64).collect::<Vec<_>>(), "{stream}");
+            assert_eq!(
+                seen,
+                (1..=seen.len() as u64).collect::<Vec<_>>(),
+                "{stream}"
+            );
         }
         verify_chain(&all).unwrap();
     }
@@ -200,7 +296,10 @@ async fn positions_stay_gapless_under_concurrent_appenders(backend: &Backend) {
 async fn the_chain_detects_an_edited_row(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     for n in 1..=3 {
-        store.append(request("account-1", ExpectedVersion::Any, vec![event(n)])).await.unwrap();
+        store
+            .append(request("account-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .unwrap();
     }
     verify_chain(&read_everything(store.as_ref()).await).unwrap();
     let edit = match backend.name() {
@@ -217,12 +316,20 @@ async fn the_chain_detects_an_edited_row(backend: &Backend) {
 async fn the_chain_detects_a_deleted_row(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
     for n in 1..=3 {
-        store.append(request("account-1", ExpectedVersion::Any, vec![event(n)])).await.unwrap();
+        store
+            .append(request("account-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .unwrap();
     }
-    backend.tamper("DELETE FROM events WHERE position = 2").await;
+    backend
+        .tamper("DELETE FROM events WHERE position = 2")
+        .await;
     assert_eq!(
         verify_chain(&read_everything(store.as_ref()).await),
-        Err(ChainBreak::Gap { previous: 1, found: 3 })
+        Err(ChainBreak::Gap {
+            previous: 1,
+            found: 3
+        })
     );
 }
 
@@ -230,10 +337,17 @@ async fn the_chain_detects_a_forged_replacement(backend: &Backend) {
     // Delete the last row and re-number the next: positions look gapless, links do not.
     let store = backend.open(CommitMode::default()).await;
     for n in 1..=3 {
-        store.append(request("account-1", ExpectedVersion::Any, vec![event(n)])).await.unwrap();
+        store
+            .append(request("account-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .unwrap();
     }
-    backend.tamper("DELETE FROM events WHERE position = 2").await;
-    backend.tamper("UPDATE events SET position = 2 WHERE position = 3").await;
+    backend
+        .tamper("DELETE FROM events WHERE position = 2")
+        .await;
+    backend
+        .tamper("UPDATE events SET position = 2 WHERE position = 3")
+        .await;
     assert_eq!(
         verify_chain(&read_everything(store.as_ref()).await),
         Err(ChainBreak::BrokenLink { position: 2 })
@@ -242,8 +356,14 @@ async fn the_chain_detects_a_forged_replacement(backend: &Backend) {
 
 async fn events_cannot_be_updated_or_deleted(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
-    store.append(request("account-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
-    let mut statements = vec!["UPDATE events SET event_type = 'Forged'", "DELETE FROM events"];
+    store
+        .append(request("account-1", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .unwrap();
+    let mut statements = vec![
+        "UPDATE events SET event_type = 'Forged'",
+        "DELETE FROM events",
+    ];
     if backend.name() == "postgres" {
         statements.push("TRUNCATE events");
     }
@@ -259,15 +379,25 @@ async fn events_cannot_be_updated_or_deleted(backend: &Backend) {
 
 async fn a_tail_sees_events_appended_later(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;
-    store.append(request("account-1", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    store
+        .append(request("account-1", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .unwrap();
     // A long poll interval: only the commit signal can wake the tail in time.
     let mut tail = Tail::new(store.clone(), 0).poll_interval(Duration::from_secs(30));
     assert_eq!(tail.next_page().await.unwrap().len(), 1);
     let waiting = tokio::spawn(async move { tail.next_page().await.map(|page| page[0].position) });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let writer: Arc<dyn EventStore> = store.clone();
-    writer.append(request("account-2", ExpectedVersion::Any, vec![event(2)])).await.unwrap();
-    let position = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
+    writer
+        .append(request("account-2", ExpectedVersion::Any, vec![event(2)]))
+        .await
+        .unwrap();
+    let position = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(position, 2);
 }
 
