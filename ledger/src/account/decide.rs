@@ -277,11 +277,22 @@ pub fn decide(
             if account.recharges.contains_key(recharge_id) {
                 return Err(Rejection::DuplicateRecharge(*recharge_id));
             }
+            let url = checked_text("invoice url", &invoice.url, 2048)?;
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Rejection::InvalidText {
+                    field: "invoice url",
+                    max: 2048,
+                });
+            }
             AccountEvent::RechargeRequested(RechargeRequested {
                 recharge_id: *recharge_id,
                 amount: *amount,
                 currency: currency.clone(),
-                invoice: invoice.clone(),
+                invoice: Invoice {
+                    uuid: checked_text("invoice uuid", &invoice.uuid, 128)?,
+                    url,
+                    expires_at: invoice.expires_at,
+                },
             })
         }
         AccountCommand::SettleRecharge {
