@@ -1,1 +1,101 @@
-fn main() {}
+//! `starledger`: the command-line entry point.
+//!
+//! - `starledger demo`: one account's whole life on the embedded ledger, verified at the end.
+//! - `starledger migrate`: create or upgrade the database schema.
+//! - `starledger bench ledger`: command throughput on PostgreSQL, batched vs. unbatched.
+//!
+//! Errors become `anyhow` only here, at the edge, and are printed with their causes.
+
+mod bench;
+mod config;
+mod demo;
+mod storage;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "starledger", version, about = "Event-sourced ledger of a Telegram Stars shop")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk one user through register, recharge, purchase, refund and adjustment on the
+    /// embedded ledger; print balances and the event log; verify the hash chain and the
+    /// trial balance.
+    Demo {
+        /// Keep the ledger in this SQLite file (default: a fresh temporary file).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Create or upgrade the schema of the configured database (DATABASE_URL, or the
+    /// embedded SQLite file).
+    Migrate,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        target: bench::Target,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::Config::from_process_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo { db } => demo::run(&config, db).await,
+        Command::Migrate => {
+            storage::migrate(&config.storage)
+                .await
+                .context("migration failed")?;
+            println!("schema is up to date ({})", describe(&config.storage));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { target } => bench::run(target, &config).await,
+    }
+}
+
+fn describe(storage: &config::Storage) -> String {
+    match storage {
+        config::Storage::Sqlite { path } => format!("SQLite file {}", path.display()),
+        config::Storage::Postgres { .. } => "PostgreSQL".into(),
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,starledger={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,288 @@
+//! `starledger bench ledger`: how many purchase commands per second the ledger sustains.
+//!
+//! Each run creates a scratch database on the given PostgreSQL server, funds the accounts,
+//! then lets many concurrent clients issue `RequestPurchase` commands (load, decide, append
+//! with idempotency) in three set-ups: group commit over many accounts, the same with one
+//! transaction per command (the naive path, for the ratio), and group commit with every
+//! client on one hot account. The scratch database is dropped afterwards.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::commands::{CommandContext, Ledger};
+use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
+use starledger_ledger::money::{Amount, Currency};
+use starledger_ledger::store::postgres::{self, PostgresStore};
+use starledger_ledger::store::sqlite::SqliteStore;
+use starledger_ledger::store::{CommitMode, EventStore};
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum Target {
+    /// Purchase commands per second: batched vs. one transaction per command, and one hot account.
+    Ledger(LedgerBench),
+}
+
+#[derive(Args)]
+pub struct LedgerBench {
+    /// PostgreSQL server to create the scratch database on (default: DATABASE_URL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Commands per batched run.
+    #[arg(long, default_value_t = 100_000)]
+    commands: u64,
+    /// Commands for the one-transaction-per-command run (it is much slower).
+    #[arg(long, default_value_t = 5_000)]
+    unbatched_commands: u64,
+    /// Accounts the commands are spread over.
+    #[arg(long, default_value_t = 1_000)]
+    accounts: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 512)]
+    clients: u64,
+    /// Also run the batched scenario on the embedded SQLite file.
+    #[arg(long)]
+    sqlite: bool,
+}
+
+pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
+    let Target::Ledger(options) = target;
+    let url = options
+        .database_url
+        .clone()
+        .or_else(|| match &config.storage {
+            crate::config::Storage::Postgres { url, .. } => Some(url.clone()),
+            crate::config::Storage::Sqlite { .. } => None,
+        })
+        .context("give a PostgreSQL server with --database-url or DATABASE_URL")?;
+    let server = PgConnectOptions::from_str(&url).context("--database-url is not a PostgreSQL URL")?;
+    let scratch = format!("starledger_bench_{}", std::process::id());
+    let mut admin = server.connect().await.context("cannot connect to the PostgreSQL server")?;
+    admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await?;
+    let outcome = run_scenarios(&options, server.clone().database(&scratch)).await;
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
+        .await?;
+    let rows = outcome?;
+    println!(
+        "\n{:<44} {:>9} {:>9} {:>12} {:>9} {:>9}",
+        "scenario", "commands", "seconds", "commands/s", "p50 ms", "p99 ms"
+    );
+    for row in &rows {
+        println!(
+            "{:<44} {:>9} {:>9.2} {:>12.0} {:>9.2} {:>9.2}",
+            row.name,
+            row.commands,
+            row.elapsed.as_secs_f64(),
+            row.commands as f64 / row.elapsed.as_secs_f64(),
+            row.p50.as_secs_f64() * 1e3,
+            row.p99.as_secs_f64() * 1e3
+        );
+    }
+    let rate = |name: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(name))
+            .map(|r| r.commands as f64 / r.elapsed.as_secs_f64())
+    };
+    if let (Some(batched), Some(naive)) = (rate("postgres, group commit"), rate("postgres, one transaction")) {
+        println!("\ngroup commit vs. one transaction per command: {:.1}×", batched / naive);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Row {
+    name: String,
+    commands: u64,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+async fn run_scenarios(options: &LedgerBench, database: PgConnectOptions) -> anyhow::Result<Vec<Row>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(64)
+        .connect_with(database)
+        .await?;
+    postgres::migrate(&pool).await?;
+    let mut rows = Vec::new();
+
+    let grouped: Arc<dyn EventStore> = Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
+    let accounts = fund(&grouped, 1, options.accounts).await?;
+    rows.push(
+        drive(
+            "postgres, group commit, many accounts",
+            Arc::new(Ledger::new(grouped.clone())),
+            &accounts,
+            options.commands,
+            options.clients,
+            "g",
+        )
+        .await?,
+    );
+
+    let naive: Arc<dyn EventStore> = Arc::new(PostgresStore::open(pool.clone(), CommitMode::PerAppend).await?);
+    rows.push(
+        drive(
+            "postgres, one transaction per command",
+            Arc::new(Ledger::new(naive)),
+            &accounts,
+            options.unbatched_commands,
+            options.clients.min(64),
+            "n",
+        )
+        .await?,
+    );
+
+    let hot = fund(&grouped, 1_000_000, 1).await?;
+    rows.push(
+        drive(
+            "postgres, group commit, one hot account",
+            Arc::new(Ledger::new(grouped.clone())),
+            &hot,
+            options.commands / 2,
+            options.clients,
+            "h",
+        )
+        .await?,
+    );
+
+    if options.sqlite {
+        let dir = tempfile::tempdir()?;
+        let sqlite: Arc<dyn EventStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("bench.db"), CommitMode::default()).await?);
+        let accounts = fund(&sqlite, 1, options.accounts).await?;
+        rows.push(
+            drive(
+                "sqlite, group commit, many accounts",
+                Arc::new(Ledger::new(sqlite)),
+                &accounts,
+                options.commands,
+                options.clients,
+                "s",
+            )
+            .await?,
+        );
+    }
+    pool.close().await;
+    Ok(rows)
+}
+
+/// Registers `count` users from `first` on and credits each one with plenty.
+async fn fund(store: &Arc<dyn EventStore>, first: i64, count: u64) -> anyhow::Result<Vec<UserId>> {
+    let ledger = Arc::new(Ledger::new(store.clone()));
+    let mut handles = Vec::new();
+    for n in 0..count as i64 {
+        let ledger = ledger.clone();
+        handles.push(tokio::spawn(async move {
+            let user = UserId::new(first + n)?;
+            let context = |key: &str| -> anyhow::Result<CommandContext> {
+                Ok(CommandContext::new(IdempotencyKey::parse(key)?, Actor::System))
+            };
+            let recharge_id = RechargeId::derive(user, &IdempotencyKey::parse("bench-fund")?);
+            let register = AccountCommand::Register {
+                username: None,
+                language: None,
+                currency: Currency::ton(),
+            };
+            let request = AccountCommand::RequestRecharge {
+                recharge_id,
+                amount: Amount::parse("100000000")?,
+                currency: Currency::ton(),
+                invoice: Invoice {
+                    uuid: format!("bench-{recharge_id}"),
+                    url: "https://pay.example/bench".into(),
+                    expires_at: Utc::now(),
+                },
+            };
+            let settle = AccountCommand::SettleRecharge {
+                recharge_id,
+                status: PaidStatus::Paid,
+                paid: Amount::parse("100000000")?,
+                txid: None,
+            };
+            ledger.execute(user, register, &context("bench-register")?).await?;
+            ledger.execute(user, request, &context("bench-request")?).await?;
+            ledger.execute(user, settle, &context("bench-settle")?).await?;
+            anyhow::Ok(user)
+        }));
+    }
+    let mut users = Vec::with_capacity(handles.len());
+    for handle in handles {
+        users.push(handle.await??);
+    }
+    Ok(users)
+}
+
+/// `clients` tasks issue `commands` purchases in total, spread round-robin over `accounts`.
+async fn drive(
+    name: &str,
+    ledger: Arc<Ledger>,
+    accounts: &[UserId],
+    commands: u64,
+    clients: u64,
+    tag: &'static str,
+) -> anyhow::Result<Row> {
+    let accounts: Arc<Vec<UserId>> = Arc::new(accounts.to_vec());
+    let issued = Arc::new(AtomicU64::new(0));
+    let price = Amount::parse("0.5")?;
+    let stars = Stars::new(100)?;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let (ledger, accounts, issued) = (ledger.clone(), accounts.clone(), issued.clone());
+        handles.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let n = issued.fetch_add(1, Ordering::Relaxed);
+                if n >= commands {
+                    return anyhow::Ok(latencies);
+                }
+                let user = accounts[(n % accounts.len() as u64) as usize];
+                let key = IdempotencyKey::parse(&format!("bench-{tag}-{n}"))?;
+                let command = AccountCommand::RequestPurchase {
+                    purchase_id: PurchaseId::derive(user, &key),
+                    stars,
+                    recipient: None,
+                    price,
+                };
+                let began = Instant::now();
+                ledger
+                    .execute(user, command, &CommandContext::new(key, Actor::System))
+                    .await?;
+                latencies.push(began.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::with_capacity(commands as usize);
+    for handle in handles {
+        latencies.extend(handle.await??);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let row = Row {
+        name: name.to_owned(),
+        commands,
+        elapsed,
+        p50: percentile(0.50),
+        p99: percentile(0.99),
+    };
+    eprintln!("{name}: {:.0} commands/s", commands as f64 / elapsed.as_secs_f64());
+    Ok(row)
+}

@@ -1,0 +1,154 @@
+//! Configuration from the environment, with the seed's variable names.
+//!
+//! Every value is parsed here, once; a missing or malformed value is an error that names the
+//! variable, never a panic deeper in. Only the settings the ledger uses so far are read.
+
+use std::path::PathBuf;
+
+use rust_decimal::Decimal;
+use starledger_ledger::money::{Amount, Currency};
+use starledger_ledger::pricing::StarPricing;
+
+/// Where the event log lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// The embedded default: one SQLite file.
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server (`DATABASE_URL=postgres://…`).
+    Postgres { url: String, pool_size: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub storage: Storage,
+    pub currency: Currency,
+    pub pricing: StarPricing,
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Reads variables through a function, so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+}
+
+impl Config {
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        Self::from_env(&Env(|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
+        let pool_size = match env.get("DATABASE_POOL_SIZE") {
+            None => 10,
+            Some(text) => text
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=500).contains(n))
+                .ok_or_else(|| problem("DATABASE_POOL_SIZE", format!("{text:?} is not a number from 1 to 500")))?,
+        };
+        let storage = match env.get("DATABASE_URL") {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Storage::Postgres { url, pool_size }
+            }
+            Some(url) if url.starts_with("sqlite://") => Storage::Sqlite {
+                path: PathBuf::from(url.trim_start_matches("sqlite://")),
+            },
+            Some(_) => {
+                return Err(problem(
+                    "DATABASE_URL",
+                    "must start with postgres://, postgresql:// or sqlite:// (unset it for the embedded SQLite file)",
+                ))
+            }
+            None => Storage::Sqlite {
+                path: PathBuf::from(env.get("STARLEDGER_SQLITE_PATH").unwrap_or_else(|| "starledger.db".into())),
+            },
+        };
+        let currency = match env.get("LEDGER_CURRENCY") {
+            None => Currency::ton(),
+            Some(code) => Currency::parse(&code).map_err(|e| problem("LEDGER_CURRENCY", e.to_string()))?,
+        };
+        let price_per_star = Amount::parse(&env.get("STAR_PRICE").unwrap_or_else(|| "0.0045".into()))
+            .map_err(|e| problem("STAR_PRICE", e.to_string()))?;
+        let markup_text = env.get("STAR_MARKUP_PERCENT").unwrap_or_else(|| "10".into());
+        let markup: Decimal = markup_text
+            .parse()
+            .map_err(|_| problem("STAR_MARKUP_PERCENT", format!("{markup_text:?} is not a decimal number")))?;
+        let pricing =
+            StarPricing::new(price_per_star, markup).map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
+        let log_level = env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()).to_lowercase();
+        if !["trace", "debug", "info", "warn", "warning", "error"].contains(&log_level.as_str()) {
+            return Err(problem("LOG_LEVEL", format!("{log_level:?} is not one of trace, debug, info, warn, error")));
+        }
+        Ok(Config {
+            storage,
+            currency,
+            pricing,
+            log_level: log_level.replace("warning", "warn"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_env(&Env(move |name| vars.get(name).cloned()))
+    }
+
+    #[test]
+    fn defaults_to_the_embedded_sqlite_file() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.storage, Storage::Sqlite { path: "starledger.db".into() });
+        assert_eq!(config.currency, Currency::ton());
+        assert_eq!(config.log_level, "info");
+    }
+
+    #[test]
+    fn a_postgres_url_selects_postgres() {
+        let config = config(&[("DATABASE_URL", "postgres://u@h/db"), ("DATABASE_POOL_SIZE", "20")]).unwrap();
+        assert_eq!(
+            config.storage,
+            Storage::Postgres {
+                url: "postgres://u@h/db".into(),
+                pool_size: 20
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (variable, value) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("LEDGER_CURRENCY", "ton"),
+            ("STAR_PRICE", "-1"),
+            ("STAR_MARKUP_PERCENT", "lots"),
+            ("LOG_LEVEL", "loud"),
+        ] {
+            let error = config(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable);
+            assert!(error.to_string().starts_with(variable));
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! `starledger demo`: one account's whole life on the embedded ledger, then an audit.
+//!
+//! Runs on a SQLite file with no servers and no credentials. Every step goes through the
+//! real command handler and event store; the Heleket and Fragment outcomes are stated by the
+//! demo (the provider integrations come with the gateway and fulfilment work).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{Duration, Utc};
+use rust_decimal::Decimal;
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::audit::LogAudit;
+use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
+use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
+use starledger_ledger::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::money::{Amount, SignedAmount};
+use starledger_ledger::store::sqlite::SqliteStore;
+use starledger_ledger::store::{CommitMode, EventStore};
+
+use crate::config::Config;
+
+struct Demo {
+    ledger: Ledger,
+    config: Config,
+    user: UserId,
+    step: usize,
+}
+
+impl Demo {
+    fn key(text: &str) -> anyhow::Result<IdempotencyKey> {
+        IdempotencyKey::parse(text).context("demo idempotency key")
+    }
+
+    async fn run_step(
+        &mut self,
+        what: &str,
+        command: AccountCommand,
+        key: &str,
+        actor: Actor,
+    ) -> anyhow::Result<Result<Executed, CommandError>> {
+        self.step += 1;
+        let context = CommandContext::new(Self::key(key)?, actor);
+        let outcome = self.ledger.execute(self.user, command, &context).await;
+        let result = match &outcome {
+            Ok(done) if done.replayed => format!("already done: nothing appended (position {})", done.position),
+            Ok(done) => {
+                let types: Vec<&str> = done.events.iter().map(|e| e.event_type()).collect();
+                format!("{} at position {}", types.join(", "), done.position)
+            }
+            Err(CommandError::Rejected(rejection)) => format!("refused ({}): {rejection}", rejection.code()),
+            Err(other) => return Err(anyhow::anyhow!("step {} failed: {other}", self.step)),
+        };
+        println!("{:>2}. {what:<58} → {result}", self.step);
+        Ok(outcome)
+    }
+
+    async fn balances(&self) -> anyhow::Result<String> {
+        let account = self.ledger.account(self.user).await?;
+        Ok(format!(
+            "available {} {c}, reserved {} {c}",
+            account.available.normalize(),
+            account.reserved.normalize(),
+            c = self.config.currency
+        ))
+    }
+}
+
+pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let path = db.unwrap_or_else(|| temp.path().join("demo.db"));
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(&path, CommitMode::default())
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?,
+    );
+    let user = UserId::new(1001).context("demo user id")?;
+    let mut demo = Demo {
+        ledger: Ledger::new(store.clone()),
+        config: config.clone(),
+        user,
+        step: 0,
+    };
+    let currency = config.currency.clone();
+    println!("starledger demo: one account on the embedded ledger ({})\n", path.display());
+
+    demo.run_step(
+        "/start from Telegram user 1001 (@alice)",
+        AccountCommand::Register {
+            username: Some("alice".into()),
+            language: Some("en".into()),
+            currency: currency.clone(),
+        },
+        "tg:update:1",
+        Actor::User(user),
+    )
+    .await??;
+
+    let recharge_id = RechargeId::derive(user, &Demo::key("tg:update:2")?);
+    demo.run_step(
+        &format!("/recharge 10 → Heleket invoice for 10 {currency}"),
+        AccountCommand::RequestRecharge {
+            recharge_id,
+            amount: Amount::parse("10")?,
+            currency: currency.clone(),
+            invoice: Invoice {
+                uuid: "demo-invoice-1".into(),
+                url: "https://pay.heleket.com/pay/demo-invoice-1".into(),
+                expires_at: Utc::now() + Duration::hours(1),
+            },
+        },
+        "tg:update:2",
+        Actor::User(user),
+    )
+    .await??;
+
+    let settle = AccountCommand::SettleRecharge {
+        recharge_id,
+        status: PaidStatus::PaidOver,
+        paid: Amount::parse("10.5")?,
+        txid: Some("demo-tx-1".into()),
+    };
+    demo.run_step(
+        "Heleket webhook: paid_over, 10.5 paid → credit 10.5",
+        settle.clone(),
+        "heleket:demo-invoice-1:paid_over",
+        Actor::Heleket,
+    )
+    .await??;
+    demo.run_step(
+        "the same webhook delivered again",
+        settle,
+        "heleket:demo-invoice-1:paid_over",
+        Actor::Heleket,
+    )
+    .await??;
+    println!("    balance: {}", demo.balances().await?);
+
+    let gift = Stars::new(1000)?;
+    let gift_id = PurchaseId::derive(user, &Demo::key("tg:update:3")?);
+    let price = config.pricing.quote(gift)?;
+    demo.run_step(
+        &format!("/buy_stars 1000 @bob_gifts, price {price} → reserve"),
+        AccountCommand::RequestPurchase {
+            purchase_id: gift_id,
+            stars: gift,
+            recipient: Some(Username::parse("@bob_gifts")?),
+            price,
+        },
+        "tg:update:3",
+        Actor::User(user),
+    )
+    .await??;
+    println!("    balance: {}", demo.balances().await?);
+    demo.run_step(
+        "Fragment delivered the stars → capture",
+        AccountCommand::CompletePurchase { purchase_id: gift_id },
+        "fragment:done:1",
+        Actor::System,
+    )
+    .await??;
+
+    let too_many = Stars::new(5000)?;
+    demo.run_step(
+        &format!("/buy_stars 5000, price {}", config.pricing.quote(too_many)?),
+        AccountCommand::RequestPurchase {
+            purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:4")?),
+            stars: too_many,
+            recipient: None,
+            price: config.pricing.quote(too_many)?,
+        },
+        "tg:update:4",
+        Actor::User(user),
+    )
+    .await?
+    .err()
+    .context("the demo expected this purchase to be refused")?;
+
+    let own = Stars::new(500)?;
+    let own_id = PurchaseId::derive(user, &Demo::key("tg:update:5")?);
+    let own_price = config.pricing.quote(own)?;
+    demo.run_step(
+        &format!("/buy_stars 500 for herself, price {own_price} → reserve"),
+        AccountCommand::RequestPurchase {
+            purchase_id: own_id,
+            stars: own,
+            recipient: None,
+            price: own_price,
+        },
+        "tg:update:5",
+        Actor::User(user),
+    )
+    .await??;
+    demo.run_step(
+        "Fragment: recipient not found → release (refund)",
+        AccountCommand::FailPurchase {
+            purchase_id: own_id,
+            reason: "recipient not found".into(),
+        },
+        "fragment:failed:2",
+        Actor::System,
+    )
+    .await??;
+    demo.run_step(
+        "admin carol: +1 goodwill credit, reason recorded",
+        AccountCommand::AdjustBalance {
+            adjustment_id: AdjustmentId::derive(user, &Demo::key("admin:adj:1")?),
+            amount: SignedAmount::parse("1")?,
+            currency: currency.clone(),
+            admin: "carol".into(),
+            reason: "goodwill credit for the failed order".into(),
+        },
+        "admin:adj:1",
+        Actor::Admin("carol".into()),
+    )
+    .await??;
+    println!("    balance: {}\n", demo.balances().await?);
+
+    print_log_and_verify(store.as_ref()).await
+}
+
+async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode> {
+    println!("event log");
+    println!("{:>4}  {:<13} {:>3}  {:<20} {:<14} hash", "pos", "stream", "ver", "type", "actor");
+    let mut audit = LogAudit::default();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for event in &page {
+            let actor = event.metadata.get("actor").and_then(|a| a.as_str()).unwrap_or("?");
+            println!(
+                "{:>4}  {:<13} {:>3}  {:<20} {:<14} {}…",
+                event.position,
+                event.stream_id,
+                event.stream_version,
+                event.event_type,
+                actor,
+                &event.hash.to_hex()[..16]
+            );
+            audit.check(event);
+        }
+    }
+    let report = audit.finish();
+
+    println!("\nledger accounts (double entry)");
+    for (account, currency, balance) in report.trial_balance.accounts() {
+        if !balance.is_zero() {
+            println!("  {:<28} {:>14} {currency}", account.to_string(), balance.normalize().to_string());
+        }
+    }
+    for (currency, total) in &report.totals {
+        println!("  {:<28} {:>14} {currency}", "trial balance (must be 0)", total.normalize().to_string());
+    }
+
+    println!("\nverification");
+    println!(
+        "  hash chain: {} events, head {}…",
+        report.events,
+        &report.head_hash.to_hex()[..16]
+    );
+    let trial_zero = report.totals.values().all(Decimal::is_zero);
+    println!("  trial balance zero: {}", if trial_zero { "yes" } else { "NO" });
+    if report.is_sound() {
+        println!("  result: the ledger is sound");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for finding in &report.findings {
+            println!("  FINDING: {finding}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
