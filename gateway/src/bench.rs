@@ -66,10 +66,16 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
             crate::config::Storage::Sqlite { .. } => None,
         })
         .context("give a PostgreSQL server with --database-url or DATABASE_URL")?;
-    let server = PgConnectOptions::from_str(&url).context("--database-url is not a PostgreSQL URL")?;
+    let server =
+        PgConnectOptions::from_str(&url).context("--database-url is not a PostgreSQL URL")?;
     let scratch = format!("starledger_bench_{}", std::process::id());
-    let mut admin = server.connect().await.context("cannot connect to the PostgreSQL server")?;
-    admin.execute(format!("CREATE DATABASE {scratch}").as_str()).await?;
+    let mut admin = server
+        .connect()
+        .await
+        .context("cannot connect to the PostgreSQL server")?;
+    admin
+        .execute(format!("CREATE DATABASE {scratch}").as_str())
+        .await?;
     let outcome = run_scenarios(&options, server.clone().database(&scratch)).await;
     admin
         .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
@@ -95,8 +101,14 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
             .find(|r| r.name.starts_with(name))
             .map(|r| r.commands as f64 / r.elapsed.as_secs_f64())
     };
-    if let (Some(batched), Some(naive)) = (rate("postgres, group commit"), rate("postgres, one transaction")) {
-        println!("\ngroup commit vs. one transaction per command: {:.1}×", batched / naive);
+    if let (Some(batched), Some(naive)) = (
+        rate("postgres, group commit"),
+        rate("postgres, one transaction"),
+    ) {
+        println!(
+            "\ngroup commit vs. one transaction per command: {:.1}×",
+            batched / naive
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -109,7 +121,10 @@ struct Row {
     p99: Duration,
 }
 
-async fn run_scenarios(options: &LedgerBench, database: PgConnectOptions) -> anyhow::Result<Vec<Row>> {
+async fn run_scenarios(
+    options: &LedgerBench,
+    database: PgConnectOptions,
+) -> anyhow::Result<Vec<Row>> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(64)
         .connect_with(database)
@@ -117,7 +132,8 @@ async fn run_scenarios(options: &LedgerBench, database: PgConnectOptions) -> any
     postgres::migrate(&pool).await?;
     let mut rows = Vec::new();
 
-    let grouped: Arc<dyn EventStore> = Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
+    let grouped: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
     let accounts = fund(&grouped, 1, options.accounts).await?;
     rows.push(
         drive(
@@ -131,7 +147,8 @@ async fn run_scenarios(options: &LedgerBench, database: PgConnectOptions) -> any
         .await?,
     );
 
-    let naive: Arc<dyn EventStore> = Arc::new(PostgresStore::open(pool.clone(), CommitMode::PerAppend).await?);
+    let naive: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::open(pool.clone(), CommitMode::PerAppend).await?);
     rows.push(
         drive(
             "postgres, one transaction per command",
@@ -187,7 +204,10 @@ async fn fund(store: &Arc<dyn EventStore>, first: i64, count: u64) -> anyhow::Re
         handles.push(tokio::spawn(async move {
             let user = UserId::new(first + n)?;
             let context = |key: &str| -> anyhow::Result<CommandContext> {
-                Ok(CommandContext::new(IdempotencyKey::parse(key)?, Actor::System))
+                Ok(CommandContext::new(
+                    IdempotencyKey::parse(key)?,
+                    Actor::System,
+                ))
             };
             let recharge_id = RechargeId::derive(user, &IdempotencyKey::parse("bench-fund")?);
             let register = AccountCommand::Register {
@@ -211,9 +231,15 @@ async fn fund(store: &Arc<dyn EventStore>, first: i64, count: u64) -> anyhow::Re
                 paid: Amount::parse("100000000")?,
                 txid: None,
             };
-            ledger.execute(user, register, &context("bench-register")?).await?;
-            ledger.execute(user, request, &context("bench-request")?).await?;
-            ledger.execute(user, settle, &context("bench-settle")?).await?;
+            ledger
+                .execute(user, register, &context("bench-register")?)
+                .await?;
+            ledger
+                .execute(user, request, &context("bench-request")?)
+                .await?;
+            ledger
+                .execute(user, settle, &context("bench-settle")?)
+                .await?;
             anyhow::Ok(user)
         }));
     }
@@ -283,6 +309,9 @@ async fn drive(
         p50: percentile(0.50),
         p99: percentile(0.99),
     };
-    eprintln!("{name}: {:.0} commands/s", commands as f64 / elapsed.as_secs_f64());
+    eprintln!(
+        "{name}: {:.0} commands/s",
+        commands as f64 / elapsed.as_secs_f64()
+    );
     Ok(row)
 }

@@ -61,7 +61,12 @@ impl Config {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| (1..=500).contains(n))
-                .ok_or_else(|| problem("DATABASE_POOL_SIZE", format!("{text:?} is not a number from 1 to 500")))?,
+                .ok_or_else(|| {
+                    problem(
+                        "DATABASE_POOL_SIZE",
+                        format!("{text:?} is not a number from 1 to 500"),
+                    )
+                })?,
         };
         let storage = match env.get("DATABASE_URL") {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -82,19 +87,33 @@ impl Config {
         };
         let currency = match env.get("LEDGER_CURRENCY") {
             None => Currency::ton(),
-            Some(code) => Currency::parse(&code).map_err(|e| problem("LEDGER_CURRENCY", e.to_string()))?,
+            Some(code) => {
+                Currency::parse(&code).map_err(|e| problem("LEDGER_CURRENCY", e.to_string()))?
+            }
         };
-        let price_per_star = Amount::parse(&env.get("STAR_PRICE").unwrap_or_else(|| "0.0045".into()))
-            .map_err(|e| problem("STAR_PRICE", e.to_string()))?;
-        let markup_text = env.get("STAR_MARKUP_PERCENT").unwrap_or_else(|| "10".into());
-        let markup: Decimal = markup_text
-            .parse()
-            .map_err(|_| problem("STAR_MARKUP_PERCENT", format!("{markup_text:?} is not a decimal number")))?;
-        let pricing =
-            StarPricing::new(price_per_star, markup).map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
-        let log_level = env.get("LOG_LEVEL").unwrap_or_else(|| "info".into()).to_lowercase();
+        let price_per_star =
+            Amount::parse(&env.get("STAR_PRICE").unwrap_or_else(|| "0.0045".into()))
+                .map_err(|e| problem("STAR_PRICE", e.to_string()))?;
+        let markup_text = env
+            .get("STAR_MARKUP_PERCENT")
+            .unwrap_or_else(|| "10".into());
+        let markup: Decimal = markup_text.parse().map_err(|_| {
+            problem(
+                "STAR_MARKUP_PERCENT",
+                format!("{markup_text:?} is not a decimal number"),
+            )
+        })?;
+        let pricing = StarPricing::new(price_per_star, markup)
+            .map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
+        let log_level = env
+            .get("LOG_LEVEL")
+            .unwrap_or_else(|| "info".into())
+            .to_lowercase();
         if !["trace", "debug", "info", "warn", "warning", "error"].contains(&log_level.as_str()) {
-            return Err(problem("LOG_LEVEL", format!("{log_level:?} is not one of trace, debug, info, warn, error")));
+            return Err(problem(
+                "LOG_LEVEL",
+                format!("{log_level:?} is not one of trace, debug, info, warn, error"),
+            ));
         }
         Ok(Config {
             storage,
@@ -112,21 +131,33 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_env(&Env(move |name| vars.get(name).cloned()))
     }
 
     #[test]
     fn defaults_to_the_embedded_sqlite_file() {
         let config = config(&[]).unwrap();
-        assert_eq!(config.storage, Storage::Sqlite { path: "starledger.db".into() });
+        assert_eq!(
+            config.storage,
+            Storage::Sqlite {
+                path: "starledger.db".into()
+            }
+        );
         assert_eq!(config.currency, Currency::ton());
         assert_eq!(config.log_level, "info");
     }
 
     #[test]
     fn a_postgres_url_selects_postgres() {
-        let config = config(&[("DATABASE_URL", "postgres://u@h/db"), ("DATABASE_POOL_SIZE", "20")]).unwrap();
+        let config = config(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DATABASE_POOL_SIZE", "20"),
+        ])
+        .unwrap();
         assert_eq!(
             config.storage,
             Storage::Postgres {

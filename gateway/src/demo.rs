@@ -15,7 +15,9 @@ use starledger_ledger::account::AccountCommand;
 use starledger_ledger::audit::LogAudit;
 use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
 use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
-use starledger_ledger::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::ids::{
+    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
+};
 use starledger_ledger::money::{Amount, SignedAmount};
 use starledger_ledger::store::sqlite::SqliteStore;
 use starledger_ledger::store::{CommitMode, EventStore};
@@ -45,12 +47,17 @@ impl Demo {
         let context = CommandContext::new(Self::key(key)?, actor);
         let outcome = self.ledger.execute(self.user, command, &context).await;
         let result = match &outcome {
-            Ok(done) if done.replayed => format!("already done: nothing appended (position {})", done.position),
+            Ok(done) if done.replayed => format!(
+                "already done: nothing appended (position {})",
+                done.position
+            ),
             Ok(done) => {
                 let types: Vec<&str> = done.events.iter().map(|e| e.event_type()).collect();
                 format!("{} at position {}", types.join(", "), done.position)
             }
-            Err(CommandError::Rejected(rejection)) => format!("refused ({}): {rejection}", rejection.code()),
+            Err(CommandError::Rejected(rejection)) => {
+                format!("refused ({}): {rejection}", rejection.code())
+            }
             Err(other) => return Err(anyhow::anyhow!("step {} failed: {other}", self.step)),
         };
         println!("{:>2}. {what:<58} → {result}", self.step);
@@ -84,7 +91,10 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
         step: 0,
     };
     let currency = config.currency.clone();
-    println!("starledger demo: one account on the embedded ledger ({})\n", path.display());
+    println!(
+        "starledger demo: one account on the embedded ledger ({})\n",
+        path.display()
+    );
 
     demo.run_step(
         "/start from Telegram user 1001 (@alice)",
@@ -156,7 +166,9 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
     println!("    balance: {}", demo.balances().await?);
     demo.run_step(
         "Fragment delivered the stars → capture",
-        AccountCommand::CompletePurchase { purchase_id: gift_id },
+        AccountCommand::CompletePurchase {
+            purchase_id: gift_id,
+        },
         "fragment:done:1",
         Actor::System,
     )
@@ -223,7 +235,10 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
 
 async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode> {
     println!("event log");
-    println!("{:>4}  {:<13} {:>3}  {:<20} {:<14} hash", "pos", "stream", "ver", "type", "actor");
+    println!(
+        "{:>4}  {:<13} {:>3}  {:<20} {:<14} hash",
+        "pos", "stream", "ver", "type", "actor"
+    );
     let mut audit = LogAudit::default();
     let mut after = 0;
     loop {
@@ -231,7 +246,11 @@ async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode
         let Some(last) = page.last() else { break };
         after = last.position;
         for event in &page {
-            let actor = event.metadata.get("actor").and_then(|a| a.as_str()).unwrap_or("?");
+            let actor = event
+                .metadata
+                .get("actor")
+                .and_then(|a| a.as_str())
+                .unwrap_or("?");
             println!(
                 "{:>4}  {:<13} {:>3}  {:<20} {:<14} {}…",
                 event.position,
@@ -249,11 +268,19 @@ async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode
     println!("\nledger accounts (double entry)");
     for (account, currency, balance) in report.trial_balance.accounts() {
         if !balance.is_zero() {
-            println!("  {:<28} {:>14} {currency}", account.to_string(), balance.normalize().to_string());
+            println!(
+                "  {:<28} {:>14} {currency}",
+                account.to_string(),
+                balance.normalize().to_string()
+            );
         }
     }
     for (currency, total) in &report.totals {
-        println!("  {:<28} {:>14} {currency}", "trial balance (must be 0)", total.normalize().to_string());
+        println!(
+            "  {:<28} {:>14} {currency}",
+            "trial balance (must be 0)",
+            total.normalize().to_string()
+        );
     }
 
     println!("\nverification");
@@ -263,7 +290,10 @@ async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode
         &report.head_hash.to_hex()[..16]
     );
     let trial_zero = report.totals.values().all(Decimal::is_zero);
-    println!("  trial balance zero: {}", if trial_zero { "yes" } else { "NO" });
+    println!(
+        "  trial balance zero: {}",
+        if trial_zero { "yes" } else { "NO" }
+    );
     if report.is_sound() {
         println!("  result: the ledger is sound");
         Ok(ExitCode::SUCCESS)

@@ -18,7 +18,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "starledger", version, about = "Event-sourced ledger of a Telegram Stars shop")]
+#[command(
+    name = "starledger",
+    version,
+    about = "Event-sourced ledger of a Telegram Stars shop"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

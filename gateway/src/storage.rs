@@ -10,6 +10,8 @@ use crate::config::Storage;
 pub async fn migrate(storage: &Storage) -> Result<(), StoreError> {
     match storage {
         Storage::Sqlite { path } => sqlite::open_pool(path).await.map(|_| ()),
-        Storage::Postgres { url, .. } => postgres::migrate(&postgres::connect_pool(url, 2).await?).await,
+        Storage::Postgres { url, .. } => {
+            postgres::migrate(&postgres::connect_pool(url, 2).await?).await
+        }
     }
 }

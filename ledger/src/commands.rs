@@ -13,6 +13,7 @@
 //! appends nothing and returns the events the first one stored.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -129,6 +130,7 @@ pub fn decode(event: &RecordedEvent) -> Result<AccountEvent, DecodeError> {
 pub struct Ledger {
     store: Arc<dyn EventStore>,
     slots: DashMap<StreamId, Arc<Mutex<Slot>>>,
+    conflicts: AtomicU64,
 }
 
 impl Ledger {
@@ -136,7 +138,14 @@ impl Ledger {
         Self {
             store,
             slots: DashMap::new(),
+            conflicts: AtomicU64::new(0),
         }
+    }
+
+    /// How many appends this handler has seen refused for a concurrency conflict (each one
+    /// cost a reload and a second decision).
+    pub fn conflicts(&self) -> u64 {
+        self.conflicts.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -186,7 +195,7 @@ impl Ledger {
         let mut conflicts = 0;
         let duplicate_deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
         while conflicts < MAX_ATTEMPTS {
-            let (request, events, ids) = {
+            let (ticket, events, ids) = {
                 let mut slot = slot.lock().await;
                 if !slot.loaded {
                     self.load(&stream, &mut slot).await?;
@@ -228,10 +237,17 @@ impl Ledger {
                     slot.invalidate();
                     return Err(CommandError::Invariant(violation));
                 }
-                (request, events, ids)
+                // Queue while still holding the stream's lock: the next command on this
+                // stream decides on top of this one and must reach the writer after it.
+                let ticket = self.store.enqueue(request).await;
+                (ticket, events, ids)
             };
 
-            match self.store.append(request).await {
+            let answer = match ticket {
+                Ok(ticket) => ticket.await,
+                Err(refused) => Err(refused),
+            };
+            match answer {
                 Ok(outcome) if !outcome.replayed => {
                     let mut slot = slot.lock().await;
                     for id in &ids {
@@ -250,6 +266,7 @@ impl Ledger {
                 }
                 Err(AppendError::Conflict { .. }) => {
                     conflicts += 1;
+                    self.conflicts.fetch_add(1, Ordering::Relaxed);
                     slot.lock().await.invalidate();
                     tracing::debug!(%stream, "conflict; reloading and deciding again");
                 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{AppendError, AppendOutcome, AppendRequest, CommitMode, StoreError};
+use super::{AppendError, AppendOutcome, AppendRequest, AppendTicket, CommitMode, StoreError};
 
 /// What a backend does for one batch: a single transaction that locks the log head, plans
 /// the batch (see `plan`), writes the rows and commits. Answers are in request order.
@@ -61,26 +61,32 @@ impl<B: BatchBackend> Appender<B> {
         }
     }
 
-    pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+    /// Queues an append and returns its answer-to-come. In grouped mode, appends queued one
+    /// after the other are committed in that order; in per-append mode the transaction runs
+    /// when the ticket is awaited.
+    pub async fn enqueue(&self, request: AppendRequest) -> Result<AppendTicket, AppendError> {
         let Some(queue) = &self.queue else {
-            let mut answers = self
-                .backend
-                .commit_batch(std::slice::from_ref(&request))
-                .await?;
-            let answer = answers
-                .pop()
-                .unwrap_or(Err(AppendError::Store(StoreError::Closed)));
-            if let Ok(outcome) = &answer {
-                advance(&self.committed, outcome.last_position);
-            }
-            return answer;
+            let backend = self.backend.clone();
+            let committed = self.committed.clone();
+            return Ok(Box::pin(async move {
+                let mut answers = backend.commit_batch(std::slice::from_ref(&request)).await?;
+                let answer = answers
+                    .pop()
+                    .unwrap_or(Err(AppendError::Store(StoreError::Closed)));
+                if let Ok(outcome) = &answer {
+                    advance(&committed, outcome.last_position);
+                }
+                answer
+            }));
         };
         let (reply, answer) = oneshot::channel();
         queue
             .send(Pending { request, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Box::pin(async move {
+            answer.await.map_err(|_| StoreError::Closed)?
+        }))
     }
 
     pub fn committed(&self) -> watch::Receiver<u64> {

@@ -178,12 +178,23 @@ impl Default for CommitMode {
 /// Most events one append request may carry.
 pub const MAX_EVENTS_PER_APPEND: usize = 100;
 
+/// The answer-to-come of a queued append.
+pub type AppendTicket =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send>>;
+
 /// The event log.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
+    /// Queues an append and returns a ticket that resolves to its answer. Appends queued one
+    /// after another by one caller are committed in that order, which is what lets the
+    /// command handler decide the next command before the previous one has committed.
+    async fn enqueue(&self, request: AppendRequest) -> Result<AppendTicket, AppendError>;
+
     /// Appends events to one stream if it is at the expected version. Re-appending events
     /// whose ids are already stored returns the original outcome with `replayed = true`.
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        self.enqueue(request).await?.await
+    }
 
     /// Events of one stream with version greater than `after_version`, in order.
     async fn read_stream(

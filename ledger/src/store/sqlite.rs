@@ -25,8 +25,8 @@ use uuid::Uuid;
 use super::batch::{Appender, BatchBackend};
 use super::plan::{lookups, plan_batch, to_micros, BatchFacts, StoredAt, StreamTip};
 use super::{
-    AppendError, AppendOutcome, AppendRequest, CommitMode, EventStore, LogHead, RecordedEvent,
-    StoreError,
+    AppendError, AppendOutcome, AppendRequest, AppendTicket, CommitMode, EventStore, LogHead,
+    RecordedEvent, StoreError,
 };
 use crate::chain::Hash;
 use crate::ids::EventId;
@@ -131,8 +131,8 @@ fn event_from_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        self.appender.append(request).await
+    async fn enqueue(&self, request: AppendRequest) -> Result<AppendTicket, AppendError> {
+        self.appender.enqueue(request).await
     }
 
     async fn read_stream(

@@ -1,0 +1,129 @@
+//! The `starledger` command line, run as a newcomer would run it.
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+use starledger_e2e::starledger;
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn demo_runs_with_no_servers_and_verifies_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = starledger()
+        .arg("demo")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "RechargeSettled at position 3",
+        "already done: nothing appended",
+        "refused (insufficient_funds)",
+        "PurchaseFailed at position 7",
+        "trial balance zero: yes",
+        "the ledger is sound",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn running_the_demo_again_on_the_same_file_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("kept.db");
+    let first = starledger()
+        .args(["demo", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let second = starledger()
+        .args(["demo", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&second);
+    assert!(second.status.success(), "{stdout}");
+    // Every step is a retry of the first run's command: answered, never appended again.
+    assert_eq!(
+        stdout.matches("already done: nothing appended").count(),
+        9,
+        "{stdout}"
+    );
+    assert!(stdout.contains("hash chain: 8 events"), "{stdout}");
+}
+
+#[test]
+fn a_malformed_setting_stops_start_up_and_names_the_variable() {
+    for (variable, value) in [
+        ("DATABASE_URL", "mysql://nope"),
+        ("STAR_PRICE", "-3"),
+        ("LOG_LEVEL", "chatty"),
+    ] {
+        let output = starledger()
+            .arg("migrate")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_creates_the_postgres_schema_once() {
+    let Some(url) = std::env::var("TEST_DATABASE_URL").ok() else {
+        eprintln!("skipping: set TEST_DATABASE_URL=postgres://… to run it");
+        return;
+    };
+    let server = PgConnectOptions::from_str(&url).unwrap();
+    let name = format!("starledger_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = server.connect().await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let database_url = server.clone().database(&name).to_url_lossy().to_string();
+
+    for _ in 0..2 {
+        let output = starledger()
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout_of(&output).contains("schema is up to date (PostgreSQL)"));
+    }
+    let mut conn = server.clone().database(&name).connect().await.unwrap();
+    let (head,): (i64,) = sqlx::query_as("SELECT position FROM ledger_head")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(head, 0);
+    // TRUNCATE: a statement trigger, so it fires on the still-empty table.
+    let refused = conn.execute("TRUNCATE events").await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("append-only")));
+    conn.close().await.unwrap();
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+}
