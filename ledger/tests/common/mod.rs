@@ -21,7 +21,7 @@ pub enum Backend {
         path: std::path::PathBuf,
     },
     Postgres {
-        server: PgConnectOptions,
+        server: Box<PgConnectOptions>,
         name: String,
         pool: PgPool,
     },
@@ -63,7 +63,11 @@ impl Backend {
             .await
             .expect("connect to test database");
         postgres::migrate(&pool).await.expect("migrate");
-        Some(Backend::Postgres { server, name, pool })
+        Some(Backend::Postgres {
+            server: Box::new(server),
+            name,
+            pool,
+        })
     }
 
     pub fn name(&self) -> &'static str {
