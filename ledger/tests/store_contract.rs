@@ -288,7 +288,7 @@ async fn positions_stay_gapless_under_concurrent_appenders(backend: &Backend) {
     }
 }
 
-async fn the_chain_detects_an_edited_row(backend: &Backend) {
+async fn store_with_three_events(backend: &Backend) -> Arc<dyn EventStore> {
     let store = backend.open(CommitMode::default()).await;
     for n in 1..=3 {
         store
@@ -296,6 +296,11 @@ async fn the_chain_detects_an_edited_row(backend: &Backend) {
             .await
             .unwrap();
     }
+    store
+}
+
+async fn the_chain_detects_an_edited_row(backend: &Backend) {
+    let store = store_with_three_events(backend).await;
     verify_chain(&read_everything(store.as_ref()).await).unwrap();
     let edit = match backend.name() {
         "postgres" => r#"UPDATE events SET data = '{"n": 999}'::jsonb WHERE position = 2"#,
@@ -309,13 +314,7 @@ async fn the_chain_detects_an_edited_row(backend: &Backend) {
 }
 
 async fn the_chain_detects_a_deleted_row(backend: &Backend) {
-    let store = backend.open(CommitMode::default()).await;
-    for n in 1..=3 {
-        store
-            .append(request("account-1", ExpectedVersion::Any, vec![event(n)]))
-            .await
-            .unwrap();
-    }
+    let store = store_with_three_events(backend).await;
     backend
         .tamper("DELETE FROM events WHERE position = 2")
         .await;
@@ -330,13 +329,7 @@ async fn the_chain_detects_a_deleted_row(backend: &Backend) {
 
 async fn the_chain_detects_a_forged_replacement(backend: &Backend) {
     // Delete the last row and re-number the next: positions look gapless, links do not.
-    let store = backend.open(CommitMode::default()).await;
-    for n in 1..=3 {
-        store
-            .append(request("account-1", ExpectedVersion::Any, vec![event(n)]))
-            .await
-            .unwrap();
-    }
+    let store = store_with_three_events(backend).await;
     backend
         .tamper("DELETE FROM events WHERE position = 2")
         .await;

@@ -27,6 +27,14 @@ pub enum Backend {
     },
 }
 
+async fn sqlite_connection(path: &std::path::Path) -> sqlx::SqliteConnection {
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .connect()
+        .await
+        .expect("open the sqlite file")
+}
+
 pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
@@ -97,11 +105,7 @@ impl Backend {
     pub async fn tamper(&self, sql: &str) {
         match self {
             Backend::Sqlite { path, .. } => {
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .connect()
-                    .await
-                    .expect("open sqlite for tampering");
+                let mut conn = sqlite_connection(path).await;
                 conn.execute("DROP TRIGGER IF EXISTS events_append_only_update")
                     .await
                     .unwrap();
@@ -127,11 +131,7 @@ impl Backend {
     pub async fn try_execute(&self, sql: &str) -> Result<(), String> {
         let result = match self {
             Backend::Sqlite { path, .. } => {
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .connect()
-                    .await
-                    .expect("open sqlite");
+                let mut conn = sqlite_connection(path).await;
                 conn.execute(sql).await.map(|_| ())
             }
             Backend::Postgres { pool, .. } => pool.execute(sql).await.map(|_| ()),
