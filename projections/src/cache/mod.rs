@@ -1,0 +1,1 @@
+//! Caches of read-model rows (being written).

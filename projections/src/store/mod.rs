@@ -1,0 +1,113 @@
+//! Where read models live: the `ReadStore` trait and its PostgreSQL and SQLite backends.
+//!
+//! A projector works inside one [`ReadTx`]: it locks its checkpoint, loads the rows a page of
+//! events touches, folds the page (`model::Page`) and saves the rows and the new checkpoint,
+//! all in the same transaction, so every event takes effect exactly once. Tables are named
+//! `<table><suffix>`: the live ones have no suffix, a blue/green rebuild writes into a fresh
+//! suffix and swaps the tables in one transaction.
+
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::model::{Needs, Page, Table};
+use crate::rows::{BalanceRow, TransactionRow, UserRow};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read-model database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("read-model row is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A projector's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub name: String,
+    pub position: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of a user's transaction history, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub transactions: Vec<TransactionRow>,
+    /// Pass back as `before` for the next (older) page; `None` when this was the last.
+    pub next_cursor: Option<u64>,
+}
+
+/// Most rows one history page may return.
+pub const MAX_HISTORY_PAGE: u32 = 200;
+
+#[async_trait]
+pub trait ReadStore: Send + Sync + 'static {
+    /// Creates the live tables (and their indexes) that do not exist yet.
+    async fn ensure_schema(&self) -> Result<(), ReadError>;
+
+    async fn begin(&self) -> Result<Box<dyn ReadTx>, ReadError>;
+
+    async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError>;
+
+    /// The user's balance in their account currency.
+    async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError>;
+
+    /// History newest first; `before` is a cursor from a previous page.
+    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError>;
+
+    /// The recharge behind a Heleket invoice.
+    async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError>;
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError>;
+}
+
+/// A read-model transaction. Dropped without `commit`, it rolls back.
+#[async_trait]
+pub trait ReadTx: Send {
+    /// Locks the checkpoint row (creating it at 0) until commit, so two instances never
+    /// apply the same page, and returns its position.
+    async fn lock_checkpoint(&mut self, name: &str) -> Result<u64, ReadError>;
+
+    async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError>;
+
+    async fn delete_checkpoint(&mut self, name: &str) -> Result<(), ReadError>;
+
+    /// Loads into `page` the existing rows of `table` that `needs` names.
+    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError>;
+
+    /// Inserts or replaces the page's rows of `table`.
+    async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError>;
+
+    /// Creates `table` under `suffix` with its indexes; drops a leftover of the same name first.
+    async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
+
+    /// Makes `table<suffix>` the live table and drops the previous one.
+    async fn swap(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
+
+    async fn drop_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
+
+    /// Every row of a live table, for audits (compared with a replay).
+    async fn dump(&mut self, table: Table) -> Result<Page, ReadError>;
+
+    async fn commit(self: Box<Self>) -> Result<(), ReadError>;
+}
+
+/// Checks a table suffix: empty (live) or `_` followed by lower-case letters and digits, so
+/// it can be spliced into SQL safely.
+pub fn valid_suffix(suffix: &str) -> bool {
+    suffix.is_empty()
+        || (suffix.len() <= 32
+            && suffix.starts_with('_')
+            && suffix[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+pub(crate) fn table_name(table: Table, suffix: &str) -> String {
+    debug_assert!(valid_suffix(suffix));
+    format!("{}{suffix}", table.name())
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> ReadError {
+    ReadError::Corrupt(what.to_string())
+}

@@ -1,0 +1,436 @@
+//! Read models in PostgreSQL: bulk upserts with `unnest`, checkpoints locked `FOR UPDATE`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::{corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE};
+use crate::model::{Needs, Page, Table};
+use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
+
+fn ddl(table: Table, suffix: &str) -> Vec<String> {
+    let t = table_name(table, suffix);
+    match table {
+        Table::Users => vec![format!(
+            "CREATE TABLE {t} (
+                user_id     BIGINT      PRIMARY KEY,
+                username    TEXT,
+                language    TEXT,
+                currency    TEXT        NOT NULL,
+                created_at  TIMESTAMPTZ NOT NULL,
+                position    BIGINT      NOT NULL)"
+        )],
+        Table::Balances => vec![format!(
+            "CREATE TABLE {t} (
+                user_id     BIGINT      NOT NULL,
+                currency    TEXT        NOT NULL,
+                available   NUMERIC     NOT NULL,
+                reserved    NUMERIC     NOT NULL,
+                total       NUMERIC     NOT NULL,
+                updated_at  TIMESTAMPTZ NOT NULL,
+                position    BIGINT      NOT NULL,
+                PRIMARY KEY (user_id, currency))"
+        )],
+        Table::Transactions => vec![
+            format!(
+                "CREATE TABLE {t} (
+                    id                    UUID        PRIMARY KEY,
+                    user_id               BIGINT      NOT NULL,
+                    transaction_type      TEXT        NOT NULL,
+                    status                TEXT        NOT NULL,
+                    amount                NUMERIC     NOT NULL,
+                    currency              TEXT        NOT NULL,
+                    description           TEXT,
+                    external_id           TEXT        UNIQUE,
+                    transaction_metadata  JSONB       NOT NULL,
+                    created_at            TIMESTAMPTZ NOT NULL,
+                    updated_at            TIMESTAMPTZ NOT NULL,
+                    created_position      BIGINT      NOT NULL,
+                    position              BIGINT      NOT NULL)"
+            ),
+            format!("CREATE INDEX {t}_user_history_idx ON {t} (user_id, created_position DESC)"),
+            format!("CREATE INDEX {t}_status_idx ON {t} (status)"),
+            format!("CREATE INDEX {t}_created_at_idx ON {t} (created_at)"),
+        ],
+    }
+}
+
+pub struct PgReadStore {
+    pool: PgPool,
+}
+
+impl PgReadStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn user_from_row(row: &PgRow) -> Result<UserRow, ReadError> {
+    Ok(UserRow {
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        language: row.try_get("language")?,
+        currency: row.try_get("currency")?,
+        registered_at: row.try_get("created_at")?,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+fn balance_from_row(row: &PgRow) -> Result<BalanceRow, ReadError> {
+    Ok(BalanceRow {
+        user_id: row.try_get("user_id")?,
+        currency: row.try_get("currency")?,
+        available: row.try_get("available")?,
+        reserved: row.try_get("reserved")?,
+        updated_at: row.try_get("updated_at")?,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+const TRANSACTION_COLUMNS: &str = "id, user_id, transaction_type, status, amount, currency, description, external_id, \
+     transaction_metadata::text AS transaction_metadata, created_at, updated_at, created_position, position";
+
+fn transaction_from_row(row: &PgRow) -> Result<TransactionRow, ReadError> {
+    let kind: String = row.try_get("transaction_type")?;
+    let metadata: String = row.try_get("transaction_metadata")?;
+    Ok(TransactionRow {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        kind: TransactionKind::parse(&kind).ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
+        status: row.try_get("status")?,
+        amount: row.try_get("amount")?,
+        currency: row.try_get("currency")?,
+        description: row.try_get("description")?,
+        external_id: row.try_get("external_id")?,
+        metadata: serde_json::from_str(&metadata).map_err(corrupt)?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        created_position: row.try_get::<i64, _>("created_position")? as u64,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+async fn table_exists(pool: &PgPool, name: &str) -> Result<bool, ReadError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
+#[async_trait]
+impl ReadStore for PgReadStore {
+    async fn ensure_schema(&self) -> Result<(), ReadError> {
+        for table in Table::ALL {
+            if !table_exists(&self.pool, table.name()).await? {
+                let mut tx = self.pool.begin().await?;
+                // Serialise with other instances creating the same tables at start-up.
+                sqlx::query("SELECT pg_advisory_xact_lock(7415001)").execute(&mut *tx).await?;
+                let exists: Option<(i32,)> = sqlx::query_as(
+                    "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+                )
+                .bind(table.name())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if exists.is_none() {
+                    for statement in ddl(table, "") {
+                        sqlx::query(&statement).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn ReadTx>, ReadError> {
+        Ok(Box::new(PgReadTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
+    async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
+        let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError> {
+        let row = sqlx::query(
+            "SELECT b.* FROM balances b LEFT JOIN users u ON u.user_id = b.user_id \
+             WHERE b.user_id = $1 ORDER BY (b.currency = u.currency) DESC, b.currency LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(balance_from_row).transpose()
+    }
+
+    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError> {
+        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions \
+             WHERE user_id = $1 AND created_position < $2 ORDER BY created_position DESC LIMIT $3"
+        ))
+        .bind(user_id)
+        .bind(before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut transactions = rows.iter().map(transaction_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if transactions.len() > limit as usize {
+            transactions.truncate(limit as usize);
+            transactions.last().map(|t| t.created_position)
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            transactions,
+            next_cursor,
+        })
+    }
+
+    async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE external_id = $1 AND transaction_type = 'recharge'"
+        ))
+        .bind(invoice_uuid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(transaction_from_row).transpose()
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
+        let rows = sqlx::query("SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    name: row.try_get("name")?,
+                    position: row.try_get::<i64, _>("position")? as u64,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+struct PgReadTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl ReadTx for PgReadTx {
+    async fn lock_checkpoint(&mut self, name: &str) -> Result<u64, ReadError> {
+        sqlx::query("INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(position as u64)
+    }
+
+    async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        )
+        .bind(name)
+        .bind(position as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_checkpoint(&mut self, name: &str) -> Result<(), ReadError> {
+        sqlx::query("DELETE FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError> {
+        let name = table_name(table, suffix);
+        match table {
+            Table::Users => {}
+            Table::Balances if !needs.balances.is_empty() => {
+                let rows = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ANY($1)"))
+                    .bind(&needs.balances)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                for row in &rows {
+                    let balance = balance_from_row(row)?;
+                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                }
+            }
+            Table::Transactions if !needs.transactions.is_empty() => {
+                let rows = sqlx::query(&format!("SELECT {TRANSACTION_COLUMNS} FROM {name} WHERE id = ANY($1)"))
+                    .bind(&needs.transactions)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                for row in &rows {
+                    let transaction = transaction_from_row(row)?;
+                    page.transactions.insert(transaction.id, transaction);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError> {
+        let name = table_name(table, suffix);
+        match table {
+            Table::Users if !page.users.is_empty() => {
+                let rows: Vec<&UserRow> = page.users.values().collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {name} (user_id, username, language, currency, created_at, position) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) \
+                     ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username, language = EXCLUDED.language, \
+                     currency = EXCLUDED.currency, position = EXCLUDED.position"
+                ))
+                .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.username.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.language.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.currency.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.registered_at).collect::<Vec<DateTime<Utc>>>())
+                .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            Table::Balances if !page.balances.is_empty() => {
+                let rows: Vec<&BalanceRow> = page.balances.values().collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {name} (user_id, currency, available, reserved, total, updated_at, position) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[], \
+                                          $6::timestamptz[], $7::bigint[]) \
+                     ON CONFLICT (user_id, currency) DO UPDATE SET available = EXCLUDED.available, \
+                     reserved = EXCLUDED.reserved, total = EXCLUDED.total, updated_at = EXCLUDED.updated_at, \
+                     position = EXCLUDED.position"
+                ))
+                .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.currency.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.available).collect::<Vec<Decimal>>())
+                .bind(rows.iter().map(|r| r.reserved).collect::<Vec<Decimal>>())
+                .bind(rows.iter().map(|r| r.total()).collect::<Vec<Decimal>>())
+                .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<DateTime<Utc>>>())
+                .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            Table::Transactions if !page.transactions.is_empty() => {
+                let rows: Vec<&TransactionRow> = page.transactions.values().collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {name} (id, user_id, transaction_type, status, amount, currency, description, \
+                         external_id, transaction_metadata, created_at, updated_at, created_position, position) \
+                     SELECT i, u, k, s, a, c, d, e, m::jsonb, ca, ua, cp, p \
+                     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::numeric[], $6::text[], \
+                                 $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
+                                 $12::bigint[], $13::bigint[]) AS x(i, u, k, s, a, c, d, e, m, ca, ua, cp, p) \
+                     ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, amount = EXCLUDED.amount, \
+                     external_id = EXCLUDED.external_id, transaction_metadata = EXCLUDED.transaction_metadata, \
+                     updated_at = EXCLUDED.updated_at, position = EXCLUDED.position"
+                ))
+                .bind(rows.iter().map(|r| r.id).collect::<Vec<Uuid>>())
+                .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.amount).collect::<Vec<Decimal>>())
+                .bind(rows.iter().map(|r| r.currency.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.description.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.external_id.clone()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.metadata.to_string()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.created_at).collect::<Vec<DateTime<Utc>>>())
+                .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<DateTime<Utc>>>())
+                .bind(rows.iter().map(|r| r.created_position as i64).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        self.drop_table(table, suffix).await?;
+        for statement in ddl(table, suffix) {
+            sqlx::query(&statement).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn swap(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        let live = table.name();
+        let shadow = table_name(table, suffix);
+        let retired = format!("{live}_retired{suffix}");
+        for statement in [
+            format!("LOCK TABLE {live} IN ACCESS EXCLUSIVE MODE"),
+            format!("ALTER TABLE {live} RENAME TO {retired}"),
+            format!("ALTER TABLE {shadow} RENAME TO {live}"),
+            format!("DROP TABLE {retired}"),
+        ] {
+            sqlx::query(&statement).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        if suffix.is_empty() || !valid_suffix(suffix) {
+            return Err(corrupt("refusing to drop a live table"));
+        }
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", table_name(table, suffix)))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn dump(&mut self, table: Table) -> Result<Page, ReadError> {
+        let name = table.name();
+        let mut page = Page::default();
+        match table {
+            Table::Users => {
+                for row in sqlx::query(&format!("SELECT * FROM {name}")).fetch_all(&mut *self.tx).await? {
+                    let user = user_from_row(&row)?;
+                    page.users.insert(user.user_id, user);
+                }
+            }
+            Table::Balances => {
+                for row in sqlx::query(&format!("SELECT * FROM {name}")).fetch_all(&mut *self.tx).await? {
+                    let balance = balance_from_row(&row)?;
+                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                }
+            }
+            Table::Transactions => {
+                for row in sqlx::query(&format!("SELECT {TRANSACTION_COLUMNS} FROM {name}"))
+                    .fetch_all(&mut *self.tx)
+                    .await?
+                {
+                    let transaction = transaction_from_row(&row)?;
+                    page.transactions.insert(transaction.id, transaction);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), ReadError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! Read models in the embedded SQLite file, beside the event log.
+//!
+//! SQLite has no decimal type: money is stored as decimal TEXT and parsed back exactly; times
+//! are microseconds since the epoch. Transactions start with `BEGIN IMMEDIATE` so a projector
+//! holds the write lock (and a fresh snapshot) from its first statement.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE};
+use crate::model::{Needs, Page, Table};
+use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
+
+fn ddl(table: Table, suffix: &str) -> Vec<String> {
+    let t = table_name(table, suffix);
+    match table {
+        Table::Users => vec![format!(
+            "CREATE TABLE {t} (
+                user_id     INTEGER PRIMARY KEY,
+                username    TEXT,
+                language    TEXT,
+                currency    TEXT    NOT NULL,
+                created_at  INTEGER NOT NULL,
+                position    INTEGER NOT NULL)"
+        )],
+        Table::Balances => vec![format!(
+            "CREATE TABLE {t} (
+                user_id     INTEGER NOT NULL,
+                currency    TEXT    NOT NULL,
+                available   TEXT    NOT NULL,
+                reserved    TEXT    NOT NULL,
+                total       TEXT    NOT NULL,
+                updated_at  INTEGER NOT NULL,
+                position    INTEGER NOT NULL,
+                PRIMARY KEY (user_id, currency))"
+        )],
+        Table::Transactions => vec![
+            format!(
+                "CREATE TABLE {t} (
+                    id                    TEXT    PRIMARY KEY,
+                    user_id               INTEGER NOT NULL,
+                    transaction_type      TEXT    NOT NULL,
+                    status                TEXT    NOT NULL,
+                    amount                TEXT    NOT NULL,
+                    currency              TEXT    NOT NULL,
+                    description           TEXT,
+                    external_id           TEXT    UNIQUE,
+                    transaction_metadata  TEXT    NOT NULL,
+                    created_at            INTEGER NOT NULL,
+                    updated_at            INTEGER NOT NULL,
+                    created_position      INTEGER NOT NULL,
+                    position              INTEGER NOT NULL)"
+            ),
+            format!("CREATE INDEX {t}_user_history_idx ON {t} (user_id, created_position DESC)"),
+            format!("CREATE INDEX {t}_status_idx ON {t} (status)"),
+            format!("CREATE INDEX {t}_created_at_idx ON {t} (created_at)"),
+        ],
+    }
+}
+
+pub struct SqliteReadStore {
+    pool: SqlitePool,
+}
+
+impl SqliteReadStore {
+    /// Uses the event store's pool: read models live in the same file as the log.
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+fn decimal(row: &SqliteRow, column: &str) -> Result<Decimal, ReadError> {
+    let text: String = row.try_get(column)?;
+    Decimal::from_str(&text).map_err(|e| corrupt(format!("{column} {text:?}: {e}")))
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, ReadError> {
+    let micros: i64 = row.try_get(column)?;
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| corrupt(format!("{column} out of range")))
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<UserRow, ReadError> {
+    Ok(UserRow {
+        user_id: row.try_get("user_id")?,
+        username: row.try_get("username")?,
+        language: row.try_get("language")?,
+        currency: row.try_get("currency")?,
+        registered_at: time(row, "created_at")?,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+fn balance_from_row(row: &SqliteRow) -> Result<BalanceRow, ReadError> {
+    Ok(BalanceRow {
+        user_id: row.try_get("user_id")?,
+        currency: row.try_get("currency")?,
+        available: decimal(row, "available")?,
+        reserved: decimal(row, "reserved")?,
+        updated_at: time(row, "updated_at")?,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRow, ReadError> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("transaction_type")?;
+    let metadata: String = row.try_get("transaction_metadata")?;
+    Ok(TransactionRow {
+        id: Uuid::parse_str(&id).map_err(corrupt)?,
+        user_id: row.try_get("user_id")?,
+        kind: TransactionKind::parse(&kind).ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
+        status: row.try_get("status")?,
+        amount: decimal(row, "amount")?,
+        currency: row.try_get("currency")?,
+        description: row.try_get("description")?,
+        external_id: row.try_get("external_id")?,
+        metadata: serde_json::from_str(&metadata).map_err(corrupt)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+        created_position: row.try_get::<i64, _>("created_position")? as u64,
+        position: row.try_get::<i64, _>("position")? as u64,
+    })
+}
+
+async fn table_exists(tx: &mut Transaction<'static, Sqlite>, name: &str) -> Result<bool, ReadError> {
+    let found: Option<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(found.is_some())
+}
+
+#[async_trait]
+impl ReadStore for SqliteReadStore {
+    async fn ensure_schema(&self) -> Result<(), ReadError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for table in Table::ALL {
+            if !table_exists(&mut tx, table.name()).await? {
+                for statement in ddl(table, "") {
+                    sqlx::query(&statement).execute(&mut *tx).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn ReadTx>, ReadError> {
+        Ok(Box::new(SqliteReadTx {
+            tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+        }))
+    }
+
+    async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
+        let row = sqlx::query("SELECT * FROM users WHERE user_id = ?1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError> {
+        let row = sqlx::query(
+            "SELECT b.* FROM balances b LEFT JOIN users u ON u.user_id = b.user_id \
+             WHERE b.user_id = ?1 ORDER BY (b.currency = u.currency) DESC, b.currency LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(balance_from_row).transpose()
+    }
+
+    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError> {
+        let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+        let rows = sqlx::query(
+            "SELECT * FROM transactions WHERE user_id = ?1 AND created_position < ?2 \
+             ORDER BY created_position DESC LIMIT ?3",
+        )
+        .bind(user_id)
+        .bind(before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut transactions = rows.iter().map(transaction_from_row).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if transactions.len() > limit as usize {
+            transactions.truncate(limit as usize);
+            transactions.last().map(|t| t.created_position)
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            transactions,
+            next_cursor,
+        })
+    }
+
+    async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
+        let row = sqlx::query("SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge'")
+            .bind(invoice_uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(transaction_from_row).transpose()
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
+        let rows = sqlx::query("SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Checkpoint {
+                    name: row.try_get("name")?,
+                    position: row.try_get::<i64, _>("position")? as u64,
+                    updated_at: time(row, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+struct SqliteReadTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl ReadTx for SqliteReadTx {
+    async fn lock_checkpoint(&mut self, name: &str) -> Result<u64, ReadError> {
+        sqlx::query("INSERT OR IGNORE INTO projection_checkpoints (name, position, updated_at) VALUES (?1, 0, ?2)")
+            .bind(name)
+            .bind(Utc::now().timestamp_micros())
+            .execute(&mut *self.tx)
+            .await?;
+        let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(position as u64)
+    }
+
+    async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(position as i64)
+        .bind(Utc::now().timestamp_micros())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_checkpoint(&mut self, name: &str) -> Result<(), ReadError> {
+        sqlx::query("DELETE FROM projection_checkpoints WHERE name = ?1")
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError> {
+        let name = table_name(table, suffix);
+        match table {
+            Table::Users => {}
+            Table::Balances => {
+                for user_id in &needs.balances {
+                    let rows = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ?1"))
+                        .bind(user_id)
+                        .fetch_all(&mut *self.tx)
+                        .await?;
+                    for row in &rows {
+                        let balance = balance_from_row(row)?;
+                        page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                    }
+                }
+            }
+            Table::Transactions => {
+                for id in &needs.transactions {
+                    let row = sqlx::query(&format!("SELECT * FROM {name} WHERE id = ?1"))
+                        .bind(id.to_string())
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                    if let Some(row) = row {
+                        let transaction = transaction_from_row(&row)?;
+                        page.transactions.insert(transaction.id, transaction);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError> {
+        let name = table_name(table, suffix);
+        match table {
+            Table::Users => {
+                for r in page.users.values() {
+                    sqlx::query(&format!(
+                        "INSERT OR REPLACE INTO {name} (user_id, username, language, currency, created_at, position) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                    ))
+                    .bind(r.user_id)
+                    .bind(&r.username)
+                    .bind(&r.language)
+                    .bind(&r.currency)
+                    .bind(r.registered_at.timestamp_micros())
+                    .bind(r.position as i64)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+            Table::Balances => {
+                for r in page.balances.values() {
+                    sqlx::query(&format!(
+                        "INSERT OR REPLACE INTO {name} (user_id, currency, available, reserved, total, updated_at, position) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    ))
+                    .bind(r.user_id)
+                    .bind(&r.currency)
+                    .bind(r.available.to_string())
+                    .bind(r.reserved.to_string())
+                    .bind(r.total().to_string())
+                    .bind(r.updated_at.timestamp_micros())
+                    .bind(r.position as i64)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+            Table::Transactions => {
+                for r in page.transactions.values() {
+                    sqlx::query(&format!(
+                        "INSERT OR REPLACE INTO {name} (id, user_id, transaction_type, status, amount, currency, \
+                             description, external_id, transaction_metadata, created_at, updated_at, created_position, position) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                    ))
+                    .bind(r.id.to_string())
+                    .bind(r.user_id)
+                    .bind(r.kind.as_str())
+                    .bind(&r.status)
+                    .bind(r.amount.to_string())
+                    .bind(&r.currency)
+                    .bind(&r.description)
+                    .bind(&r.external_id)
+                    .bind(r.metadata.to_string())
+                    .bind(r.created_at.timestamp_micros())
+                    .bind(r.updated_at.timestamp_micros())
+                    .bind(r.created_position as i64)
+                    .bind(r.position as i64)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        self.drop_table(table, suffix).await?;
+        for statement in ddl(table, suffix) {
+            sqlx::query(&statement).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn swap(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        let live = table.name();
+        let shadow = table_name(table, suffix);
+        let retired = format!("{live}_retired{suffix}");
+        for statement in [
+            format!("ALTER TABLE {live} RENAME TO {retired}"),
+            format!("ALTER TABLE {shadow} RENAME TO {live}"),
+            format!("DROP TABLE {retired}"),
+        ] {
+            sqlx::query(&statement).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        if suffix.is_empty() || !valid_suffix(suffix) {
+            return Err(corrupt("refusing to drop a live table"));
+        }
+        sqlx::query(&format!("DROP TABLE IF EXISTS {}", table_name(table, suffix)))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn dump(&mut self, table: Table) -> Result<Page, ReadError> {
+        let rows = sqlx::query(&format!("SELECT * FROM {}", table.name()))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut page = Page::default();
+        for row in &rows {
+            match table {
+                Table::Users => {
+                    let user = user_from_row(row)?;
+                    page.users.insert(user.user_id, user);
+                }
+                Table::Balances => {
+                    let balance = balance_from_row(row)?;
+                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                }
+                Table::Transactions => {
+                    let transaction = transaction_from_row(row)?;
+                    page.transactions.insert(transaction.id, transaction);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), ReadError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
