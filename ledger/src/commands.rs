@@ -37,7 +37,14 @@ const MAX_EVENTS_PER_COMMAND: usize = 4;
 const DUPLICATE_WAIT: Duration = Duration::from_secs(10);
 
 /// How many times a command is re-decided after a concurrency conflict before giving up.
-pub const MAX_ATTEMPTS: usize = 8;
+pub const MAX_ATTEMPTS: usize = 16;
+
+/// A random wait of up to 2^n milliseconds (at most 64 ms) after the n-th conflict.
+fn conflict_backoff(conflicts: usize) -> Duration {
+    let ceiling_ms = 1u64 << conflicts.min(6);
+    let random = Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % (ceiling_ms * 1_000))
+}
 
 /// Who sent a command, and the key that makes retries of it harmless.
 #[derive(Debug, Clone)]
@@ -269,6 +276,9 @@ impl Ledger {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
                     slot.lock().await.invalidate();
                     tracing::debug!(%stream, "conflict; reloading and deciding again");
+                    // Another instance is writing this account too. Back off a random,
+                    // growing while so the instances stop colliding (no retry storm).
+                    tokio::time::sleep(conflict_backoff(conflicts)).await;
                 }
                 Err(AppendError::IdempotencyMismatch(_)) => {
                     slot.lock().await.invalidate();

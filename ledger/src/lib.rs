@@ -22,3 +22,5 @@ pub mod money;
 pub mod postings;
 pub mod pricing;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,17 +1,16 @@
 //! The command handler against real stores: idempotent retries, conflicts between
 //! instances, and concurrent purchases on one account that must never overdraw it.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::flow::*;
-use common::{audit, Backend};
 use rust_decimal::Decimal;
 use starledger_ledger::account::{AccountCommand, Rejection};
 use starledger_ledger::commands::{CommandError, Ledger};
 use starledger_ledger::events::AccountEvent;
+use starledger_ledger::on_every_backend;
 use starledger_ledger::store::CommitMode;
+use starledger_ledger::testing::flow::*;
+use starledger_ledger::testing::{audit, Backend};
 
 async fn a_repeated_command_appends_nothing_and_returns_the_first_result(backend: &Backend) {
     let store = backend.open(CommitMode::default()).await;

@@ -1,8 +1,6 @@
 //! Property tests over random command sequences: whatever users do, in whatever order, the
 //! ledger invariants of DESIGN.md hold and replaying the log gives the same state.
 
-mod common;
-
 use std::collections::HashMap;
 
 use chrono::{TimeZone, Utc};
@@ -197,20 +195,20 @@ proptest! {
     fn the_stored_log_replays_to_the_handlers_state(ops in prop::collection::vec(op(), 1..60)) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let backend = common::Backend::sqlite().await;
+            let backend = starledger_ledger::testing::Backend::sqlite().await;
             let store = backend.open(CommitMode::default()).await;
             let ledger = Ledger::new(store.clone());
             let mut users = Vec::new();
             for (i, op) in ops.iter().enumerate() {
                 let Some((user, command)) = command(op) else { continue };
                 users.push(user);
-                let context = common::flow::context(&format!("op-{i}"));
+                let context = starledger_ledger::testing::flow::context(&format!("op-{i}"));
                 match ledger.execute(user, command, &context).await {
                     Ok(_) | Err(CommandError::Rejected(_)) => {}
                     Err(other) => panic!("store failure: {other}"),
                 }
             }
-            let report = common::audit(store.as_ref()).await;
+            let report = starledger_ledger::testing::audit(store.as_ref()).await;
             assert!(report.is_sound(), "{:?}", report.findings);
             for user in users {
                 let cached = ledger.account(user).await.unwrap();

@@ -2,20 +2,19 @@
 //! `TEST_DATABASE_URL` is set): ordering, conflicts, idempotency, gapless positions under
 //! concurrency, tamper detection, append-only enforcement and tailing.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Backend;
 use serde_json::json;
 use starledger_ledger::chain::{ChainBreak, ChainVerifier};
 use starledger_ledger::ids::EventId;
+use starledger_ledger::on_every_backend;
 use starledger_ledger::store::tail::Tail;
 use starledger_ledger::store::{
     AppendError, AppendRequest, CommitMode, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
 };
+use starledger_ledger::testing::Backend;
 
 fn event(n: u64) -> NewEvent {
     NewEvent {

@@ -83,7 +83,10 @@ fn compare<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
 }
 
 /// Verifies the log and, when `read` is given, every live read model.
-pub async fn verify(events: &dyn EventStore, read: Option<&dyn ReadStore>) -> Result<VerifyReport, ProjectionError> {
+pub async fn verify(
+    events: &dyn EventStore,
+    read: Option<&dyn ReadStore>,
+) -> Result<VerifyReport, ProjectionError> {
     let started = Instant::now();
     // Snapshot the tables first, each with the checkpoint it reflects.
     let mut snapshots: BTreeMap<Table, (u64, Page)> = BTreeMap::new();
@@ -131,7 +134,12 @@ pub async fn verify(events: &dyn EventStore, read: Option<&dyn ReadStore>) -> Re
         match table {
             Table::Users => compare(table, &replay.users, &found.users, &mut differences),
             Table::Balances => compare(table, &replay.balances, &found.balances, &mut differences),
-            Table::Transactions => compare(table, &replay.transactions, &found.transactions, &mut differences),
+            Table::Transactions => compare(
+                table,
+                &replay.transactions,
+                &found.transactions,
+                &mut differences,
+            ),
         }
         tables.insert(table, (checkpoint, differences));
     }
@@ -143,14 +151,20 @@ pub async fn verify(events: &dyn EventStore, read: Option<&dyn ReadStore>) -> Re
 }
 
 /// Every user's balance as it stood at `at`, by replaying the events recorded until then.
-pub async fn balances_at(events: &dyn EventStore, at: DateTime<Utc>) -> Result<Vec<BalanceRow>, ProjectionError> {
+pub async fn balances_at(
+    events: &dyn EventStore,
+    at: DateTime<Utc>,
+) -> Result<Vec<BalanceRow>, ProjectionError> {
     let mut replay = Page::default();
     let mut after = 0;
     loop {
         let recorded = events.read_all(after, PAGE).await?;
         let Some(last) = recorded.last() else { break };
         after = last.position;
-        let until: Vec<_> = recorded.into_iter().filter(|e| e.recorded_at <= at).collect();
+        let until: Vec<_> = recorded
+            .into_iter()
+            .filter(|e| e.recorded_at <= at)
+            .collect();
         for p in decode_page(&until)? {
             replay.apply(Table::Balances, &p);
         }
@@ -159,7 +173,11 @@ pub async fn balances_at(events: &dyn EventStore, at: DateTime<Utc>) -> Result<V
 }
 
 /// Writes every event, with its hashes, as one JSON object per line. Returns the count.
-pub async fn export(events: &dyn EventStore, from: u64, out: &mut impl Write) -> Result<u64, ProjectionError> {
+pub async fn export(
+    events: &dyn EventStore,
+    from: u64,
+    out: &mut impl Write,
+) -> Result<u64, ProjectionError> {
     let mut after = from;
     let mut count = 0;
     loop {

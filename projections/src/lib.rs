@@ -5,10 +5,10 @@
 //!
 //! Nothing here writes events; projectors only read the log and write read models.
 
-pub mod cache;
-pub mod rows;
-pub mod model;
-pub mod store;
-pub mod runtime;
-pub mod rebuild;
 pub mod audit;
+pub mod cache;
+pub mod model;
+pub mod rebuild;
+pub mod rows;
+pub mod runtime;
+pub mod store;

@@ -174,7 +174,14 @@ impl Page {
 
     fn apply_transaction(&mut self, p: &Projected) {
         use AccountEvent as E;
-        let new_row = |id: Uuid, kind, status: &str, amount, currency: String, description, external_id, metadata| {
+        let new_row = |id: Uuid,
+                       kind,
+                       status: &str,
+                       amount,
+                       currency: String,
+                       description,
+                       external_id,
+                       metadata| {
             TransactionRow {
                 id,
                 user_id: p.user_id,
@@ -240,10 +247,12 @@ impl Page {
                 self.transactions.insert(row.id, row);
                 return;
             }
-            _ => match transaction_id(&p.event).and_then(|(id, _)| self.transactions.get_mut(&id)) {
-                Some(row) => row,
-                None => return,
-            },
+            _ => {
+                match transaction_id(&p.event).and_then(|(id, _)| self.transactions.get_mut(&id)) {
+                    Some(row) => row,
+                    None => return,
+                }
+            }
         };
         let note = |row: &mut TransactionRow, key: &str, value: Value| {
             if let Value::Object(map) = &mut row.metadata {

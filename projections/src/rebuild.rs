@@ -89,7 +89,9 @@ async fn replay_and_swap(
     // Bulk phase: no locks on anything live.
     loop {
         let recorded = events.read_all(position, settings.page_size).await?;
-        let Some(last) = recorded.last().map(|e| e.position) else { break };
+        let Some(last) = recorded.last().map(|e| e.position) else {
+            break;
+        };
         let projected = decode_page(&recorded)?;
         let mut tx = read.begin().await?;
         for table in tables {
@@ -112,7 +114,9 @@ async fn replay_and_swap(
     }
     loop {
         let recorded = events.read_all(position, settings.page_size).await?;
-        let Some(last) = recorded.last().map(|e| e.position) else { break };
+        let Some(last) = recorded.last().map(|e| e.position) else {
+            break;
+        };
         let projected = decode_page(&recorded)?;
         for table in tables {
             apply_events(tx.as_mut(), *table, suffix, &projected).await?;

@@ -44,7 +44,9 @@ pub fn decode_page(events: &[RecordedEvent]) -> Result<Vec<Projected>, Projectio
             let user = StreamId::parse(&recorded.stream_id)
                 .ok()
                 .and_then(|stream| stream.user())
-                .ok_or_else(|| undecodable(format!("stream {:?} is not an account", recorded.stream_id)))?;
+                .ok_or_else(|| {
+                    undecodable(format!("stream {:?} is not an account", recorded.stream_id))
+                })?;
             Ok(Projected {
                 position: recorded.position,
                 user_id: user.get(),
@@ -142,8 +144,13 @@ impl Default for RunnerSettings {
 
 impl Runner {
     /// Starts one task per table. The tables must exist (`ReadStore::ensure_schema`).
-    pub fn start(events: Arc<dyn EventStore>, read: Arc<dyn ReadStore>, settings: RunnerSettings) -> Runner {
-        let (progress_tx, progress) = watch::channel(Table::ALL.iter().map(|t| (*t, 0)).collect::<Progress>());
+    pub fn start(
+        events: Arc<dyn EventStore>,
+        read: Arc<dyn ReadStore>,
+        settings: RunnerSettings,
+    ) -> Runner {
+        let (progress_tx, progress) =
+            watch::channel(Table::ALL.iter().map(|t| (*t, 0)).collect::<Progress>());
         let progress_tx = Arc::new(progress_tx);
         let (stop, stopped) = watch::channel(false);
         let tasks = Table::ALL
@@ -159,7 +166,11 @@ impl Runner {
                 ))
             })
             .collect();
-        Runner { progress, tasks, stop }
+        Runner {
+            progress,
+            tasks,
+            stop,
+        }
     }
 
     /// Each table's checkpoint as last seen by this runner.
@@ -214,7 +225,16 @@ async fn run_projector(
     let mut backoff = Duration::from_millis(100);
     while !*stopped.borrow() {
         committed.borrow_and_update();
-        match step(events.as_ref(), read.as_ref(), table, table.name(), "", settings.page_size).await {
+        match step(
+            events.as_ref(),
+            read.as_ref(),
+            table,
+            table.name(),
+            "",
+            settings.page_size,
+        )
+        .await
+        {
             Ok(done) => {
                 backoff = Duration::from_millis(100);
                 progress.send_modify(|p| {

@@ -55,7 +55,12 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError>;
 
     /// History newest first; `before` is a cursor from a previous page.
-    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError>;
+    async fn history(
+        &self,
+        user_id: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ReadError>;
 
     /// The recharge behind a Heleket invoice.
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError>;
@@ -75,7 +80,13 @@ pub trait ReadTx: Send {
     async fn delete_checkpoint(&mut self, name: &str) -> Result<(), ReadError>;
 
     /// Loads into `page` the existing rows of `table` that `needs` names.
-    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError>;
+    async fn load(
+        &mut self,
+        table: Table,
+        suffix: &str,
+        needs: &Needs,
+        page: &mut Page,
+    ) -> Result<(), ReadError>;
 
     /// Inserts or replaces the page's rows of `table`.
     async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError>;
@@ -100,7 +111,9 @@ pub fn valid_suffix(suffix: &str) -> bool {
     suffix.is_empty()
         || (suffix.len() <= 32
             && suffix.starts_with('_')
-            && suffix[1..].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            && suffix[1..]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 pub(crate) fn table_name(table: Table, suffix: &str) -> String {

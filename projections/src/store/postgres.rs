@@ -7,7 +7,10 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE};
+use super::{
+    corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx,
+    MAX_HISTORY_PAGE,
+};
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
 
@@ -103,7 +106,8 @@ fn transaction_from_row(row: &PgRow) -> Result<TransactionRow, ReadError> {
     Ok(TransactionRow {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
-        kind: TransactionKind::parse(&kind).ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
+        kind: TransactionKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
         status: row.try_get("status")?,
         amount: row.try_get("amount")?,
         currency: row.try_get("currency")?,
@@ -133,7 +137,9 @@ impl ReadStore for PgReadStore {
             if !table_exists(&self.pool, table.name()).await? {
                 let mut tx = self.pool.begin().await?;
                 // Serialise with other instances creating the same tables at start-up.
-                sqlx::query("SELECT pg_advisory_xact_lock(7415001)").execute(&mut *tx).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7415001)")
+                    .execute(&mut *tx)
+                    .await?;
                 let exists: Option<(i32,)> = sqlx::query_as(
                     "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
                 )
@@ -176,7 +182,12 @@ impl ReadStore for PgReadStore {
         row.as_ref().map(balance_from_row).transpose()
     }
 
-    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError> {
+    async fn history(
+        &self,
+        user_id: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ReadError> {
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
         let rows = sqlx::query(&format!(
             "SELECT {TRANSACTION_COLUMNS} FROM transactions \
@@ -187,7 +198,10 @@ impl ReadStore for PgReadStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut transactions = rows.iter().map(transaction_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut transactions = rows
+            .iter()
+            .map(transaction_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if transactions.len() > limit as usize {
             transactions.truncate(limit as usize);
             transactions.last().map(|t| t.created_position)
@@ -211,9 +225,11 @@ impl ReadStore for PgReadStore {
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
-        let rows = sqlx::query("SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Checkpoint {
@@ -237,10 +253,12 @@ impl ReadTx for PgReadTx {
             .bind(name)
             .execute(&mut *self.tx)
             .await?;
-        let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let (position,): (i64,) = sqlx::query_as(
+            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+        )
+        .bind(name)
+        .fetch_one(&mut *self.tx)
+        .await?;
         Ok(position as u64)
     }
 
@@ -264,7 +282,13 @@ impl ReadTx for PgReadTx {
         Ok(())
     }
 
-    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError> {
+    async fn load(
+        &mut self,
+        table: Table,
+        suffix: &str,
+        needs: &Needs,
+        page: &mut Page,
+    ) -> Result<(), ReadError> {
         let name = table_name(table, suffix);
         match table {
             Table::Users => {}
@@ -275,14 +299,17 @@ impl ReadTx for PgReadTx {
                     .await?;
                 for row in &rows {
                     let balance = balance_from_row(row)?;
-                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                    page.balances
+                        .insert((balance.user_id, balance.currency.clone()), balance);
                 }
             }
             Table::Transactions if !needs.transactions.is_empty() => {
-                let rows = sqlx::query(&format!("SELECT {TRANSACTION_COLUMNS} FROM {name} WHERE id = ANY($1)"))
-                    .bind(&needs.transactions)
-                    .fetch_all(&mut *self.tx)
-                    .await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT {TRANSACTION_COLUMNS} FROM {name} WHERE id = ANY($1)"
+                ))
+                .bind(&needs.transactions)
+                .fetch_all(&mut *self.tx)
+                .await?;
                 for row in &rows {
                     let transaction = transaction_from_row(row)?;
                     page.transactions.insert(transaction.id, transaction);
@@ -394,9 +421,12 @@ impl ReadTx for PgReadTx {
         if suffix.is_empty() || !valid_suffix(suffix) {
             return Err(corrupt("refusing to drop a live table"));
         }
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}", table_name(table, suffix)))
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(&format!(
+            "DROP TABLE IF EXISTS {}",
+            table_name(table, suffix)
+        ))
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -405,15 +435,22 @@ impl ReadTx for PgReadTx {
         let mut page = Page::default();
         match table {
             Table::Users => {
-                for row in sqlx::query(&format!("SELECT * FROM {name}")).fetch_all(&mut *self.tx).await? {
+                for row in sqlx::query(&format!("SELECT * FROM {name}"))
+                    .fetch_all(&mut *self.tx)
+                    .await?
+                {
                     let user = user_from_row(&row)?;
                     page.users.insert(user.user_id, user);
                 }
             }
             Table::Balances => {
-                for row in sqlx::query(&format!("SELECT * FROM {name}")).fetch_all(&mut *self.tx).await? {
+                for row in sqlx::query(&format!("SELECT * FROM {name}"))
+                    .fetch_all(&mut *self.tx)
+                    .await?
+                {
                     let balance = balance_from_row(&row)?;
-                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                    page.balances
+                        .insert((balance.user_id, balance.currency.clone()), balance);
                 }
             }
             Table::Transactions => {

@@ -13,7 +13,10 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE};
+use super::{
+    corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx,
+    MAX_HISTORY_PAGE,
+};
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
 
@@ -114,7 +117,8 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRow, ReadError> {
     Ok(TransactionRow {
         id: Uuid::parse_str(&id).map_err(corrupt)?,
         user_id: row.try_get("user_id")?,
-        kind: TransactionKind::parse(&kind).ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
+        kind: TransactionKind::parse(&kind)
+            .ok_or_else(|| corrupt(format!("transaction type {kind:?}")))?,
         status: row.try_get("status")?,
         amount: decimal(row, "amount")?,
         currency: row.try_get("currency")?,
@@ -128,11 +132,15 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRow, ReadError> {
     })
 }
 
-async fn table_exists(tx: &mut Transaction<'static, Sqlite>, name: &str) -> Result<bool, ReadError> {
-    let found: Option<(String,)> = sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await?;
+async fn table_exists(
+    tx: &mut Transaction<'static, Sqlite>,
+    name: &str,
+) -> Result<bool, ReadError> {
+    let found: Option<(String,)> =
+        sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(found.is_some())
 }
 
@@ -176,7 +184,12 @@ impl ReadStore for SqliteReadStore {
         row.as_ref().map(balance_from_row).transpose()
     }
 
-    async fn history(&self, user_id: i64, before: Option<u64>, limit: u32) -> Result<HistoryPage, ReadError> {
+    async fn history(
+        &self,
+        user_id: i64,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<HistoryPage, ReadError> {
         let limit = limit.clamp(1, MAX_HISTORY_PAGE);
         let rows = sqlx::query(
             "SELECT * FROM transactions WHERE user_id = ?1 AND created_position < ?2 \
@@ -187,7 +200,10 @@ impl ReadStore for SqliteReadStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut transactions = rows.iter().map(transaction_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut transactions = rows
+            .iter()
+            .map(transaction_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = if transactions.len() > limit as usize {
             transactions.truncate(limit as usize);
             transactions.last().map(|t| t.created_position)
@@ -201,17 +217,21 @@ impl ReadStore for SqliteReadStore {
     }
 
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
-        let row = sqlx::query("SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge'")
-            .bind(invoice_uuid)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge'",
+        )
+        .bind(invoice_uuid)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(transaction_from_row).transpose()
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
-        let rows = sqlx::query("SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(Checkpoint {
@@ -236,10 +256,11 @@ impl ReadTx for SqliteReadTx {
             .bind(Utc::now().timestamp_micros())
             .execute(&mut *self.tx)
             .await?;
-        let (position,): (i64,) = sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = ?1")
-            .bind(name)
-            .fetch_one(&mut *self.tx)
-            .await?;
+        let (position,): (i64,) =
+            sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = ?1")
+                .bind(name)
+                .fetch_one(&mut *self.tx)
+                .await?;
         Ok(position as u64)
     }
 
@@ -264,7 +285,13 @@ impl ReadTx for SqliteReadTx {
         Ok(())
     }
 
-    async fn load(&mut self, table: Table, suffix: &str, needs: &Needs, page: &mut Page) -> Result<(), ReadError> {
+    async fn load(
+        &mut self,
+        table: Table,
+        suffix: &str,
+        needs: &Needs,
+        page: &mut Page,
+    ) -> Result<(), ReadError> {
         let name = table_name(table, suffix);
         match table {
             Table::Users => {}
@@ -276,7 +303,8 @@ impl ReadTx for SqliteReadTx {
                         .await?;
                     for row in &rows {
                         let balance = balance_from_row(row)?;
-                        page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                        page.balances
+                            .insert((balance.user_id, balance.currency.clone()), balance);
                     }
                 }
             }
@@ -386,9 +414,12 @@ impl ReadTx for SqliteReadTx {
         if suffix.is_empty() || !valid_suffix(suffix) {
             return Err(corrupt("refusing to drop a live table"));
         }
-        sqlx::query(&format!("DROP TABLE IF EXISTS {}", table_name(table, suffix)))
-            .execute(&mut *self.tx)
-            .await?;
+        sqlx::query(&format!(
+            "DROP TABLE IF EXISTS {}",
+            table_name(table, suffix)
+        ))
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -405,7 +436,8 @@ impl ReadTx for SqliteReadTx {
                 }
                 Table::Balances => {
                     let balance = balance_from_row(row)?;
-                    page.balances.insert((balance.user_id, balance.currency.clone()), balance);
+                    page.balances
+                        .insert((balance.user_id, balance.currency.clone()), balance);
                 }
                 Table::Transactions => {
                     let transaction = transaction_from_row(row)?;

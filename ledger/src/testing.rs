@@ -1,19 +1,18 @@
-//! Test backends: a fresh SQLite file, or a fresh PostgreSQL database per test.
+//! Test support (cargo feature `testing`): a fresh SQLite file or PostgreSQL database per
+//! test, command builders, and a whole-log audit.
 //!
 //! PostgreSQL tests run when `TEST_DATABASE_URL` (or `DATABASE_URL`) names a server; each
 //! test gets its own database, created from that URL and dropped at the end. Without a URL
 //! they print why they are skipped and pass.
 
-#![allow(dead_code)]
-
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::store::postgres::{self, PostgresStore};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{CommitMode, EventStore};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
-use starledger_ledger::store::postgres::{self, PostgresStore};
-use starledger_ledger::store::sqlite::SqliteStore;
-use starledger_ledger::store::{CommitMode, EventStore};
 
 pub enum Backend {
     Sqlite {
@@ -160,7 +159,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let backend = $crate::common::Backend::sqlite().await;
+                    let backend = starledger_ledger::testing::Backend::sqlite().await;
                     super::$name(&backend).await;
                     backend.cleanup().await;
                 }
@@ -170,7 +169,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let Some(backend) = $crate::common::Backend::postgres().await else { return };
+                    let Some(backend) = starledger_ledger::testing::Backend::postgres().await else { return };
                     super::$name(&backend).await;
                     backend.cleanup().await;
                 }
@@ -181,12 +180,12 @@ macro_rules! on_every_backend {
 
 /// Builders for account commands, so tests read as the flow they exercise.
 pub mod flow {
+    use crate::account::AccountCommand;
+    use crate::commands::{CommandContext, CommandError, Executed, Ledger};
+    use crate::events::{Actor, Invoice, PaidStatus, Stars};
+    use crate::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
+    use crate::money::{Amount, Currency};
     use chrono::{Duration, Utc};
-    use starledger_ledger::account::AccountCommand;
-    use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
-    use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
-    use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
-    use starledger_ledger::money::{Amount, Currency};
 
     pub fn user(id: i64) -> UserId {
         UserId::new(id).unwrap()
@@ -268,8 +267,8 @@ pub mod flow {
 }
 
 /// Reads the whole log and runs the auditor over it.
-pub async fn audit(store: &dyn EventStore) -> starledger_ledger::audit::AuditReport {
-    let mut audit = starledger_ledger::audit::LogAudit::default();
+pub async fn audit(store: &dyn EventStore) -> crate::audit::AuditReport {
+    let mut audit = crate::audit::LogAudit::default();
     let mut after = 0;
     loop {
         let page = store.read_all(after, 1_000).await.expect("read log");
