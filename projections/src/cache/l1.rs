@@ -100,7 +100,7 @@ where
     /// The sources have just been consulted, so the winner is fresh again either way: if the
     /// shelf's row is newer than anything they had, asking them again on every request would
     /// only load the database for an answer we already know to be older.
-    pub(crate) async fn settle<Q>(&self, key: &Q, row: Arc<R>) -> Settled<R>
+    pub(crate) async fn settle<Q>(&self, key: &Q, row: Arc<R>) -> Arc<R>
     where
         K: Borrow<Q>,
         Q: Equivalent<K> + ToOwned<Owned = K> + Hash + ?Sized,
@@ -125,16 +125,12 @@ where
                 }))
             })
             .await;
-        let winner = match result {
+        match result {
             CompResult::Inserted(entry)
             | CompResult::ReplacedWith(entry)
             | CompResult::Unchanged(entry) => entry.into_value().row,
             // Unreachable with `Op::Put`; the offered row is still a correct answer.
-            CompResult::StillNone(_) | CompResult::Removed(_) => Arc::clone(&row),
-        };
-        Settled {
-            refused: winner.position() > row.position(),
-            row: winner,
+            CompResult::StillNone(_) | CompResult::Removed(_) => row,
         }
     }
 
@@ -168,11 +164,4 @@ where
             | CompResult::Removed(_) => Stored::Written,
         }
     }
-}
-
-/// The row a read answers with after [`Shelf::settle`].
-pub(crate) struct Settled<R> {
-    pub(crate) row: Arc<R>,
-    /// The offered row was older than the shelf's and was not taken.
-    pub(crate) refused: bool,
 }

@@ -87,9 +87,8 @@ enum State {
         connection: MultiplexedConnection,
         generation: u64,
     },
-    Connecting {
-        generation: u64,
-    },
+    /// A reconnection is under way in the background.
+    Connecting,
     Down {
         retry_at: Instant,
         generation: u64,
@@ -123,7 +122,7 @@ impl RedisTier {
             secret,
             config,
             timing,
-            state: Mutex::new(State::Connecting { generation: 0 }),
+            state: Mutex::new(State::Connecting),
             healthy: AtomicBool::new(false),
             counters,
             complaints: Mutex::new(None),
@@ -250,7 +249,7 @@ impl Link {
 
     /// Runs one operation on the shared connection, bounded by the operation timeout. Skips
     /// Redis (without waiting) while it is down; a failure marks it down.
-    async fn run<T, F, Fut>(&self, operation: F) -> Result<T, L2Error>
+    async fn run<T, F, Fut>(self: &Arc<Self>, operation: F) -> Result<T, L2Error>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -281,7 +280,7 @@ impl Link {
                 connection,
                 generation,
             } => Some((connection.clone(), *generation)),
-            State::Connecting { .. } => None,
+            State::Connecting => None,
             State::Down {
                 retry_at,
                 generation,
@@ -294,7 +293,7 @@ impl Link {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return None;
                 };
-                *state = State::Connecting { generation };
+                *state = State::Connecting;
                 runtime.spawn(Self::reconnect(Arc::clone(self), generation));
                 None
             }

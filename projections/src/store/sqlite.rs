@@ -174,13 +174,13 @@ impl ReadStore for SqliteReadStore {
     }
 
     async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError> {
-        let row = sqlx::query(
-            "SELECT b.* FROM balances b LEFT JOIN users u ON u.user_id = b.user_id \
-             WHERE b.user_id = ?1 ORDER BY (b.currency = u.currency) DESC, b.currency LIMIT 1",
-        )
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        // One table per statement: a reader that holds locks on two tables can deadlock
+        // with a rebuild swapping them. Accounts have one currency, so the first row is it.
+        let row =
+            sqlx::query("SELECT * FROM balances WHERE user_id = ?1 ORDER BY currency LIMIT 1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(balance_from_row).transpose()
     }
 
