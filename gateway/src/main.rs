@@ -2,13 +2,17 @@
 //!
 //! - `starledger demo`: one account's whole life on the embedded ledger, verified at the end.
 //! - `starledger migrate`: create or upgrade the database schema.
-//! - `starledger bench ledger`: command throughput on PostgreSQL, batched vs. unbatched.
+//! - `starledger projections status|rebuild|run`: the read models.
+//! - `starledger audit verify|balances|export`: what auditors run.
+//! - `starledger bench ledger|projections`: throughput on PostgreSQL.
 //!
 //! Errors become `anyhow` only here, at the edge, and are printed with their causes.
 
+mod audit_cmd;
 mod bench;
 mod config;
 mod demo;
+mod projections_cmd;
 mod storage;
 
 use std::path::PathBuf;
@@ -46,6 +50,16 @@ enum Command {
     /// Create or upgrade the schema of the configured database (DATABASE_URL, or the
     /// embedded SQLite file).
     Migrate,
+    /// Read models: status, rebuild, run the projectors.
+    Projections {
+        #[command(subcommand)]
+        command: projections_cmd::ProjectionsCommand,
+    },
+    /// Auditors: verify, balances at a moment, export.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -89,6 +103,8 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCod
             println!("schema is up to date ({})", describe(&config.storage));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Projections { command } => projections_cmd::run(command, &config).await,
+        Command::Audit { command } => audit_cmd::run(command, &config).await,
         Command::Bench { target } => bench::run(target, &config).await,
     }
 }

@@ -1,17 +1,78 @@
-//! Bringing the configured database's schema up to date.
+//! Opening the configured databases: the event log and the read models beside it.
 
-use starledger_ledger::store::postgres;
-use starledger_ledger::store::sqlite;
-use starledger_ledger::store::StoreError;
+use std::sync::Arc;
+
+use starledger_ledger::store::postgres::{self, PostgresStore};
+use starledger_ledger::store::sqlite::{self, SqliteStore};
+use starledger_ledger::store::{CommitMode, EventStore, StoreError};
+use starledger_projections::store::postgres::PgReadStore;
+use starledger_projections::store::sqlite::SqliteReadStore;
+use starledger_projections::store::{ReadError, ReadStore};
 
 use crate::config::Storage;
 
-/// Creates or upgrades the schema of the configured database.
-pub async fn migrate(storage: &Storage) -> Result<(), StoreError> {
-    match storage {
-        Storage::Sqlite { path } => sqlite::open_pool(path).await.map(|_| ()),
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Events(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("the database has no starledger schema: run `starledger migrate` first")]
+    NotMigrated,
+}
+
+/// The event log and the read models of one deployment.
+pub struct Databases {
+    pub events: Arc<dyn EventStore>,
+    pub read: Arc<dyn ReadStore>,
+}
+
+/// Creates or upgrades the schema: the event log by migrations, the read-model tables by the
+/// projections code.
+pub async fn migrate(storage: &Storage) -> Result<(), OpenError> {
+    let read: Box<dyn ReadStore> = match storage {
+        Storage::Sqlite { path } => Box::new(SqliteReadStore::new(sqlite::open_pool(path).await?)),
         Storage::Postgres { url, .. } => {
-            postgres::migrate(&postgres::connect_pool(url, 2).await?).await
+            let pool = postgres::connect_pool(url, 2).await?;
+            postgres::migrate(&pool).await?;
+            Box::new(PgReadStore::new(pool))
+        }
+    };
+    read.ensure_schema().await?;
+    Ok(())
+}
+
+/// Opens both stores. The embedded SQLite file is created and migrated on the spot; a
+/// PostgreSQL database must have been migrated (`starledger migrate`): production schemas
+/// change deliberately, not by whichever instance starts first.
+pub async fn open(storage: &Storage, mode: CommitMode) -> Result<Databases, OpenError> {
+    match storage {
+        Storage::Sqlite { path } => {
+            let events = SqliteStore::open(path, mode).await?;
+            let read = SqliteReadStore::new(events.pool().clone());
+            read.ensure_schema().await?;
+            Ok(Databases {
+                events: Arc::new(events),
+                read: Arc::new(read),
+            })
+        }
+        Storage::Postgres { url, pool_size } => {
+            let pool = postgres::connect_pool(url, *pool_size).await?;
+            let migrated: Option<(i32,)> = sqlx::query_as(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'projection_checkpoints'",
+            )
+            .fetch_optional(&pool)
+            .await
+            .map_err(StoreError::from)?;
+            if migrated.is_none() {
+                return Err(OpenError::NotMigrated);
+            }
+            let read = PgReadStore::new(pool.clone());
+            read.ensure_schema().await?;
+            Ok(Databases {
+                events: Arc::new(PostgresStore::open(pool, mode).await?),
+                read: Arc::new(read),
+            })
         }
     }
 }
