@@ -32,6 +32,21 @@ use crate::config::Config;
 pub enum Target {
     /// Purchase commands per second: batched vs. one transaction per command, and one hot account.
     Ledger(LedgerBench),
+    /// Rebuilding every projection and `audit verify` over a generated log.
+    Projections(ProjectionsBench),
+}
+
+#[derive(Args)]
+pub struct ProjectionsBench {
+    /// PostgreSQL server to create the scratch database on (default: DATABASE_URL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Roughly how many events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Concurrent clients generating them.
+    #[arg(long, default_value_t = 512)]
+    clients: u64,
 }
 
 #[derive(Args)]
@@ -57,17 +72,36 @@ pub struct LedgerBench {
 }
 
 pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
-    let Target::Ledger(options) = target;
-    let url = options
-        .database_url
-        .clone()
-        .or_else(|| match &config.storage {
-            crate::config::Storage::Postgres { url, .. } => Some(url.clone()),
-            crate::config::Storage::Sqlite { .. } => None,
-        })
-        .context("give a PostgreSQL server with --database-url or DATABASE_URL")?;
+    match target {
+        Target::Ledger(options) => {
+            let url = server_url(options.database_url.clone(), config)?;
+            let rows = with_scratch_database(&url, |db| run_scenarios(&options, db)).await?;
+            print_ledger_table(&rows);
+        }
+        Target::Projections(options) => {
+            let url = server_url(options.database_url.clone(), config)?;
+            with_scratch_database(&url, |db| projections_bench(&options, db)).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn server_url(flag: Option<String>, config: &Config) -> anyhow::Result<String> {
+    flag.or_else(|| match &config.storage {
+        crate::config::Storage::Postgres { url, .. } => Some(url.clone()),
+        crate::config::Storage::Sqlite { .. } => None,
+    })
+    .context("give a PostgreSQL server with --database-url or DATABASE_URL")
+}
+
+/// Runs `body` on a database created for it on the server at `url`, dropped afterwards.
+async fn with_scratch_database<T, F, Fut>(url: &str, body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(PgConnectOptions) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
     let server =
-        PgConnectOptions::from_str(&url).context("--database-url is not a PostgreSQL URL")?;
+        PgConnectOptions::from_str(url).context("--database-url is not a PostgreSQL URL")?;
     let scratch = format!("starledger_bench_{}", std::process::id());
     let mut admin = server
         .connect()
@@ -76,16 +110,19 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
     admin
         .execute(format!("CREATE DATABASE {scratch}").as_str())
         .await?;
-    let outcome = run_scenarios(&options, server.clone().database(&scratch)).await;
+    let outcome = body(server.clone().database(&scratch)).await;
     admin
         .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
         .await?;
-    let rows = outcome?;
+    outcome
+}
+
+fn print_ledger_table(rows: &[Row]) {
     println!(
         "\n{:<44} {:>9} {:>9} {:>12} {:>9} {:>9}",
         "scenario", "commands", "seconds", "commands/s", "p50 ms", "p99 ms"
     );
-    for row in &rows {
+    for row in rows {
         println!(
             "{:<44} {:>9} {:>9.2} {:>12.0} {:>9.2} {:>9.2}",
             row.name,
@@ -110,7 +147,6 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
             batched / naive
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 struct Row {
@@ -314,4 +350,153 @@ async fn drive(
         commands as f64 / elapsed.as_secs_f64()
     );
     Ok(row)
+}
+
+/// Generates about `options.events` events (users registering, topping up, buying, orders
+/// completing and failing), then times a rebuild of every projection and `audit verify`.
+async fn projections_bench(
+    options: &ProjectionsBench,
+    database: PgConnectOptions,
+) -> anyhow::Result<()> {
+    use starledger_projections::model::Table;
+    use starledger_projections::store::ReadStore;
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .connect_with(database)
+        .await?;
+    postgres::migrate(&pool).await?;
+    let read = starledger_projections::store::postgres::PgReadStore::new(pool.clone());
+    read.ensure_schema().await?;
+    let events: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
+
+    // Each user: 3 events to register and fund, then rounds of 4 (two purchases, one
+    // completed, one refunded).
+    let rounds = 12u64;
+    let users = (options.events / (3 + 4 * rounds)).max(1);
+    let generating = Instant::now();
+    let accounts = fund(&events, 1, users).await?;
+    let ledger = Arc::new(Ledger::new(events.clone()));
+    let accounts = Arc::new(accounts);
+    let mut handles = Vec::new();
+    for client in 0..options.clients.min(users) {
+        let (ledger, accounts) = (ledger.clone(), accounts.clone());
+        let clients = options.clients.min(users);
+        handles.push(tokio::spawn(async move {
+            let price = Amount::parse("0.5")?;
+            let stars = Stars::new(100)?;
+            let mut index = client;
+            while index < accounts.len() as u64 {
+                let user = accounts[index as usize];
+                for round in 0..rounds {
+                    let keys = [format!("g{round}a"), format!("g{round}b")];
+                    let ids = [
+                        PurchaseId::derive(user, &IdempotencyKey::parse(&keys[0])?),
+                        PurchaseId::derive(user, &IdempotencyKey::parse(&keys[1])?),
+                    ];
+                    let commands = [
+                        (
+                            format!("{}-buy", keys[0]),
+                            AccountCommand::RequestPurchase {
+                                purchase_id: ids[0],
+                                stars,
+                                recipient: None,
+                                price,
+                            },
+                        ),
+                        (
+                            format!("{}-buy", keys[1]),
+                            AccountCommand::RequestPurchase {
+                                purchase_id: ids[1],
+                                stars,
+                                recipient: None,
+                                price,
+                            },
+                        ),
+                        (
+                            format!("{}-done", keys[0]),
+                            AccountCommand::CompletePurchase {
+                                purchase_id: ids[0],
+                            },
+                        ),
+                        (
+                            format!("{}-fail", keys[1]),
+                            AccountCommand::FailPurchase {
+                                purchase_id: ids[1],
+                                reason: "recipient not found".into(),
+                            },
+                        ),
+                    ];
+                    for (key, command) in commands {
+                        let context =
+                            CommandContext::new(IdempotencyKey::parse(&key)?, Actor::System);
+                        ledger.execute(user, command, &context).await?;
+                    }
+                }
+                index += clients;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    let total = events.head().await?.position;
+    println!(
+        "generated {total} events for {users} users in {:.1} s",
+        generating.elapsed().as_secs_f64()
+    );
+
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    let report = starledger_projections::rebuild::rebuild(
+        events.as_ref(),
+        &read,
+        &Table::ALL,
+        Default::default(),
+        |_, _| {},
+    )
+    .await?;
+    rows.push((
+        "rebuild users + balances + transactions",
+        report.events,
+        started.elapsed(),
+    ));
+
+    let started = Instant::now();
+    let verified = starledger_projections::audit::verify(events.as_ref(), None).await?;
+    anyhow::ensure!(
+        verified.is_sound(),
+        "the generated log does not verify: {:?}",
+        verified.ledger.findings
+    );
+    rows.push((
+        "audit verify (hash chain + trial balance)",
+        verified.ledger.events,
+        started.elapsed(),
+    ));
+
+    let started = Instant::now();
+    let verified = starledger_projections::audit::verify(events.as_ref(), Some(&read)).await?;
+    anyhow::ensure!(verified.is_sound(), "projections differ from the replay");
+    rows.push((
+        "audit verify with every projection",
+        verified.ledger.events,
+        started.elapsed(),
+    ));
+
+    println!(
+        "\n{:<44} {:>10} {:>9} {:>12}",
+        "scenario", "events", "seconds", "events/s"
+    );
+    for (name, count, elapsed) in rows {
+        println!(
+            "{name:<44} {count:>10} {:>9.2} {:>12.0}",
+            elapsed.as_secs_f64(),
+            count as f64 / elapsed.as_secs_f64()
+        );
+    }
+    pool.close().await;
+    Ok(())
 }

@@ -246,8 +246,8 @@ async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode
         let Some(last) = page.last() else { break };
         after = last.position;
         for event in &page {
-            let actor = event
-                .metadata
+            let metadata = event.metadata_value().unwrap_or_default();
+            let actor = metadata
                 .get("actor")
                 .and_then(|a| a.as_str())
                 .unwrap_or("?");

@@ -48,8 +48,9 @@ pub struct HashedFields<'a> {
     pub event_id: uuid::Uuid,
     pub event_type: &'a str,
     pub schema_version: i32,
-    pub data: &'a Value,
-    pub metadata: &'a Value,
+    /// Canonical JSON text (see [`canonical_json`]), exactly as stored.
+    pub data: &'a str,
+    pub metadata: &'a str,
     pub recorded_at_micros: i64,
 }
 
@@ -63,12 +64,8 @@ pub fn event_hash(prev: &Hash, fields: &HashedFields<'_>) -> Hash {
     buffer.extend_from_slice(fields.event_id.as_bytes());
     put_field(&mut buffer, fields.event_type.as_bytes());
     buffer.extend_from_slice(&fields.schema_version.to_be_bytes());
-    let mut json = String::with_capacity(256);
-    write_canonical_json(&mut json, fields.data);
-    put_field(&mut buffer, json.as_bytes());
-    json.clear();
-    write_canonical_json(&mut json, fields.metadata);
-    put_field(&mut buffer, json.as_bytes());
+    put_field(&mut buffer, fields.data.as_bytes());
+    put_field(&mut buffer, fields.metadata.as_bytes());
     buffer.extend_from_slice(&fields.recorded_at_micros.to_be_bytes());
     Hash(Sha256::digest(&buffer).into())
 }
@@ -79,9 +76,16 @@ fn put_field(buffer: &mut Vec<u8>, bytes: &[u8]) {
     buffer.extend_from_slice(bytes);
 }
 
-/// JSON with object keys sorted and no white space. PostgreSQL's JSONB reorders keys, so the
-/// hash must not depend on the order in which a database hands them back.
-pub fn write_canonical_json(out: &mut String, value: &Value) {
+/// The canonical JSON text of a value: object keys sorted, no white space. Events are stored
+/// as this exact text (PostgreSQL `json`, SQLite `TEXT`, both keep it byte for byte), so the
+/// hash is computed over the stored bytes and verifying needs no JSON parsing at all.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_canonical_json(&mut out, value);
+    out
+}
+
+fn write_canonical_json(out: &mut String, value: &Value) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();

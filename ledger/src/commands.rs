@@ -130,7 +130,7 @@ impl Slot {
 
 /// Decodes a stored event of an account stream.
 pub fn decode(event: &RecordedEvent) -> Result<AccountEvent, DecodeError> {
-    AccountEvent::decode(&event.event_type, event.schema_version, event.data.clone())
+    AccountEvent::decode(&event.event_type, event.schema_version, &event.data)
 }
 
 /// Executes commands against the event store.

@@ -247,13 +247,13 @@ impl AccountEvent {
     }
 
     /// Reads any stored version of any event type, upcasting old versions.
-    pub fn decode(event_type: &str, schema_version: i32, data: Value) -> Result<Self, DecodeError> {
+    pub fn decode(event_type: &str, schema_version: i32, data: &str) -> Result<Self, DecodeError> {
         fn parse<T: DeserializeOwned>(
             event_type: &str,
             version: i32,
-            data: Value,
+            data: &str,
         ) -> Result<T, DecodeError> {
-            serde_json::from_value(data).map_err(|source| DecodeError::Shape {
+            serde_json::from_str(data).map_err(|source| DecodeError::Shape {
                 event_type: event_type.to_owned(),
                 version,
                 source,
@@ -343,7 +343,7 @@ mod tests {
         let event = AccountEvent::decode(
             "UserRegistered",
             1,
-            json!({"user_id": 42, "username": "alice_01"}),
+            &json!({"user_id": 42, "username": "alice_01"}).to_string(),
         )
         .unwrap();
         let AccountEvent::UserRegistered(registered) = event else {
@@ -357,15 +357,15 @@ mod tests {
     #[test]
     fn unknown_types_and_versions_are_errors_not_panics() {
         assert!(matches!(
-            AccountEvent::decode("Nope", 1, json!({})),
+            AccountEvent::decode("Nope", 1, &json!({}).to_string()),
             Err(DecodeError::UnknownType(_))
         ));
         assert!(matches!(
-            AccountEvent::decode("RechargeFailed", 9, json!({})),
+            AccountEvent::decode("RechargeFailed", 9, &json!({}).to_string()),
             Err(DecodeError::UnknownVersion { .. })
         ));
         assert!(matches!(
-            AccountEvent::decode("RechargeFailed", 1, json!({"recharge_id": 5})),
+            AccountEvent::decode("RechargeFailed", 1, &json!({"recharge_id": 5}).to_string()),
             Err(DecodeError::Shape { .. })
         ));
     }

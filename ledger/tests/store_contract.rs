@@ -87,7 +87,7 @@ async fn appends_and_reads_back_in_order(backend: &Backend) {
         stream.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         vec![1, 2]
     );
-    assert_eq!(stream[1].data["n"], 2);
+    assert_eq!(stream[1].data_value().unwrap()["n"], 2);
     assert_eq!(store.read_stream("account-1", 1).await.unwrap().len(), 1);
     assert!(store.read_stream("account-9", 0).await.unwrap().is_empty());
 

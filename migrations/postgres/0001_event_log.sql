@@ -7,8 +7,9 @@ CREATE TABLE events (
     event_id        UUID        NOT NULL,
     event_type      TEXT        NOT NULL,
     schema_version  INTEGER     NOT NULL CHECK (schema_version > 0),
-    data            JSONB       NOT NULL,
-    metadata        JSONB       NOT NULL,
+    -- json, not jsonb: the canonical text is kept byte for byte, and the hash covers it.
+    data            JSON        NOT NULL,
+    metadata        JSON        NOT NULL,
     recorded_at     TIMESTAMPTZ NOT NULL,
     prev_hash       BYTEA       NOT NULL CHECK (octet_length(prev_hash) = 32),
     hash            BYTEA       NOT NULL CHECK (octet_length(hash) = 32),

@@ -185,6 +185,10 @@ pub async fn export(
         let Some(last) = recorded.last() else { break };
         after = last.position;
         for e in &recorded {
+            let unreadable = |error: serde_json::Error| ProjectionError::Undecodable {
+                position: e.position,
+                reason: format!("stored JSON does not parse: {error}"),
+            };
             let line = json!({
                 "position": e.position,
                 "stream_id": e.stream_id,
@@ -192,8 +196,8 @@ pub async fn export(
                 "event_id": e.event_id,
                 "event_type": e.event_type,
                 "schema_version": e.schema_version,
-                "data": e.data,
-                "metadata": e.metadata,
+                "data": e.data_value().map_err(unreadable)?,
+                "metadata": e.metadata_value().map_err(unreadable)?,
                 "recorded_at": e.recorded_at,
                 "prev_hash": e.prev_hash.to_hex(),
                 "hash": e.hash.to_hex(),

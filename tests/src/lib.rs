@@ -3,22 +3,33 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// The `starledger` binary of this workspace, built if it is not there yet.
+static BUILT: OnceLock<()> = OnceLock::new();
+
+/// The `starledger` binary of this workspace, built (or brought up to date) once per test run:
+/// `cargo test` does not build another package's binary, and a stale one would test old code.
 pub fn starledger() -> Command {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let binary = target.join("debug").join("starledger");
-    if !binary.exists() {
+    BUILT.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "starledger-gateway", "--bin", "starledger"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "starledger-gateway",
+                "--bin",
+                "starledger",
+            ])
             .current_dir(&root)
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building starledger failed");
-    }
+    });
     let mut command = Command::new(binary);
     // A clean environment: no settings leak in from the developer's shell.
     for variable in [

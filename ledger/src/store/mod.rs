@@ -41,14 +41,26 @@ pub struct RecordedEvent {
     pub event_id: EventId,
     pub event_type: String,
     pub schema_version: i32,
-    pub data: Value,
-    pub metadata: Value,
+    /// Canonical JSON text of the event's data, as stored and hashed.
+    pub data: String,
+    /// Canonical JSON text of the event's metadata.
+    pub metadata: String,
     pub recorded_at: DateTime<Utc>,
     pub prev_hash: Hash,
     pub hash: Hash,
 }
 
 impl RecordedEvent {
+    /// The data as a JSON value (parsing the stored text).
+    pub fn data_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.data)
+    }
+
+    /// The metadata as a JSON value (parsing the stored text).
+    pub fn metadata_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.metadata)
+    }
+
     /// The hash this event should have, recomputed from its fields.
     pub fn compute_hash(&self) -> Hash {
         event_hash(

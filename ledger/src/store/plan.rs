@@ -14,6 +14,7 @@ use super::{
     AppendError, AppendOutcome, AppendRequest, ExpectedVersion, LogHead, RecordedEvent,
     MAX_EVENTS_PER_APPEND,
 };
+use crate::chain::canonical_json;
 use crate::ids::EventId;
 
 /// The last event of a stream.
@@ -179,8 +180,8 @@ fn plan_one(
             event_id: event.event_id,
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
-            data: event.data.clone(),
-            metadata: event.metadata.clone(),
+            data: canonical_json(&event.data),
+            metadata: canonical_json(&event.metadata),
             recorded_at,
             prev_hash: head.hash,
             hash: head.hash,

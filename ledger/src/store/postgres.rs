@@ -158,8 +158,8 @@ fn event_from_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         event_id: EventId(row.try_get::<Uuid, _>("event_id")?),
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
-        data: serde_json::from_str(&data).map_err(|e| corrupt(format!("data: {e}")))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
+        data,
+        metadata,
         recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
         prev_hash: Hash::from_slice(&prev_hash)
             .ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?,
@@ -297,15 +297,15 @@ impl BatchBackend for PgBackend {
         let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id.0).collect();
         let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
         let schema_versions: Vec<i32> = rows.iter().map(|r| r.schema_version).collect();
-        let data: Vec<String> = rows.iter().map(|r| r.data.to_string()).collect();
-        let metadata: Vec<String> = rows.iter().map(|r| r.metadata.to_string()).collect();
+        let data: Vec<&str> = rows.iter().map(|r| r.data.as_str()).collect();
+        let metadata: Vec<&str> = rows.iter().map(|r| r.metadata.as_str()).collect();
         let recorded_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.recorded_at).collect();
         let prev_hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.prev_hash.0.to_vec()).collect();
         let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.hash.0.to_vec()).collect();
         sqlx::query(
             "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, \
                                  data, metadata, recorded_at, prev_hash, hash) \
-             SELECT p, s, v, i, t, sv, d::jsonb, m::jsonb, r, ph, h \
+             SELECT p, s, v, i, t, sv, d::json, m::json, r, ph, h \
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
                          $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
                   AS x(p, s, v, i, t, sv, d, m, r, ph, h)",

@@ -119,8 +119,8 @@ fn event_from_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         ),
         event_type: row.try_get("event_type")?,
         schema_version: row.try_get("schema_version")?,
-        data: serde_json::from_str(&data).map_err(|e| corrupt(format!("data: {e}")))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
+        data,
+        metadata,
         recorded_at: DateTime::from_timestamp_micros(recorded_at)
             .ok_or_else(|| corrupt("recorded_at out of range".into()))?,
         prev_hash: Hash::from_slice(&prev_hash)
@@ -267,8 +267,8 @@ impl SqliteBackend {
             .bind(row.event_id.0.as_bytes().as_slice())
             .bind(&row.event_type)
             .bind(row.schema_version)
-            .bind(row.data.to_string())
-            .bind(row.metadata.to_string())
+            .bind(&row.data)
+            .bind(&row.metadata)
             .bind(row.recorded_at.timestamp_micros())
             .bind(row.prev_hash.0.as_slice())
             .bind(row.hash.0.as_slice())

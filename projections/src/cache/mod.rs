@@ -1,5 +1,5 @@
 //! The read cache of read-model rows (balances, user profiles, payments): an in-process tier
-//! (L1, [`l1`]) in front of Redis (L2, [`redis`]) in front of the database, or in-process
+//! (L1, `l1.rs`) in front of Redis (L2, `redis.rs`) in front of the database, or in-process
 //! only when no Redis URL is configured.
 //!
 //! The gateway reads through it ([`ReadCache::balance`], [`ReadCache::user`],
@@ -216,7 +216,9 @@ impl ReadCache {
     }
 
     /// Read-through: L1, then Redis, then `load` (the database). What `load` returns is
-    /// written back to Redis and L1 (position-guarded).
+    /// written back to Redis and L1 (position-guarded). The answer is never older than one
+    /// this cache already gave for the key, so it may be newer than what `load` returned. A
+    /// loader error is returned as it is; `Ok(None)` is not cached.
     pub async fn balance<E, F, Fut>(&self, user_id: i64, load: F) -> Result<Option<BalanceRow>, E>
     where
         F: FnOnce() -> Fut,

@@ -49,6 +49,9 @@ pub(crate) enum L2Error {
     Encode(#[from] serde_json::Error),
 }
 
+/// The `pos` and `val` fields of an entry, as raw bytes.
+type EntryFields = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// What Redis holds for a key.
 pub(crate) enum Fetched<R> {
     Found(R),
@@ -88,7 +91,10 @@ enum State {
         generation: u64,
     },
     /// A reconnection is under way in the background.
-    Connecting,
+    Connecting {
+        since: Instant,
+        generation: u64,
+    },
     Down {
         retry_at: Instant,
         generation: u64,
@@ -122,7 +128,10 @@ impl RedisTier {
             secret,
             config,
             timing,
-            state: Mutex::new(State::Connecting),
+            state: Mutex::new(State::Connecting {
+                since: Instant::now(),
+                generation: 0,
+            }),
             healthy: AtomicBool::new(false),
             counters,
             complaints: Mutex::new(None),
@@ -149,13 +158,14 @@ impl RedisTier {
         let reply = self
             .link
             .run(|mut connection| async move {
-                let fields: Result<(Option<String>, Option<Vec<u8>>), RedisError> =
-                    redis::cmd("HMGET")
-                        .arg(key)
-                        .arg("pos")
-                        .arg("val")
-                        .query_async(&mut connection)
-                        .await;
+                // Bytes, not strings: a field that is not UTF-8 is a bad entry, not a Redis
+                // failure.
+                let fields: Result<EntryFields, RedisError> = redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("pos")
+                    .arg("val")
+                    .query_async(&mut connection)
+                    .await;
                 match fields {
                     Ok(fields) => Ok(Some(fields)),
                     // Something that is not our hash sits under the key: the server is fine,
@@ -170,7 +180,7 @@ impl RedisTier {
             Ok(Some((None, None))) => return Fetched::Missing,
             Ok(Some((pos, Some(val)))) => {
                 match serde_json::from_slice::<R>(&val) {
-                    Ok(row) if pos.as_deref() == Some(row.position().to_string().as_str()) => {
+                    Ok(row) if pos.as_deref() == Some(row.position().to_string().as_bytes()) => {
                         return Fetched::Found(row)
                     }
                     Ok(_) => tracing::debug!(key, "cached row disagrees with its position"),
@@ -280,24 +290,39 @@ impl Link {
                 connection,
                 generation,
             } => Some((connection.clone(), *generation)),
-            State::Connecting => None,
+            State::Connecting { since, generation } => {
+                // An attempt outlives its own timeout only if its task died with the runtime
+                // it was spawned on; then it will never report, so start another.
+                let abandoned = since.elapsed() > self.timing.connect_timeout * 2;
+                let generation = *generation;
+                if abandoned {
+                    self.start_reconnect(&mut state, generation);
+                }
+                None
+            }
             State::Down {
                 retry_at,
                 generation,
             } => {
-                if Instant::now() < *retry_at {
-                    return None;
-                }
                 let generation = *generation;
-                // Without a runtime there is nothing to reconnect on; stay down and try later.
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return None;
-                };
-                *state = State::Connecting;
-                runtime.spawn(Self::reconnect(Arc::clone(self), generation));
+                if Instant::now() >= *retry_at {
+                    self.start_reconnect(&mut state, generation);
+                }
                 None
             }
         }
+    }
+
+    fn start_reconnect(self: &Arc<Self>, state: &mut State, generation: u64) {
+        // Without a runtime there is nothing to reconnect on; stay as we are and try later.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        *state = State::Connecting {
+            since: Instant::now(),
+            generation,
+        };
+        runtime.spawn(Self::reconnect(Arc::clone(self), generation));
     }
 
     async fn reconnect(link: Arc<Link>, generation: u64) {

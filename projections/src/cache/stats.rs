@@ -19,8 +19,9 @@ pub struct CacheStats {
     pub loads: u64,
     /// Failed or timed-out Redis operations, including failed (re)connection attempts.
     pub redis_errors: u64,
-    /// Writes refused because the tier already held a row with a higher position; counted
-    /// once per tier (L1, Redis) that refused.
+    /// Projector stores and Redis write-backs refused because the tier already held a row
+    /// with a higher position; counted once per tier (L1, Redis) that refused. (A row read
+    /// from Redis or the database losing to a newer one in L1 is a normal race, not counted.)
     pub stale_writes_refused: u64,
     /// Redis entries that did not parse as a row (or were not ours); each was treated as a
     /// miss and removed.
