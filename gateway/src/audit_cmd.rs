@@ -48,7 +48,7 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
     match command {
         AuditCommand::Verify { log_only } => {
             let read = (!log_only).then_some(databases.read.as_ref());
-            let report = audit::verify(events.as_ref(), read).await?;
+            let report = audit::verify(&events, read).await?;
             let seconds = report.elapsed.as_secs_f64();
             println!(
                 "verified {} events in {seconds:.2} s ({:.0} events/s); head {} {}",
@@ -92,7 +92,7 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
             let at: DateTime<Utc> = DateTime::parse_from_rfc3339(&at)
                 .with_context(|| format!("--at {at:?} is not an RFC 3339 time"))?
                 .with_timezone(&Utc);
-            let balances = audit::balances_at(events.as_ref(), at).await?;
+            let balances = audit::balances_at(&events, at).await?;
             println!(
                 "{:>14} {:>8} {:>18} {:>18} {:>18}",
                 "user", "currency", "available", "reserved", "total"
@@ -116,14 +116,14 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
                     let file = File::create(&path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
                     let mut writer = BufWriter::new(file);
-                    let count = audit::export(events.as_ref(), from, &mut writer).await?;
+                    let count = audit::export(&events, from, &mut writer).await?;
                     writer.flush()?;
                     count
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut writer = BufWriter::new(stdout.lock());
-                    let count = audit::export(events.as_ref(), from, &mut writer).await?;
+                    let count = audit::export(&events, from, &mut writer).await?;
                     writer.flush()?;
                     count
                 }

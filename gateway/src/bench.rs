@@ -451,7 +451,7 @@ async fn projections_bench(
     let mut rows = Vec::new();
     let started = Instant::now();
     let report = starledger_projections::rebuild::rebuild(
-        events.as_ref(),
+        &events,
         &read,
         &Table::ALL,
         Default::default(),
@@ -465,7 +465,7 @@ async fn projections_bench(
     ));
 
     let started = Instant::now();
-    let verified = starledger_projections::audit::verify(events.as_ref(), None).await?;
+    let verified = starledger_projections::audit::verify(&events, None).await?;
     anyhow::ensure!(
         verified.is_sound(),
         "the generated log does not verify: {:?}",
@@ -478,7 +478,7 @@ async fn projections_bench(
     ));
 
     let started = Instant::now();
-    let verified = starledger_projections::audit::verify(events.as_ref(), Some(&read)).await?;
+    let verified = starledger_projections::audit::verify(&events, Some(&read)).await?;
     anyhow::ensure!(verified.is_sound(), "projections differ from the replay");
     rows.push((
         "audit verify with every projection",

@@ -58,7 +58,7 @@ pub async fn run(command: ProjectionsCommand, config: &Config) -> anyhow::Result
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let report = rebuild(
-                events.as_ref(),
+                &events,
                 read.as_ref(),
                 &tables,
                 RebuildSettings {

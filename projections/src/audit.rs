@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use starledger_ledger::audit::{AuditReport, LogAudit};
+use std::sync::Arc;
+
 use starledger_ledger::store::EventStore;
+
+use crate::pages::PageReader;
 
 use crate::model::{Page, Table};
 use crate::rows::BalanceRow;
@@ -84,7 +88,7 @@ fn compare<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
 
 /// Verifies the log and, when `read` is given, every live read model.
 pub async fn verify(
-    events: &dyn EventStore,
+    events: &Arc<dyn EventStore>,
     read: Option<&dyn ReadStore>,
 ) -> Result<VerifyReport, ProjectionError> {
     let started = Instant::now();
@@ -101,11 +105,8 @@ pub async fn verify(
 
     let mut audit = LogAudit::default();
     let mut replay = Page::default();
-    let mut after = 0;
-    loop {
-        let recorded = events.read_all(after, PAGE).await?;
-        let Some(last) = recorded.last() else { break };
-        after = last.position;
+    let mut pages = PageReader::start(events.clone(), 0, PAGE);
+    while let Some(recorded) = pages.next().await? {
         for event in &recorded {
             audit.check(event);
         }
@@ -152,15 +153,12 @@ pub async fn verify(
 
 /// Every user's balance as it stood at `at`, by replaying the events recorded until then.
 pub async fn balances_at(
-    events: &dyn EventStore,
+    events: &Arc<dyn EventStore>,
     at: DateTime<Utc>,
 ) -> Result<Vec<BalanceRow>, ProjectionError> {
     let mut replay = Page::default();
-    let mut after = 0;
-    loop {
-        let recorded = events.read_all(after, PAGE).await?;
-        let Some(last) = recorded.last() else { break };
-        after = last.position;
+    let mut pages = PageReader::start(events.clone(), 0, PAGE);
+    while let Some(recorded) = pages.next().await? {
         let until: Vec<_> = recorded
             .into_iter()
             .filter(|e| e.recorded_at <= at)
@@ -174,16 +172,13 @@ pub async fn balances_at(
 
 /// Writes every event, with its hashes, as one JSON object per line. Returns the count.
 pub async fn export(
-    events: &dyn EventStore,
+    events: &Arc<dyn EventStore>,
     from: u64,
     out: &mut impl Write,
 ) -> Result<u64, ProjectionError> {
-    let mut after = from;
     let mut count = 0;
-    loop {
-        let recorded = events.read_all(after, PAGE).await?;
-        let Some(last) = recorded.last() else { break };
-        after = last.position;
+    let mut pages = PageReader::start(events.clone(), from, PAGE);
+    while let Some(recorded) = pages.next().await? {
         for e in &recorded {
             let unreadable = |error: serde_json::Error| ProjectionError::Undecodable {
                 position: e.position,
@@ -202,9 +197,9 @@ pub async fn export(
                 "prev_hash": e.prev_hash.to_hex(),
                 "hash": e.hash.to_hex(),
             });
-            writeln!(out, "{line}").map_err(|e| ProjectionError::Undecodable {
-                position: after,
-                reason: format!("cannot write the export: {e}"),
+            writeln!(out, "{line}").map_err(|error| ProjectionError::Undecodable {
+                position: e.position,
+                reason: format!("cannot write the export: {error}"),
             })?;
             count += 1;
         }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod cache;
 pub mod model;
+pub mod pages;
 pub mod rebuild;
 pub mod rows;
 pub mod runtime;

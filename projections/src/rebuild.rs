@@ -10,10 +10,13 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use chrono::Utc;
 use starledger_ledger::store::EventStore;
 
 use crate::model::Table;
+use crate::pages::PageReader;
 use crate::runtime::{apply_events, decode_page, ProjectionError};
 use crate::store::ReadStore;
 
@@ -26,7 +29,7 @@ pub struct RebuildSettings {
 
 impl Default for RebuildSettings {
     fn default() -> Self {
-        Self { page_size: 20_000 }
+        Self { page_size: 50_000 }
     }
 }
 
@@ -41,7 +44,7 @@ pub struct RebuildReport {
 
 /// Rebuilds `tables`. `progress(position, head)` is called after every page.
 pub async fn rebuild(
-    events: &dyn EventStore,
+    events: &Arc<dyn EventStore>,
     read: &dyn ReadStore,
     tables: &[Table],
     settings: RebuildSettings,
@@ -76,7 +79,7 @@ pub async fn rebuild(
 }
 
 async fn replay_and_swap(
-    events: &dyn EventStore,
+    events: &Arc<dyn EventStore>,
     read: &dyn ReadStore,
     tables: &[Table],
     suffix: &str,
@@ -86,25 +89,28 @@ async fn replay_and_swap(
     let mut position = 0;
     let mut applied = 0;
     let mut head = events.head().await?.position;
-    // Bulk phase: no locks on anything live.
-    loop {
-        let recorded = events.read_all(position, settings.page_size).await?;
+    // Bulk phase: no locks on anything live. The next page is read while this one is
+    // written, and each table is written in its own transaction, side by side.
+    let mut pages = PageReader::start(events.clone(), 0, settings.page_size);
+    while let Some(recorded) = pages.next().await? {
         let Some(last) = recorded.last().map(|e| e.position) else {
             break;
         };
         let projected = decode_page(&recorded)?;
-        let mut tx = read.begin().await?;
-        for table in tables {
-            apply_events(tx.as_mut(), *table, suffix, &projected).await?;
-        }
-        tx.commit().await?;
+        let writes = tables.iter().map(|table| {
+            let projected = &projected;
+            async move {
+                let mut tx = read.begin().await?;
+                apply_events(tx.as_mut(), *table, suffix, projected).await?;
+                tx.commit().await?;
+                Ok::<_, ProjectionError>(())
+            }
+        });
+        futures::future::try_join_all(writes).await?;
         applied += recorded.len() as u64;
         position = last;
         head = head.max(position);
         progress(position, head);
-        if position >= head {
-            head = events.head().await?.position;
-        }
     }
 
     // Swap phase: pause the live projectors of these tables, catch up, swap.

@@ -84,7 +84,7 @@ async fn workload(ledger: &Ledger, seed: u64, users: i64, count: usize) {
     }
 }
 
-async fn assert_sound(events: &dyn EventStore, read: &dyn ReadStore) {
+async fn assert_sound(events: &Arc<dyn EventStore>, read: &dyn ReadStore) {
     let report = audit::verify(events, Some(read)).await.unwrap();
     assert!(report.ledger.is_sound(), "{:?}", report.ledger.findings);
     for (table, (checkpoint, differences)) in &report.tables {
@@ -117,7 +117,7 @@ async fn projections_equal_a_fresh_replay_after_a_random_workload(backend: &Back
         .wait_for(head, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_sound(events.as_ref(), read.as_ref()).await;
+    assert_sound(&events, read.as_ref()).await;
 
     for u in 1..=6 {
         let account = ledger.account(user(u)).await.unwrap();
@@ -214,7 +214,7 @@ async fn a_projector_killed_mid_page_resumes_without_double_applying(backend: &B
         ),
         ("26".into(), "4".into())
     );
-    assert_sound(events.as_ref(), read.as_ref()).await;
+    assert_sound(&events, read.as_ref()).await;
 }
 
 /// Rebuild everything while commands keep arriving and readers keep reading.
@@ -257,7 +257,7 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
 
     let mut pages = 0;
     let report = rebuild(
-        events.as_ref(),
+        &events,
         read.as_ref(),
         &Table::ALL,
         RebuildSettings { page_size: 100 },
@@ -277,7 +277,7 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
         .wait_for(head, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_sound(events.as_ref(), read.as_ref()).await;
+    assert_sound(&events, read.as_ref()).await;
     runner.shutdown().await;
 }
 
@@ -339,15 +339,15 @@ async fn balances_at_a_past_moment_come_from_replay(backend: &Backend) {
             })
             .collect::<Vec<_>>()
     };
-    let before = audit::balances_at(events.as_ref(), between).await.unwrap();
+    let before = audit::balances_at(&events, between).await.unwrap();
     assert_eq!(amounts(&before), vec![("10".into(), "0".into())]);
-    let now = audit::balances_at(events.as_ref(), chrono::Utc::now())
+    let now = audit::balances_at(&events, chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(amounts(&now), vec![("6".into(), "4".into())]);
 
     let mut out = Vec::new();
-    let exported = audit::export(events.as_ref(), 0, &mut out).await.unwrap();
+    let exported = audit::export(&events, 0, &mut out).await.unwrap();
     let lines: Vec<serde_json::Value> = String::from_utf8(out)
         .unwrap()
         .lines()
@@ -364,13 +364,11 @@ async fn verify_reports_a_tampered_read_model(backend: &Backend) {
     let ledger = Ledger::new(events.clone());
     funded(&ledger, user(51), "10").await.unwrap();
     project_everything(events.as_ref(), read.as_ref()).await;
-    assert_sound(events.as_ref(), read.as_ref()).await;
+    assert_sound(&events, read.as_ref()).await;
     backend
         .tamper("UPDATE balances SET available = '1000', total = '1000' WHERE user_id = 51")
         .await;
-    let report = audit::verify(events.as_ref(), Some(read.as_ref()))
-        .await
-        .unwrap();
+    let report = audit::verify(&events, Some(read.as_ref())).await.unwrap();
     assert!(!report.is_sound());
     let (_, differences) = &report.tables[&Table::Balances];
     assert_eq!(differences.len(), 1, "{differences:?}");
