@@ -27,7 +27,7 @@ pub enum ProjectionsCommand {
         /// users, balances, transactions, or all.
         name: String,
         /// Events per transaction while replaying.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 100_000)]
         batch: usize,
     },
     /// Run the projectors in the foreground until interrupted (Ctrl-C).

@@ -29,7 +29,7 @@ pub struct RebuildSettings {
 
 impl Default for RebuildSettings {
     fn default() -> Self {
-        Self { page_size: 50_000 }
+        Self { page_size: 100_000 }
     }
 }
 
@@ -112,6 +112,13 @@ async fn replay_and_swap(
         head = head.max(position);
         progress(position, head);
     }
+
+    // Secondary indexes, built once over the loaded rows rather than row by row.
+    let mut tx = read.begin().await?;
+    for table in tables {
+        tx.create_indexes(*table, suffix).await?;
+    }
+    tx.commit().await?;
 
     // Swap phase: pause the live projectors of these tables, catch up, swap.
     let mut tx = read.begin().await?;

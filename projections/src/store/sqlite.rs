@@ -20,6 +20,8 @@ use super::{
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
 
+/// The statements that create a table: the table itself first, then its secondary indexes
+/// (which a rebuild adds only after the bulk load, when building them is cheaper).
 fn ddl(table: Table, suffix: &str) -> Vec<String> {
     let t = table_name(table, suffix);
     match table {
@@ -53,13 +55,14 @@ fn ddl(table: Table, suffix: &str) -> Vec<String> {
                     amount                TEXT    NOT NULL,
                     currency              TEXT    NOT NULL,
                     description           TEXT,
-                    external_id           TEXT    UNIQUE,
+                    external_id           TEXT,
                     transaction_metadata  TEXT    NOT NULL,
                     created_at            INTEGER NOT NULL,
                     updated_at            INTEGER NOT NULL,
                     created_position      INTEGER NOT NULL,
                     position              INTEGER NOT NULL)"
             ),
+            format!("CREATE UNIQUE INDEX {t}_external_id_key ON {t} (external_id)"),
             format!("CREATE INDEX {t}_user_history_idx ON {t} (user_id, created_position DESC)"),
             format!("CREATE INDEX {t}_status_idx ON {t} (status)"),
             format!("CREATE INDEX {t}_created_at_idx ON {t} (created_at)"),
@@ -390,8 +393,15 @@ impl ReadTx for SqliteReadTx {
 
     async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
         self.drop_table(table, suffix).await?;
-        for statement in ddl(table, suffix) {
-            sqlx::query(&statement).execute(&mut *self.tx).await?;
+        for statement in ddl(table, suffix).iter().take(1) {
+            sqlx::query(statement).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_indexes(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        for statement in ddl(table, suffix).iter().skip(1) {
+            sqlx::query(statement).execute(&mut *self.tx).await?;
         }
         Ok(())
     }
