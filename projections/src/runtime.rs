@@ -86,6 +86,11 @@ pub struct Step {
 }
 
 /// One step: the next page after the checkpoint named `checkpoint`, into `table<suffix>`.
+///
+/// The page is read *before* the read-model transaction starts, so the transaction never
+/// waits on the event store while it holds its locks (on SQLite, the one write lock of the
+/// file). Under the lock the checkpoint is checked again: if another instance moved it
+/// meanwhile, the page is read again from there.
 pub async fn step(
     events: &dyn EventStore,
     read: &dyn ReadStore,
@@ -94,26 +99,39 @@ pub async fn step(
     suffix: &str,
     page_size: usize,
 ) -> Result<Step, ProjectionError> {
-    let mut tx = read.begin().await?;
-    let position = tx.lock_checkpoint(checkpoint).await?;
-    let recorded = events.read_all(position, page_size).await?;
-    let Some(last) = recorded.last().map(|e| e.position) else {
-        // Nothing to do; dropping the transaction releases the lock.
+    let mut position = read
+        .checkpoints()
+        .await?
+        .into_iter()
+        .find(|c| c.name == checkpoint)
+        .map_or(0, |c| c.position);
+    loop {
+        let recorded = events.read_all(position, page_size).await?;
+        let Some(last) = recorded.last().map(|e| e.position) else {
+            return Ok(Step {
+                checkpoint: position,
+                applied: 0,
+                page: Page::default(),
+            });
+        };
+        let projected = decode_page(&recorded)?;
+        let mut tx = read.begin().await?;
+        let locked = tx.lock_checkpoint(checkpoint).await?;
+        if locked != position {
+            // Another instance applied pages meanwhile; dropping the transaction releases
+            // the lock, and we go on from where it left off.
+            position = locked;
+            continue;
+        }
+        let page = apply_events(tx.as_mut(), table, suffix, &projected).await?;
+        tx.set_checkpoint(checkpoint, last).await?;
+        tx.commit().await?;
         return Ok(Step {
-            checkpoint: position,
-            applied: 0,
-            page: Page::default(),
+            checkpoint: last,
+            applied: recorded.len(),
+            page,
         });
-    };
-    let projected = decode_page(&recorded)?;
-    let page = apply_events(tx.as_mut(), table, suffix, &projected).await?;
-    tx.set_checkpoint(checkpoint, last).await?;
-    tx.commit().await?;
-    Ok(Step {
-        checkpoint: last,
-        applied: recorded.len(),
-        page,
-    })
+    }
 }
 
 /// Where each live projector stands, as this process last saw it.

@@ -281,6 +281,42 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
     runner.shutdown().await;
 }
 
+/// Two instances run the projectors on one database at once: every page is applied once.
+async fn two_instances_project_together_without_double_applying(backend: &Backend) {
+    let events = backend.open(CommitMode::default()).await;
+    let read = read_store(backend).await;
+    let ledger = Ledger::new(events.clone());
+    for u in 1..=4 {
+        funded(&ledger, user(u), "60").await.unwrap();
+    }
+    let first = Runner::start(
+        events.clone(),
+        read.clone(),
+        RunnerSettings {
+            page_size: 7,
+            ..Default::default()
+        },
+    );
+    let second = Runner::start(
+        events.clone(),
+        read_store(backend).await,
+        RunnerSettings {
+            page_size: 5,
+            ..Default::default()
+        },
+    );
+    workload(&ledger, 11, 4, 250).await;
+    let head = events.head().await.unwrap().position;
+    first.wait_for(head, Duration::from_secs(30)).await.unwrap();
+    second
+        .wait_for(head, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_sound(&events, read.as_ref()).await;
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
 async fn history_pages_newest_first_by_cursor(backend: &Backend) {
     let events = backend.open(CommitMode::default()).await;
     let read = read_store(backend).await;
@@ -384,6 +420,7 @@ on_every_backend!(
     read_your_writes_waits_for_the_command_position,
     a_projector_killed_mid_page_resumes_without_double_applying,
     rebuild_under_live_traffic_ends_identical_with_no_reader_error,
+    two_instances_project_together_without_double_applying,
     history_pages_newest_first_by_cursor,
     balances_at_a_past_moment_come_from_replay,
     verify_reports_a_tampered_read_model,

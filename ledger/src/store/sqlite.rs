@@ -42,7 +42,7 @@ pub async fn open_pool(path: &Path) -> Result<SqlitePool, StoreError> {
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
-        .max_connections(4)
+        .max_connections(16)
         .connect_with(options)
         .await?;
     MIGRATOR

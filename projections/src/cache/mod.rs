@@ -90,6 +90,10 @@ pub struct CacheSettings {
     pub ttl_payment: Duration,
     /// In-process entries per kind (balances, users, payments).
     pub l1_capacity: u64,
+    /// How long an in-process entry is served without asking Redis (or the database) again,
+    /// at most the kind's TTL. Short, because other instances' projectors update Redis, not
+    /// this process's memory: it bounds how stale another instance's write can look here.
+    pub l1_freshness: Duration,
     /// First part of every Redis key; distinct per deployment (and per test).
     pub key_prefix: String,
 }
@@ -102,6 +106,7 @@ impl Default for CacheSettings {
             ttl_balance: Duration::from_secs(1800),
             ttl_payment: Duration::from_secs(900),
             l1_capacity: 100_000,
+            l1_freshness: Duration::from_secs(1),
             key_prefix: "starledger".to_owned(),
         }
     }
@@ -117,6 +122,7 @@ impl fmt::Debug for CacheSettings {
             .field("ttl_balance", &self.ttl_balance)
             .field("ttl_payment", &self.ttl_payment)
             .field("l1_capacity", &self.l1_capacity)
+            .field("l1_freshness", &self.l1_freshness)
             .field("key_prefix", &self.key_prefix)
             .finish()
     }
@@ -205,9 +211,21 @@ impl ReadCache {
         };
         let capacity = settings.l1_capacity;
         ReadCache {
-            balances: Shelf::new(capacity, settings.ttl_balance, Arc::clone(&counters)),
-            users: Shelf::new(capacity, settings.ttl_user, Arc::clone(&counters)),
-            payments: Shelf::new(capacity, settings.ttl_payment, Arc::clone(&counters)),
+            balances: Shelf::new(
+                capacity,
+                settings.ttl_balance.min(settings.l1_freshness),
+                Arc::clone(&counters),
+            ),
+            users: Shelf::new(
+                capacity,
+                settings.ttl_user.min(settings.l1_freshness),
+                Arc::clone(&counters),
+            ),
+            payments: Shelf::new(
+                capacity,
+                settings.ttl_payment.min(settings.l1_freshness),
+                Arc::clone(&counters),
+            ),
             redis,
             redis_configured: settings.redis_url.is_some(),
             settings,

@@ -62,6 +62,9 @@ pub trait ReadStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<HistoryPage, ReadError>;
 
+    /// One recharge, purchase or adjustment by its id.
+    async fn transaction(&self, id: uuid::Uuid) -> Result<Option<TransactionRow>, ReadError>;
+
     /// The recharge behind a Heleket invoice.
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError>;
 

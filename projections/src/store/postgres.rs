@@ -217,6 +217,16 @@ impl ReadStore for PgReadStore {
         })
     }
 
+    async fn transaction(&self, id: Uuid) -> Result<Option<TransactionRow>, ReadError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(transaction_from_row).transpose()
+    }
+
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query(&format!(
             "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE external_id = $1 AND transaction_type = 'recharge'"

@@ -219,6 +219,14 @@ impl ReadStore for SqliteReadStore {
         })
     }
 
+    async fn transaction(&self, id: Uuid) -> Result<Option<TransactionRow>, ReadError> {
+        let row = sqlx::query("SELECT * FROM transactions WHERE id = ?1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(transaction_from_row).transpose()
+    }
+
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query(
             "SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge'",

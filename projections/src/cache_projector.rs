@@ -1,0 +1,134 @@
+//! The cache projector: keeps Redis (and this process's L1) in step with the read models.
+//!
+//! It follows the log behind the SQL projectors — never past the lowest of their checkpoints
+//! — and for every user, profile and invoice a page touched, stores the current row from the
+//! database into the cache. Stores are position-guarded, so replaying a page or racing
+//! another writer can only move entries forward. Its checkpoint (`cache`) advances in the
+//! read-model database only after the stores went through; while Redis is down it waits and
+//! then replays, so Redis never keeps an entry older than what it missed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use starledger_ledger::events::AccountEvent;
+use starledger_ledger::store::EventStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::cache::ReadCache;
+use crate::model::Table;
+use crate::runtime::{decode_page, ProjectionError};
+use crate::store::ReadStore;
+
+/// The cache projector's checkpoint name.
+pub const CHECKPOINT: &str = "cache";
+
+/// One step: returns the new checkpoint and how many events it covered.
+pub async fn step(
+    events: &dyn EventStore,
+    read: &dyn ReadStore,
+    cache: &ReadCache,
+    page_size: usize,
+) -> Result<(u64, usize), ProjectionError> {
+    let checkpoints = read.checkpoints().await?;
+    let behind = Table::ALL
+        .iter()
+        .map(|t| {
+            checkpoints
+                .iter()
+                .find(|c| c.name == t.name())
+                .map_or(0, |c| c.position)
+        })
+        .min()
+        .unwrap_or(0);
+    let position = checkpoints
+        .iter()
+        .find(|c| c.name == CHECKPOINT)
+        .map_or(0, |c| c.position);
+    if position >= behind {
+        return Ok((position, 0));
+    }
+    let limit = ((behind - position) as usize).min(page_size);
+    let recorded = events.read_all(position, limit).await?;
+    let Some(last) = recorded.last().map(|e| e.position) else {
+        return Ok((position, 0));
+    };
+    let mut users = BTreeSet::new();
+    let mut recharges = BTreeSet::new();
+    for projected in decode_page(&recorded)? {
+        users.insert(projected.user_id);
+        match &projected.event {
+            AccountEvent::RechargeRequested(e) => recharges.insert(e.recharge_id.uuid()),
+            AccountEvent::RechargeSettled(e) => recharges.insert(e.recharge_id.uuid()),
+            AccountEvent::RechargeFailed(e) => recharges.insert(e.recharge_id.uuid()),
+            _ => false,
+        };
+    }
+    for user_id in users {
+        if let Some(row) = read.user(user_id).await? {
+            cache.store_user(&row).await;
+        }
+        if let Some(row) = read.balance(user_id).await? {
+            cache.store_balance(&row).await;
+        }
+    }
+    for id in recharges {
+        store_payment(read, cache, id).await?;
+    }
+    if cache.mode() == "redis" && !cache.redis_healthy() {
+        // Some stores may not have reached Redis: keep the checkpoint and replay later.
+        return Ok((position, 0));
+    }
+    // Advance only from where we started: if another instance moved the checkpoint
+    // meanwhile, its stores and ours are both position-guarded, so nothing is lost.
+    let mut tx = read.begin().await?;
+    if tx.lock_checkpoint(CHECKPOINT).await? == position {
+        tx.set_checkpoint(CHECKPOINT, last).await?;
+        tx.commit().await?;
+    }
+    Ok((last, recorded.len()))
+}
+
+async fn store_payment(
+    read: &dyn ReadStore,
+    cache: &ReadCache,
+    id: Uuid,
+) -> Result<(), ProjectionError> {
+    if let Some(row) = read.transaction(id).await? {
+        if let Some(invoice) = row.external_id.clone() {
+            cache.store_payment(&invoice, &row).await;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the cache projector until `stop` turns true.
+pub fn start(
+    events: Arc<dyn EventStore>,
+    read: Arc<dyn ReadStore>,
+    cache: Arc<ReadCache>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut committed = events.committed();
+        while !*stop.borrow() {
+            committed.borrow_and_update();
+            let pause = match step(events.as_ref(), read.as_ref(), &cache, 2_000).await {
+                Ok((_, applied)) if applied > 0 => continue,
+                // Caught up, or waiting for the SQL projectors (or for Redis).
+                Ok(_) => Duration::from_millis(200),
+                Err(error) => {
+                    tracing::warn!(%error, "cache projector step failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = committed.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    })
+}
