@@ -4,6 +4,7 @@
 //! variable, never a panic deeper in. Only the settings the ledger uses so far are read.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use starledger_ledger::money::{Amount, Currency};
@@ -21,6 +22,10 @@ pub enum Storage {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub storage: Storage,
+    /// Redis for the shared cache; `None` caches in process only.
+    pub redis_url: Option<String>,
+    pub cache_ttl_user: Duration,
+    pub cache_ttl_payment: Duration,
     pub currency: Currency,
     pub pricing: StarPricing,
     pub log_level: String,
@@ -50,6 +55,17 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 impl Config {
+    /// The cache settings: the seed's TTLs (balances share the user TTL, as in the seed).
+    pub fn cache_settings(&self) -> starledger_projections::cache::CacheSettings {
+        starledger_projections::cache::CacheSettings {
+            redis_url: self.redis_url.clone(),
+            ttl_user: self.cache_ttl_user,
+            ttl_balance: self.cache_ttl_user,
+            ttl_payment: self.cache_ttl_payment,
+            ..Default::default()
+        }
+    }
+
     pub fn from_process_env() -> Result<Config, ConfigError> {
         Self::from_env(&Env(|name| std::env::var(name).ok()))
     }
@@ -105,6 +121,34 @@ impl Config {
         })?;
         let pricing = StarPricing::new(price_per_star, markup)
             .map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
+        let redis_url = match env.get("REDIS_URL") {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
+            Some(_) => {
+                return Err(problem(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ))
+            }
+        };
+        let seconds = |variable: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match env.get(variable) {
+                None => Ok(Duration::from_secs(default)),
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=86_400).contains(n))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| {
+                        problem(
+                            variable,
+                            format!("{text:?} is not a number of seconds from 1 to 86400"),
+                        )
+                    }),
+            }
+        };
+        let cache_ttl_user = seconds("CACHE_TTL_USER", 1800)?;
+        let cache_ttl_payment = seconds("CACHE_TTL_PAYMENT", 900)?;
         let log_level = env
             .get("LOG_LEVEL")
             .unwrap_or_else(|| "info".into())
@@ -117,6 +161,9 @@ impl Config {
         }
         Ok(Config {
             storage,
+            redis_url,
+            cache_ttl_user,
+            cache_ttl_payment,
             currency,
             pricing,
             log_level: log_level.replace("warning", "warn"),
@@ -176,6 +223,9 @@ mod tests {
             ("STAR_PRICE", "-1"),
             ("STAR_MARKUP_PERCENT", "lots"),
             ("LOG_LEVEL", "loud"),
+            ("REDIS_URL", "http://cache"),
+            ("CACHE_TTL_USER", "0"),
+            ("CACHE_TTL_PAYMENT", "forever"),
         ] {
             let error = config(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable);

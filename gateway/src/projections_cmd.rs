@@ -2,6 +2,7 @@
 //! foreground projector process.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,10 +10,13 @@ use chrono::Utc;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use starledger_ledger::store::{CommitMode, EventStore};
+use starledger_projections::cache::ReadCache;
+use starledger_projections::cache_projector;
 use starledger_projections::model::Table;
 use starledger_projections::rebuild::{rebuild, RebuildSettings};
 use starledger_projections::runtime::{Runner, RunnerSettings};
 use starledger_projections::store::ReadStore;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::storage;
@@ -85,10 +89,19 @@ pub async fn run(command: ProjectionsCommand, config: &Config) -> anyhow::Result
         }
         ProjectionsCommand::Run => {
             let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
-            println!("projectors running; Ctrl-C stops them after their current page");
+            let cache = Arc::new(ReadCache::new(config.cache_settings()).await);
+            let (stop, stopped) = watch::channel(false);
+            let cache_projector =
+                cache_projector::start(events.clone(), read.clone(), cache.clone(), stopped);
+            println!(
+                "projectors running (cache: {}); Ctrl-C stops them after their current page",
+                cache.mode()
+            );
             tokio::signal::ctrl_c()
                 .await
                 .context("cannot wait for Ctrl-C")?;
+            let _ = stop.send(true);
+            let _ = cache_projector.await;
             runner.shutdown().await;
             status(events.as_ref(), read.as_ref()).await
         }
@@ -103,8 +116,12 @@ async fn status(events: &dyn EventStore, read: &dyn ReadStore) -> anyhow::Result
         "{:<14} {:>12} {:>14} {:>10}  updated",
         "projector", "checkpoint", "lag (events)", "lag (s)"
     );
-    for table in Table::ALL {
-        let checkpoint = checkpoints.iter().find(|c| c.name == table.name());
+    let names = Table::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain([cache_projector::CHECKPOINT]);
+    for name in names {
+        let checkpoint = checkpoints.iter().find(|c| c.name == name);
         let position = checkpoint.map_or(0, |c| c.position);
         // The age of the oldest event the projector has not applied yet.
         let lag_seconds = match events.read_all(position, 1).await?.first() {
@@ -116,7 +133,7 @@ async fn status(events: &dyn EventStore, read: &dyn ReadStore) -> anyhow::Result
         };
         println!(
             "{:<14} {:>12} {:>14} {:>10.1}  {}",
-            table.name(),
+            name,
             position,
             head.saturating_sub(position),
             lag_seconds,

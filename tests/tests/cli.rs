@@ -127,3 +127,76 @@ async fn migrate_creates_the_postgres_schema_once() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audited.db");
+    assert!(starledger()
+        .args(["demo", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let url = format!("sqlite://{}", db.display());
+    let run = |args: &[&str]| {
+        starledger()
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+
+    let rebuilt = run(&["projections", "rebuild", "all"]);
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert!(stdout_of(&rebuilt).contains("from 8 events"));
+    let status = stdout_of(&run(&["projections", "status"]));
+    assert!(status.contains("balances"), "{status}");
+
+    let verified = run(&["audit", "verify"]);
+    let report = stdout_of(&verified);
+    assert!(verified.status.success(), "{report}");
+    assert!(
+        report.contains("balances      at 8: matches the replay"),
+        "{report}"
+    );
+
+    let exported = run(&["audit", "export"]);
+    let lines: Vec<serde_json::Value> = stdout_of(&exported)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8);
+    assert_eq!(lines[7]["prev_hash"], lines[6]["hash"]);
+
+    // An edited read model and an edited event are both reported, with a failing exit code.
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .connect()
+        .await
+        .unwrap();
+    conn.execute("UPDATE balances SET available = '99'")
+        .await
+        .unwrap();
+    let verified = run(&["audit", "verify"]);
+    assert_eq!(verified.status.code(), Some(1));
+    assert!(stdout_of(&verified).contains("balances      at 8: 1 differences"));
+    conn.execute("DROP TRIGGER events_append_only_update")
+        .await
+        .unwrap();
+    conn.execute("UPDATE events SET data = replace(data, '10.5', '100.5') WHERE position = 3")
+        .await
+        .unwrap();
+    let verified = run(&["audit", "verify", "--log-only"]);
+    assert_eq!(verified.status.code(), Some(1));
+    assert!(
+        stdout_of(&verified).contains("position 3"),
+        "{}",
+        stdout_of(&verified)
+    );
+}
