@@ -47,6 +47,10 @@ pub struct ProjectionsBench {
     /// Concurrent clients generating them.
     #[arg(long, default_value_t = 512)]
     clients: u64,
+    /// Keep the generated database (its name is printed) to run `audit` and `projections`
+    /// commands against it afterwards.
+    #[arg(long)]
+    keep_database: bool,
 }
 
 #[derive(Args)]
@@ -75,12 +79,15 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
     match target {
         Target::Ledger(options) => {
             let url = server_url(options.database_url.clone(), config)?;
-            let rows = with_scratch_database(&url, |db| run_scenarios(&options, db)).await?;
+            let rows = with_scratch_database(&url, false, |db| run_scenarios(&options, db)).await?;
             print_ledger_table(&rows);
         }
         Target::Projections(options) => {
             let url = server_url(options.database_url.clone(), config)?;
-            with_scratch_database(&url, |db| projections_bench(&options, db)).await?;
+            with_scratch_database(&url, options.keep_database, |db| {
+                projections_bench(&options, db)
+            })
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -95,7 +102,7 @@ fn server_url(flag: Option<String>, config: &Config) -> anyhow::Result<String> {
 }
 
 /// Runs `body` on a database created for it on the server at `url`, dropped afterwards.
-async fn with_scratch_database<T, F, Fut>(url: &str, body: F) -> anyhow::Result<T>
+async fn with_scratch_database<T, F, Fut>(url: &str, keep: bool, body: F) -> anyhow::Result<T>
 where
     F: FnOnce(PgConnectOptions) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -111,6 +118,10 @@ where
         .execute(format!("CREATE DATABASE {scratch}").as_str())
         .await?;
     let outcome = body(server.clone().database(&scratch)).await;
+    if keep {
+        println!("kept database {scratch}");
+        return outcome;
+    }
     admin
         .execute(format!("DROP DATABASE IF EXISTS {scratch} WITH (FORCE)").as_str())
         .await?;

@@ -91,6 +91,7 @@ async fn replay_and_swap(
     let mut head = events.head().await?.position;
     // Bulk phase: no locks on anything live. The next page is read while this one is
     // written, and each table is written in its own transaction, side by side.
+    let phase = Instant::now();
     let mut pages = PageReader::start(events.clone(), 0, settings.page_size);
     while let Some(recorded) = pages.next().await? {
         let Some(last) = recorded.last().map(|e| e.position) else {
@@ -113,6 +114,8 @@ async fn replay_and_swap(
         progress(position, head);
     }
 
+    tracing::info!(events = applied, elapsed = ?phase.elapsed(), "rebuild: bulk load done");
+    let phase = Instant::now();
     // Secondary indexes, built once over the loaded rows rather than row by row.
     let mut tx = read.begin().await?;
     for table in tables {
@@ -120,6 +123,8 @@ async fn replay_and_swap(
     }
     tx.commit().await?;
 
+    tracing::info!(elapsed = ?phase.elapsed(), "rebuild: tables logged and indexed");
+    let phase = Instant::now();
     // Swap phase: pause the live projectors of these tables, catch up, swap.
     let mut tx = read.begin().await?;
     for table in tables {
@@ -142,6 +147,7 @@ async fn replay_and_swap(
         tx.set_checkpoint(table.name(), position).await?;
     }
     tx.commit().await?;
+    tracing::info!(elapsed = ?phase.elapsed(), position, "rebuild: swapped in");
     progress(position, position);
     Ok((applied, position))
 }

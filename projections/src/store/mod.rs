@@ -94,11 +94,12 @@ pub trait ReadTx: Send {
     /// Inserts or replaces the page's rows of `table`.
     async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError>;
 
-    /// Creates `table` under `suffix` without its secondary indexes; drops a leftover of the
-    /// same name first.
+    /// Creates `table` under `suffix` for a bulk load: without secondary indexes, and on
+    /// PostgreSQL unlogged. Drops a leftover of the same name first.
     async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
 
-    /// Adds the secondary indexes (and the unique external id) of `table<suffix>`.
+    /// Makes `table<suffix>` durable (PostgreSQL: `SET LOGGED`) and adds its secondary
+    /// indexes and the unique external id.
     async fn create_indexes(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
 
     /// Makes `table<suffix>` the live table and drops the previous one.

@@ -409,13 +409,20 @@ impl ReadTx for PgReadTx {
 
     async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
         self.drop_table(table, suffix).await?;
+        // Unlogged while it is bulk-loaded: no WAL record per row. A crash meanwhile empties
+        // it, which only fails the rebuild; `create_indexes` makes it logged before use.
         for statement in ddl(table, suffix).iter().take(1) {
-            sqlx::query(statement).execute(&mut *self.tx).await?;
+            let unlogged = statement.replacen("CREATE TABLE", "CREATE UNLOGGED TABLE", 1);
+            sqlx::query(&unlogged).execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
     async fn create_indexes(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
+        let name = table_name(table, suffix);
+        sqlx::query(&format!("ALTER TABLE {name} SET LOGGED"))
+            .execute(&mut *self.tx)
+            .await?;
         for statement in ddl(table, suffix).iter().skip(1) {
             sqlx::query(statement).execute(&mut *self.tx).await?;
         }
