@@ -1,6 +1,8 @@
 //! Reads through the cache against real databases and Redis: they never go backwards, end
 //! current, show the caller's own writes, and stay right when Redis is down.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,23 +17,8 @@ use starledger_projections::cache::{CacheSettings, ReadCache};
 use starledger_projections::cache_projector;
 use starledger_projections::queries::Queries;
 use starledger_projections::runtime::{Runner, RunnerSettings};
-use starledger_projections::store::postgres::PgReadStore;
-use starledger_projections::store::sqlite::SqliteReadStore;
-use starledger_projections::store::ReadStore;
+use support::read_store;
 use tokio::sync::watch;
-
-async fn read_store(backend: &Backend) -> Arc<dyn ReadStore> {
-    let read: Arc<dyn ReadStore> = match backend {
-        Backend::Sqlite { path, .. } => Arc::new(SqliteReadStore::new(
-            starledger_ledger::store::sqlite::open_pool(path)
-                .await
-                .unwrap(),
-        )),
-        Backend::Postgres { pool, .. } => Arc::new(PgReadStore::new(pool.clone())),
-    };
-    read.ensure_schema().await.unwrap();
-    read
-}
 
 /// Redis when the test run has one, in-process otherwise; a fresh key prefix per call site.
 async fn cache(prefix: &str) -> Arc<ReadCache> {

@@ -1,6 +1,8 @@
 //! Projections against real databases: they equal a fresh replay, survive a crash mid-page,
 //! and a blue/green rebuild under live traffic ends identical with no reader ever failing.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +18,8 @@ use starledger_projections::audit;
 use starledger_projections::model::Table;
 use starledger_projections::rebuild::{rebuild, RebuildSettings};
 use starledger_projections::runtime::{apply_events, decode_page, step, Runner, RunnerSettings};
-use starledger_projections::store::postgres::PgReadStore;
-use starledger_projections::store::sqlite::SqliteReadStore;
 use starledger_projections::store::ReadStore;
-
-async fn read_store(backend: &Backend) -> Arc<dyn ReadStore> {
-    let read: Arc<dyn ReadStore> = match backend {
-        Backend::Sqlite { path, .. } => Arc::new(SqliteReadStore::new(
-            starledger_ledger::store::sqlite::open_pool(path)
-                .await
-                .unwrap(),
-        )),
-        Backend::Postgres { pool, .. } => Arc::new(PgReadStore::new(pool.clone())),
-    };
-    read.ensure_schema().await.unwrap();
-    read
-}
+use support::read_store;
 
 /// A small deterministic generator, so a failing run can be replayed.
 struct Dice(u64);

@@ -129,6 +129,46 @@ pub(crate) fn table_name(table: Table, suffix: &str) -> String {
     format!("{}{suffix}", table.name())
 }
 
+impl HistoryPage {
+    /// Builds a page from up to `limit + 1` rows newest first: the extra row, if present,
+    /// only tells that there is an older page.
+    pub(crate) fn from_rows(mut transactions: Vec<TransactionRow>, limit: u32) -> HistoryPage {
+        let next_cursor = if transactions.len() > limit as usize {
+            transactions.truncate(limit as usize);
+            transactions.last().map(|t| t.created_position)
+        } else {
+            None
+        };
+        HistoryPage {
+            transactions,
+            next_cursor,
+        }
+    }
+}
+
+/// The statements that put `table<suffix>` in place of the live table, in one transaction.
+pub(crate) fn swap_statements(table: Table, suffix: &str) -> [String; 3] {
+    let live = table.name();
+    let shadow = table_name(table, suffix);
+    let retired = format!("{live}_retired{suffix}");
+    [
+        format!("ALTER TABLE {live} RENAME TO {retired}"),
+        format!("ALTER TABLE {shadow} RENAME TO {live}"),
+        format!("DROP TABLE {retired}"),
+    ]
+}
+
+/// The statement that drops a rebuild's table; refuses live tables.
+pub(crate) fn drop_statement(table: Table, suffix: &str) -> Result<String, ReadError> {
+    if suffix.is_empty() || !valid_suffix(suffix) {
+        return Err(corrupt("refusing to drop a live table"));
+    }
+    Ok(format!(
+        "DROP TABLE IF EXISTS {}",
+        table_name(table, suffix)
+    ))
+}
+
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> ReadError {
     ReadError::Corrupt(what.to_string())
 }

@@ -14,8 +14,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    corrupt, table_name, valid_suffix, Checkpoint, HistoryPage, ReadError, ReadStore, ReadTx,
-    MAX_HISTORY_PAGE,
+    corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ReadError,
+    ReadStore, ReadTx, MAX_HISTORY_PAGE,
 };
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
@@ -203,20 +203,11 @@ impl ReadStore for SqliteReadStore {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut transactions = rows
+        let transactions = rows
             .iter()
             .map(transaction_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if transactions.len() > limit as usize {
-            transactions.truncate(limit as usize);
-            transactions.last().map(|t| t.created_position)
-        } else {
-            None
-        };
-        Ok(HistoryPage {
-            transactions,
-            next_cursor,
-        })
+        Ok(HistoryPage::from_rows(transactions, limit))
     }
 
     async fn transaction(&self, id: Uuid) -> Result<Option<TransactionRow>, ReadError> {
@@ -415,29 +406,16 @@ impl ReadTx for SqliteReadTx {
     }
 
     async fn swap(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
-        let live = table.name();
-        let shadow = table_name(table, suffix);
-        let retired = format!("{live}_retired{suffix}");
-        for statement in [
-            format!("ALTER TABLE {live} RENAME TO {retired}"),
-            format!("ALTER TABLE {shadow} RENAME TO {live}"),
-            format!("DROP TABLE {retired}"),
-        ] {
+        for statement in swap_statements(table, suffix) {
             sqlx::query(&statement).execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
     async fn drop_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
-        if suffix.is_empty() || !valid_suffix(suffix) {
-            return Err(corrupt("refusing to drop a live table"));
-        }
-        sqlx::query(&format!(
-            "DROP TABLE IF EXISTS {}",
-            table_name(table, suffix)
-        ))
-        .execute(&mut *self.tx)
-        .await?;
+        sqlx::query(&drop_statement(table, suffix)?)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
