@@ -93,17 +93,23 @@ async fn replay_and_swap(
     // written, and each table is written in its own transaction, side by side.
     let phase = Instant::now();
     let mut pages = PageReader::start(events.clone(), 0, settings.page_size);
+    let mut waiting = Instant::now();
     while let Some(recorded) = pages.next().await? {
+        let waited = waiting.elapsed();
         let Some(last) = recorded.last().map(|e| e.position) else {
             break;
         };
+        let decoding = Instant::now();
         let projected = decode_page(&recorded)?;
+        tracing::debug!(elapsed = ?decoding.elapsed(), waited = ?waited, "rebuild: page decoded");
         let writes = tables.iter().map(|table| {
             let projected = &projected;
             async move {
+                let started = Instant::now();
                 let mut tx = read.begin().await?;
                 apply_events(tx.as_mut(), *table, suffix, projected).await?;
                 tx.commit().await?;
+                tracing::debug!(table = table.name(), elapsed = ?started.elapsed(), "rebuild: page written");
                 Ok::<_, ProjectionError>(())
             }
         });
@@ -112,6 +118,7 @@ async fn replay_and_swap(
         position = last;
         head = head.max(position);
         progress(position, head);
+        waiting = Instant::now();
     }
 
     tracing::info!(events = applied, elapsed = ?phase.elapsed(), "rebuild: bulk load done");
