@@ -102,26 +102,35 @@ impl LogAudit {
         }
         self.trial.apply(event.postings());
 
-        let account = self.accounts.entry(recorded.stream_id.clone()).or_default();
-        if let AccountEvent::PurchaseCompleted(e) = &event {
-            resolved_twice_check(account, &e.purchase_id)
-        } else if let AccountEvent::PurchaseFailed(e) = &event {
-            resolved_twice_check(account, &e.purchase_id)
-        } else {
-            Ok(())
+        if !self.accounts.contains_key(&recorded.stream_id) {
+            self.accounts
+                .insert(recorded.stream_id.clone(), Account::default());
         }
-        .unwrap_or_else(|()| {
-            self.findings.push(Finding::ReservationResolvedTwice {
-                position: recorded.position,
-            })
-        });
-        let account = self.accounts.entry(recorded.stream_id.clone()).or_default();
+        let Some(account) = self.accounts.get_mut(&recorded.stream_id) else {
+            return;
+        };
+        let resolved = match &event {
+            AccountEvent::PurchaseCompleted(e) => Some(e.purchase_id),
+            AccountEvent::PurchaseFailed(e) => Some(e.purchase_id),
+            _ => None,
+        };
+        let resolved_twice = resolved
+            .and_then(|id| account.purchases.get(&id))
+            .is_some_and(|purchase| !purchase.status.is_open());
         account.evolve(&event);
-        if account.available < Decimal::ZERO || account.reserved < Decimal::ZERO {
-            let reason = format!(
-                "available {}, reserved {}",
-                account.available, account.reserved
-            );
+        let negative = (account.available < Decimal::ZERO || account.reserved < Decimal::ZERO)
+            .then(|| {
+                format!(
+                    "available {}, reserved {}",
+                    account.available, account.reserved
+                )
+            });
+        if resolved_twice {
+            self.report(Finding::ReservationResolvedTwice {
+                position: recorded.position,
+            });
+        }
+        if let Some(reason) = negative {
             self.report(Finding::Invariant {
                 stream: recorded.stream_id.clone(),
                 position: recorded.position,
@@ -165,9 +174,141 @@ impl LogAudit {
     }
 }
 
-fn resolved_twice_check(account: &Account, purchase_id: &crate::ids::PurchaseId) -> Result<(), ()> {
-    match account.purchases.get(purchase_id) {
-        Some(purchase) if !purchase.status.is_open() => Err(()),
-        _ => Ok(()),
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+    use crate::account::{decide, AccountCommand};
+    use crate::events::{Invoice, PaidStatus, Stars};
+    use crate::ids::{EventId, IdempotencyKey, PurchaseId, RechargeId, UserId};
+    use crate::money::{Amount, Currency};
+    use crate::store::plan::{plan_batch, BatchFacts};
+    use crate::store::{AppendRequest, ExpectedVersion, NewEvent};
+
+    /// A chained log of these events on one stream, as the store would record them.
+    fn log(events: &[AccountEvent]) -> Vec<RecordedEvent> {
+        let request = AppendRequest {
+            stream_id: "account-7".into(),
+            expected: ExpectedVersion::Any,
+            events: events
+                .iter()
+                .map(|e| NewEvent {
+                    event_id: EventId(uuid::Uuid::new_v4()),
+                    event_type: e.event_type().into(),
+                    schema_version: e.schema_version(),
+                    data: e.to_data(),
+                    metadata: json!({"actor": "system"}),
+                })
+                .collect(),
+        };
+        let plan = plan_batch(
+            BatchFacts::default(),
+            &[request],
+            crate::store::plan::to_micros(Utc::now()),
+        );
+        plan.rows
+    }
+
+    fn history() -> Vec<AccountEvent> {
+        let user = UserId::new(7).unwrap();
+        let key = |k: &str| IdempotencyKey::parse(k).unwrap();
+        let recharge_id = RechargeId::derive(user, &key("r"));
+        let purchase_id = PurchaseId::derive(user, &key("p"));
+        let commands = [
+            AccountCommand::Register {
+                username: None,
+                language: None,
+                currency: Currency::ton(),
+            },
+            AccountCommand::RequestRecharge {
+                recharge_id,
+                amount: Amount::parse("10").unwrap(),
+                currency: Currency::ton(),
+                invoice: Invoice {
+                    uuid: "i".into(),
+                    url: "https://pay.example/i".into(),
+                    expires_at: Utc::now(),
+                },
+            },
+            AccountCommand::SettleRecharge {
+                recharge_id,
+                status: PaidStatus::Paid,
+                paid: Amount::parse("10").unwrap(),
+                txid: None,
+            },
+            AccountCommand::RequestPurchase {
+                purchase_id,
+                stars: Stars::new(100).unwrap(),
+                recipient: None,
+                price: Amount::parse("4").unwrap(),
+            },
+            AccountCommand::CompletePurchase { purchase_id },
+        ];
+        let mut account = Account::default();
+        let mut events = Vec::new();
+        for command in commands {
+            for event in decide(user, &account, &command).unwrap() {
+                account.evolve(&event);
+                events.push(event);
+            }
+        }
+        events
+    }
+
+    fn audit(events: &[RecordedEvent]) -> AuditReport {
+        let mut audit = LogAudit::default();
+        events.iter().for_each(|e| audit.check(e));
+        audit.finish()
+    }
+
+    #[test]
+    fn a_sound_history_has_no_findings() {
+        let report = audit(&log(&history()));
+        assert!(report.is_sound(), "{:?}", report.findings);
+        assert_eq!(report.events, 5);
+    }
+
+    #[test]
+    fn a_reservation_captured_twice_is_found_even_in_a_well_chained_log() {
+        let mut events = history();
+        events.push(events[4].clone());
+        let report = audit(&log(&events));
+        assert!(
+            report
+                .findings
+                .contains(&Finding::ReservationResolvedTwice { position: 6 }),
+            "{:?}",
+            report.findings
+        );
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| matches!(f, Finding::Invariant { position: 6, .. })),
+            "the second capture drives reserved negative: {:?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn unbalanced_postings_and_a_nonzero_trial_balance_are_found() {
+        let mut events = history();
+        if let AccountEvent::RechargeSettled(settled) = &mut events[2] {
+            settled.postings.pop();
+        }
+        let report = audit(&log(&events));
+        assert!(
+            report
+                .findings
+                .contains(&Finding::Unbalanced { position: 3 }),
+            "{:?}",
+            report.findings
+        );
+        assert!(report
+            .findings
+            .iter()
+            .any(|f| matches!(f, Finding::TrialBalance { .. })));
     }
 }
