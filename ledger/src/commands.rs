@@ -137,16 +137,32 @@ pub fn decode(event: &RecordedEvent) -> Result<AccountEvent, DecodeError> {
 pub struct Ledger {
     store: Arc<dyn EventStore>,
     slots: DashMap<StreamId, Arc<Mutex<Slot>>>,
+    capacity: usize,
     conflicts: AtomicU64,
 }
 
+/// Accounts kept in memory by default; past that, idle ones are dropped and reload from the
+/// log when next used.
+pub const DEFAULT_CACHED_ACCOUNTS: usize = 100_000;
+
 impl Ledger {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self::with_capacity(store, DEFAULT_CACHED_ACCOUNTS)
+    }
+
+    /// A handler that keeps at most about `capacity` idle accounts in memory.
+    pub fn with_capacity(store: Arc<dyn EventStore>, capacity: usize) -> Self {
         Self {
             store,
             slots: DashMap::new(),
+            capacity: capacity.max(1),
             conflicts: AtomicU64::new(0),
         }
+    }
+
+    /// How many accounts are cached in memory right now.
+    pub fn cached_accounts(&self) -> usize {
+        self.slots.len()
     }
 
     /// How many appends this handler has seen refused for a concurrency conflict (each one
@@ -163,7 +179,28 @@ impl Ledger {
         if let Some(slot) = self.slots.get(stream) {
             return slot.clone();
         }
+        if self.slots.len() >= self.capacity {
+            self.evict_idle();
+        }
         self.slots.entry(stream.clone()).or_default().clone()
+    }
+
+    /// Drops cached accounts nobody is using (no other reference, not locked, nothing in
+    /// flight), down to three quarters of the capacity so the scan is rare. Always safe: a
+    /// dropped account reloads from the log, and `retain` holds each shard's lock, so no
+    /// caller can pick up an account while it is being dropped.
+    fn evict_idle(&self) {
+        let mut excess = self.slots.len().saturating_sub(self.capacity * 3 / 4);
+        self.slots.retain(|_, slot| {
+            if excess == 0 || Arc::strong_count(slot) > 1 {
+                return true;
+            }
+            let idle = slot.try_lock().is_ok_and(|s| s.in_flight.is_empty());
+            if idle {
+                excess -= 1;
+            }
+            !idle
+        });
     }
 
     async fn load(&self, stream: &StreamId, slot: &mut Slot) -> Result<(), CommandError> {

@@ -286,7 +286,47 @@ async fn concurrent_duplicates_execute_once(backend: &Backend) {
     );
 }
 
+/// A handler with room for few accounts drops idle ones and reloads them: answers stay the
+/// same as with everything cached.
+async fn a_small_account_cache_evicts_and_reloads_correctly(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let ledger = Arc::new(Ledger::with_capacity(store.clone(), 4));
+    let mut handles = Vec::new();
+    for u in 1..=20 {
+        let ledger = ledger.clone();
+        handles.push(tokio::spawn(async move {
+            let who = user(100 + u);
+            funded(&ledger, who, "5").await.unwrap();
+            for n in 0..3 {
+                let key = format!("p{u}-{n}");
+                ledger
+                    .execute(who, purchase(who, &key, "1"), &context(&key))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    // Now every account is idle: touching a new one makes room by dropping idle ones.
+    ledger.account(user(999)).await.unwrap();
+    let cached = ledger.cached_accounts();
+    assert!(cached <= 4, "idle accounts were dropped: {cached} cached");
+    for u in 1..=20 {
+        let account = ledger.account(user(100 + u)).await.unwrap();
+        assert_eq!(
+            (account.available, account.reserved),
+            (Decimal::from(2), Decimal::from(3))
+        );
+        assert!(ledger.cached_accounts() <= 5);
+    }
+    let report = audit(store.as_ref()).await;
+    assert!(report.is_sound(), "{:?}", report.findings);
+}
+
 on_every_backend!(
+    a_small_account_cache_evicts_and_reloads_correctly,
     concurrent_duplicates_execute_once,
     a_repeated_command_appends_nothing_and_returns_the_first_result,
     a_key_reused_for_another_command_is_refused,
