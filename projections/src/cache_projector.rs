@@ -66,16 +66,19 @@ pub async fn step(
             _ => false,
         };
     }
-    for user_id in users {
-        if let Some(row) = read.user(user_id).await? {
-            cache.store_user(&row).await;
-        }
-        if let Some(row) = read.balance(user_id).await? {
-            cache.store_balance(&row).await;
-        }
+    let users: Vec<i64> = users.into_iter().collect();
+    let recharges: Vec<Uuid> = recharges.into_iter().collect();
+    let rows = read.rows(&users, &recharges).await?;
+    for user in rows.users.values() {
+        cache.store_user(user).await;
     }
-    for id in recharges {
-        store_payment(read, cache, id).await?;
+    for balance in rows.balances.values() {
+        cache.store_balance(balance).await;
+    }
+    for payment in rows.transactions.values() {
+        if let Some(invoice) = &payment.external_id {
+            cache.store_payment(invoice, payment).await;
+        }
     }
     if cache.mode() == "redis" && !cache.redis_healthy() {
         // Some stores may not have reached Redis: keep the checkpoint and replay later.
@@ -89,19 +92,6 @@ pub async fn step(
         tx.commit().await?;
     }
     Ok((last, recorded.len()))
-}
-
-async fn store_payment(
-    read: &dyn ReadStore,
-    cache: &ReadCache,
-    id: Uuid,
-) -> Result<(), ProjectionError> {
-    if let Some(row) = read.transaction(id).await? {
-        if let Some(invoice) = row.external_id.clone() {
-            cache.store_payment(&invoice, &row).await;
-        }
-    }
-    Ok(())
 }
 
 /// Runs the cache projector until `stop` turns true.

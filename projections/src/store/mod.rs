@@ -62,6 +62,10 @@ pub trait ReadStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<HistoryPage, ReadError>;
 
+    /// The profiles and balances of `users` and the transactions `ids`, in a few queries (for
+    /// the cache projector, which refreshes everything a page of events touched).
+    async fn rows(&self, users: &[i64], ids: &[uuid::Uuid]) -> Result<Page, ReadError>;
+
     /// One recharge, purchase or adjustment by its id.
     async fn transaction(&self, id: uuid::Uuid) -> Result<Option<TransactionRow>, ReadError>;
 

@@ -208,6 +208,42 @@ impl ReadStore for PgReadStore {
         Ok(HistoryPage::from_rows(transactions, limit))
     }
 
+    async fn rows(&self, users: &[i64], ids: &[Uuid]) -> Result<Page, ReadError> {
+        let mut page = Page::default();
+        if !users.is_empty() {
+            for row in sqlx::query("SELECT * FROM users WHERE user_id = ANY($1)")
+                .bind(users)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let user = user_from_row(&row)?;
+                page.users.insert(user.user_id, user);
+            }
+            for row in sqlx::query("SELECT * FROM balances WHERE user_id = ANY($1)")
+                .bind(users)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let balance = balance_from_row(&row)?;
+                page.balances
+                    .insert((balance.user_id, balance.currency.clone()), balance);
+            }
+        }
+        if !ids.is_empty() {
+            for row in sqlx::query(&format!(
+                "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = ANY($1)"
+            ))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?
+            {
+                let transaction = transaction_from_row(&row)?;
+                page.transactions.insert(transaction.id, transaction);
+            }
+        }
+        Ok(page)
+    }
+
     async fn transaction(&self, id: Uuid) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query(&format!(
             "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE id = $1"

@@ -210,6 +210,31 @@ impl ReadStore for SqliteReadStore {
         Ok(HistoryPage::from_rows(transactions, limit))
     }
 
+    async fn rows(&self, users: &[i64], ids: &[Uuid]) -> Result<Page, ReadError> {
+        // SQLite has no arrays to bind; single-row lookups on the embedded file are cheap.
+        let mut page = Page::default();
+        for user_id in users {
+            if let Some(user) = self.user(*user_id).await? {
+                page.users.insert(user.user_id, user);
+            }
+            for row in sqlx::query("SELECT * FROM balances WHERE user_id = ?1")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                let balance = balance_from_row(&row)?;
+                page.balances
+                    .insert((balance.user_id, balance.currency.clone()), balance);
+            }
+        }
+        for id in ids {
+            if let Some(transaction) = self.transaction(*id).await? {
+                page.transactions.insert(transaction.id, transaction);
+            }
+        }
+        Ok(page)
+    }
+
     async fn transaction(&self, id: Uuid) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query("SELECT * FROM transactions WHERE id = ?1")
             .bind(id.to_string())
