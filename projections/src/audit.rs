@@ -3,8 +3,8 @@
 //! `verify` makes one pass over the log: the ledger's own audit (hash chain, balanced
 //! postings, trial balance, account invariants) and, beside it, a fresh in-memory replay of
 //! every read model. Each table is then compared row by row with that replay at the table's
-//! own checkpoint, read in the same transaction as the table (so the projector cannot move
-//! between the two).
+//! own checkpoint, read in the same snapshot as the table (so the two agree, while the
+//! projectors keep running).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -95,12 +95,13 @@ pub async fn verify(
     // Snapshot the tables first, each with the checkpoint it reflects.
     let mut snapshots: BTreeMap<Table, (u64, Page)> = BTreeMap::new();
     if let Some(read) = read {
-        let mut tx = read.begin().await?;
+        // One snapshot for all of it: each table is read with the checkpoint it reflects,
+        // and the projectors are not held up while the tables are read.
+        let mut tx = read.snapshot().await?;
         for table in Table::ALL {
-            let checkpoint = tx.lock_checkpoint(table.name()).await?;
+            let checkpoint = tx.checkpoint(table.name()).await?;
             snapshots.insert(table, (checkpoint, tx.dump(table).await?));
         }
-        // Read-only: dropping the transaction releases the checkpoint locks.
     }
 
     let mut audit = LogAudit::default();

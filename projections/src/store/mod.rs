@@ -49,6 +49,10 @@ pub trait ReadStore: Send + Sync + 'static {
 
     async fn begin(&self) -> Result<Box<dyn ReadTx>, ReadError>;
 
+    /// A read-only transaction on one consistent snapshot, for audits: checkpoints and tables
+    /// read in it agree with each other, and the projectors keep running meanwhile.
+    async fn snapshot(&self) -> Result<Box<dyn ReadTx>, ReadError>;
+
     async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError>;
 
     /// The user's balance in their account currency.
@@ -81,6 +85,9 @@ pub trait ReadTx: Send {
     /// Locks the checkpoint row (creating it at 0) until commit, so two instances never
     /// apply the same page, and returns its position.
     async fn lock_checkpoint(&mut self, name: &str) -> Result<u64, ReadError>;
+
+    /// Reads a checkpoint without locking it (0 if it does not exist yet).
+    async fn checkpoint(&mut self, name: &str) -> Result<u64, ReadError>;
 
     async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError>;
 

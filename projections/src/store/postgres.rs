@@ -166,6 +166,15 @@ impl ReadStore for PgReadStore {
         }))
     }
 
+    async fn snapshot(&self) -> Result<Box<dyn ReadTx>, ReadError> {
+        Ok(Box::new(PgReadTx {
+            tx: self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?,
+        }))
+    }
+
     async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
         let row = sqlx::query("SELECT * FROM users WHERE user_id = $1")
             .bind(user_id)
@@ -300,6 +309,15 @@ impl ReadTx for PgReadTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok(position as u64)
+    }
+
+    async fn checkpoint(&mut self, name: &str) -> Result<u64, ReadError> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(found.map_or(0, |(position,)| position as u64))
     }
 
     async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError> {

@@ -168,6 +168,14 @@ impl ReadStore for SqliteReadStore {
         }))
     }
 
+    async fn snapshot(&self) -> Result<Box<dyn ReadTx>, ReadError> {
+        // A deferred transaction: in WAL mode its first read fixes the snapshot every later
+        // read sees, and writers carry on beside it.
+        Ok(Box::new(SqliteReadTx {
+            tx: self.pool.begin().await?,
+        }))
+    }
+
     async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
         let row = sqlx::query("SELECT * FROM users WHERE user_id = ?1")
             .bind(user_id)
@@ -289,6 +297,15 @@ impl ReadTx for SqliteReadTx {
                 .fetch_one(&mut *self.tx)
                 .await?;
         Ok(position as u64)
+    }
+
+    async fn checkpoint(&mut self, name: &str) -> Result<u64, ReadError> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT position FROM projection_checkpoints WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?;
+        Ok(found.map_or(0, |(position,)| position as u64))
     }
 
     async fn set_checkpoint(&mut self, name: &str, position: u64) -> Result<(), ReadError> {
