@@ -22,7 +22,7 @@ use crate::pages::PageReader;
 use crate::model::{Page, Table};
 use crate::rows::BalanceRow;
 use crate::runtime::{decode_page, ProjectionError};
-use crate::store::ReadStore;
+use crate::store::{ModelRow, ReadStore};
 
 /// Events read per page by auditors.
 const PAGE: usize = 10_000;
@@ -56,33 +56,42 @@ impl VerifyReport {
 /// Differences kept per table; more are counted by the caller from the report's length.
 const MAX_DIFFERENCES: usize = 100;
 
-fn compare<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+/// Compares one row found in a table with the replay's row of the same key (taking it out of
+/// the replay).
+fn check_row<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
     table: Table,
-    expected: &BTreeMap<K, V>,
-    found: &BTreeMap<K, V>,
+    expected: &mut BTreeMap<K, V>,
+    key: K,
+    found: V,
     out: &mut Vec<Difference>,
 ) {
-    let render = |v: Option<&V>| v.map(|v| format!("{v:?}"));
-    for (key, want) in expected {
-        let have = found.get(key);
-        if have != Some(want) && out.len() < MAX_DIFFERENCES {
-            out.push(Difference {
-                table,
-                key: format!("{key:?}"),
-                expected: render(Some(want)),
-                found: render(have),
-            });
-        }
+    let want = expected.remove(&key);
+    if want.as_ref() != Some(&found) && out.len() < MAX_DIFFERENCES {
+        out.push(Difference {
+            table,
+            key: format!("{key:?}"),
+            expected: want.map(|v| format!("{v:?}")),
+            found: Some(format!("{found:?}")),
+        });
     }
-    for (key, have) in found {
-        if !expected.contains_key(key) && out.len() < MAX_DIFFERENCES {
-            out.push(Difference {
-                table,
-                key: format!("{key:?}"),
-                expected: None,
-                found: render(Some(have)),
-            });
+}
+
+/// Reports the replay's rows that the table did not have.
+fn report_missing<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
+    table: Table,
+    expected: &mut BTreeMap<K, V>,
+    out: &mut Vec<Difference>,
+) {
+    for (key, want) in std::mem::take(expected) {
+        if out.len() >= MAX_DIFFERENCES {
+            break;
         }
+        out.push(Difference {
+            table,
+            key: format!("{key:?}"),
+            expected: Some(format!("{want:?}")),
+            found: None,
+        });
     }
 }
 
@@ -92,15 +101,16 @@ pub async fn verify(
     read: Option<&dyn ReadStore>,
 ) -> Result<VerifyReport, ProjectionError> {
     let started = Instant::now();
-    // Snapshot the tables first, each with the checkpoint it reflects.
-    let mut snapshots: BTreeMap<Table, (u64, Page)> = BTreeMap::new();
-    if let Some(read) = read {
-        // One snapshot for all of it: each table is read with the checkpoint it reflects,
-        // and the projectors are not held up while the tables are read.
-        let mut tx = read.snapshot().await?;
+    // One read-only snapshot for all the tables: each is compared at the checkpoint it
+    // reflects, and the projectors keep running meanwhile.
+    let mut snapshot = match read {
+        Some(read) => Some(read.snapshot().await?),
+        None => None,
+    };
+    let mut checkpoints: BTreeMap<Table, u64> = BTreeMap::new();
+    if let Some(tx) = snapshot.as_mut() {
         for table in Table::ALL {
-            let checkpoint = tx.checkpoint(table.name()).await?;
-            snapshots.insert(table, (checkpoint, tx.dump(table).await?));
+            checkpoints.insert(table, tx.checkpoint(table.name()).await?);
         }
     }
 
@@ -111,7 +121,7 @@ pub async fn verify(
         for event in &recorded {
             audit.check(event);
         }
-        if !snapshots.is_empty() {
+        if !checkpoints.is_empty() {
             // Events that do not decode are reported by the ledger audit; skip them here.
             let projected = decode_page(&recorded).unwrap_or_else(|_| {
                 recorded
@@ -121,7 +131,7 @@ pub async fn verify(
                     .collect()
             });
             for p in &projected {
-                for (table, (checkpoint, _)) in &snapshots {
+                for (table, checkpoint) in &checkpoints {
                     if p.position <= *checkpoint {
                         replay.apply(*table, p);
                     }
@@ -130,20 +140,42 @@ pub async fn verify(
         }
     }
 
+    // Stream each table past the replay: matching rows leave the replay, so memory holds
+    // the replay only, and whatever is left of it afterwards is missing from the table.
     let mut tables = BTreeMap::new();
-    for (table, (checkpoint, found)) in snapshots {
-        let mut differences = Vec::new();
-        match table {
-            Table::Users => compare(table, &replay.users, &found.users, &mut differences),
-            Table::Balances => compare(table, &replay.balances, &found.balances, &mut differences),
-            Table::Transactions => compare(
-                table,
-                &replay.transactions,
-                &found.transactions,
-                &mut differences,
-            ),
+    if let Some(tx) = snapshot.as_mut() {
+        for (table, checkpoint) in checkpoints {
+            let mut differences = Vec::new();
+            tx.scan(table, &mut |row| match row {
+                ModelRow::User(found) => check_row(
+                    table,
+                    &mut replay.users,
+                    found.user_id,
+                    found,
+                    &mut differences,
+                ),
+                ModelRow::Balance(found) => {
+                    let key = (found.user_id, found.currency.clone());
+                    check_row(table, &mut replay.balances, key, found, &mut differences)
+                }
+                ModelRow::Transaction(found) => check_row(
+                    table,
+                    &mut replay.transactions,
+                    found.id,
+                    found,
+                    &mut differences,
+                ),
+            })
+            .await?;
+            match table {
+                Table::Users => report_missing(table, &mut replay.users, &mut differences),
+                Table::Balances => report_missing(table, &mut replay.balances, &mut differences),
+                Table::Transactions => {
+                    report_missing(table, &mut replay.transactions, &mut differences)
+                }
+            }
+            tables.insert(table, (checkpoint, differences));
         }
-        tables.insert(table, (checkpoint, differences));
     }
     Ok(VerifyReport {
         ledger: audit.finish(),

@@ -23,6 +23,14 @@ pub enum ReadError {
     Corrupt(String),
 }
 
+/// One row of any read model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelRow {
+    User(UserRow),
+    Balance(BalanceRow),
+    Transaction(TransactionRow),
+}
+
 /// A projector's checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -118,8 +126,13 @@ pub trait ReadTx: Send {
 
     async fn drop_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError>;
 
-    /// Every row of a live table, for audits (compared with a replay).
-    async fn dump(&mut self, table: Table) -> Result<Page, ReadError>;
+    /// Hands every row of a live table to `visit`, one at a time, so an audit can compare a
+    /// table of any size without holding it in memory.
+    async fn scan(
+        &mut self,
+        table: Table,
+        visit: &mut (dyn FnMut(ModelRow) + Send),
+    ) -> Result<(), ReadError>;
 
     async fn commit(self: Box<Self>) -> Result<(), ReadError>;
 }

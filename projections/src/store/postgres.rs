@@ -2,14 +2,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::{
-    corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ReadError,
-    ReadStore, ReadTx, MAX_HISTORY_PAGE,
+    corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ModelRow,
+    ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE,
 };
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
@@ -488,40 +489,24 @@ impl ReadTx for PgReadTx {
         Ok(())
     }
 
-    async fn dump(&mut self, table: Table) -> Result<Page, ReadError> {
-        let name = table.name();
-        let mut page = Page::default();
-        match table {
-            Table::Users => {
-                for row in sqlx::query(&format!("SELECT * FROM {name}"))
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                {
-                    let user = user_from_row(&row)?;
-                    page.users.insert(user.user_id, user);
-                }
-            }
-            Table::Balances => {
-                for row in sqlx::query(&format!("SELECT * FROM {name}"))
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                {
-                    let balance = balance_from_row(&row)?;
-                    page.balances
-                        .insert((balance.user_id, balance.currency.clone()), balance);
-                }
-            }
-            Table::Transactions => {
-                for row in sqlx::query(&format!("SELECT {TRANSACTION_COLUMNS} FROM {name}"))
-                    .fetch_all(&mut *self.tx)
-                    .await?
-                {
-                    let transaction = transaction_from_row(&row)?;
-                    page.transactions.insert(transaction.id, transaction);
-                }
-            }
+    async fn scan(
+        &mut self,
+        table: Table,
+        visit: &mut (dyn FnMut(ModelRow) + Send),
+    ) -> Result<(), ReadError> {
+        let sql = match table {
+            Table::Transactions => format!("SELECT {TRANSACTION_COLUMNS} FROM transactions"),
+            other => format!("SELECT * FROM {}", other.name()),
+        };
+        let mut rows = sqlx::query(&sql).fetch(&mut *self.tx);
+        while let Some(row) = rows.try_next().await? {
+            visit(match table {
+                Table::Users => ModelRow::User(user_from_row(&row)?),
+                Table::Balances => ModelRow::Balance(balance_from_row(&row)?),
+                Table::Transactions => ModelRow::Transaction(transaction_from_row(&row)?),
+            });
         }
-        Ok(page)
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), ReadError> {

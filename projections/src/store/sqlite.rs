@@ -8,14 +8,15 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use rust_decimal::Decimal;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::{
-    corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ReadError,
-    ReadStore, ReadTx, MAX_HISTORY_PAGE,
+    corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ModelRow,
+    ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE,
 };
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
@@ -461,29 +462,21 @@ impl ReadTx for SqliteReadTx {
         Ok(())
     }
 
-    async fn dump(&mut self, table: Table) -> Result<Page, ReadError> {
-        let rows = sqlx::query(&format!("SELECT * FROM {}", table.name()))
-            .fetch_all(&mut *self.tx)
-            .await?;
-        let mut page = Page::default();
-        for row in &rows {
-            match table {
-                Table::Users => {
-                    let user = user_from_row(row)?;
-                    page.users.insert(user.user_id, user);
-                }
-                Table::Balances => {
-                    let balance = balance_from_row(row)?;
-                    page.balances
-                        .insert((balance.user_id, balance.currency.clone()), balance);
-                }
-                Table::Transactions => {
-                    let transaction = transaction_from_row(row)?;
-                    page.transactions.insert(transaction.id, transaction);
-                }
-            }
+    async fn scan(
+        &mut self,
+        table: Table,
+        visit: &mut (dyn FnMut(ModelRow) + Send),
+    ) -> Result<(), ReadError> {
+        let sql = format!("SELECT * FROM {}", table.name());
+        let mut rows = sqlx::query(&sql).fetch(&mut *self.tx);
+        while let Some(row) = rows.try_next().await? {
+            visit(match table {
+                Table::Users => ModelRow::User(user_from_row(&row)?),
+                Table::Balances => ModelRow::Balance(balance_from_row(&row)?),
+                Table::Transactions => ModelRow::Transaction(transaction_from_row(&row)?),
+            });
         }
-        Ok(page)
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> Result<(), ReadError> {
