@@ -92,10 +92,6 @@ impl<B: BatchBackend> Appender<B> {
     pub fn committed(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
     }
-
-    pub fn backend(&self) -> &Arc<B> {
-        &self.backend
-    }
 }
 
 pub(crate) fn advance(committed: &watch::Sender<u64>, position: u64) {

@@ -13,12 +13,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite};
+use sqlx::{Row, SqliteConnection};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -196,12 +195,12 @@ pub struct SqliteBackend {
 
 impl SqliteBackend {
     async fn write(
-        conn: &mut PoolConnection<Sqlite>,
+        conn: &mut SqliteConnection,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
         let head = head_from_row(
             &sqlx::query("SELECT position, hash FROM ledger_head WHERE id = 1")
-                .fetch_one(&mut **conn)
+                .fetch_one(&mut *conn)
                 .await?,
         )?;
         let (streams, ids) = lookups(requests);
@@ -211,7 +210,7 @@ impl SqliteBackend {
                 "SELECT stream_version, event_id FROM events WHERE stream_id = ?1 ORDER BY stream_version DESC LIMIT 1",
             )
             .bind(&stream)
-            .fetch_optional(&mut **conn)
+            .fetch_optional(&mut *conn)
             .await?;
             if let Some(row) = row {
                 let event_id: Vec<u8> = row.try_get("event_id")?;
@@ -235,7 +234,7 @@ impl SqliteBackend {
                 "SELECT position, stream_id, stream_version FROM events WHERE event_id = ?1",
             )
             .bind(id.0.as_bytes().as_slice())
-            .fetch_optional(&mut **conn)
+            .fetch_optional(&mut *conn)
             .await?;
             if let Some(row) = row {
                 existing.insert(
@@ -272,14 +271,14 @@ impl SqliteBackend {
             .bind(row.recorded_at.timestamp_micros())
             .bind(row.prev_hash.0.as_slice())
             .bind(row.hash.0.as_slice())
-            .execute(&mut **conn)
+            .execute(&mut *conn)
             .await?;
         }
         if !plan.rows.is_empty() {
             sqlx::query("UPDATE ledger_head SET position = ?1, hash = ?2 WHERE id = 1")
                 .bind(plan.head.position as i64)
                 .bind(plan.head.hash.0.as_slice())
-                .execute(&mut **conn)
+                .execute(&mut *conn)
                 .await?;
         }
         Ok(plan.outcomes)
@@ -292,22 +291,11 @@ impl BatchBackend for SqliteBackend {
         &self,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        // IMMEDIATE takes the write lock up front, so the head read below cannot go stale.
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        match Self::write(&mut conn, requests).await {
-            Ok(outcomes) => {
-                sqlx::query("COMMIT").execute(&mut *conn).await?;
-                Ok(outcomes)
-            }
-            Err(error) => {
-                if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-                    tracing::warn!(%rollback, "rollback after a failed group commit failed too");
-                    // The connection's transaction state is unknown: do not return it to the pool.
-                    conn.detach();
-                }
-                Err(error)
-            }
-        }
+        // IMMEDIATE takes the write lock up front, so the head read inside cannot go stale.
+        // Dropped without commit (an error below), the transaction rolls back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let outcomes = Self::write(&mut tx, requests).await?;
+        tx.commit().await?;
+        Ok(outcomes)
     }
 }
