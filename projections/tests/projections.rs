@@ -83,6 +83,16 @@ async fn assert_sound(events: &Arc<dyn EventStore>, read: &dyn ReadStore) {
     }
 }
 
+/// Waits for `runner` to reach the head of the log, then checks the tables against a replay.
+async fn catch_up_and_verify(runner: &Runner, events: &Arc<dyn EventStore>, read: &dyn ReadStore) {
+    let head = events.head().await.unwrap().position;
+    runner
+        .wait_for(head, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_sound(events, read).await;
+}
+
 async fn project_everything(events: &dyn EventStore, read: &dyn ReadStore) {
     for table in Table::ALL {
         step(events, read, table, table.name(), "", 10_000)
@@ -100,12 +110,7 @@ async fn projections_equal_a_fresh_replay_after_a_random_workload(backend: &Back
     }
     let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
     workload(&ledger, 7, 6, 400).await;
-    let head = events.head().await.unwrap().position;
-    runner
-        .wait_for(head, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_sound(&events, read.as_ref()).await;
+    catch_up_and_verify(&runner, &events, read.as_ref()).await;
 
     for u in 1..=6 {
         let account = ledger.account(user(u)).await.unwrap();
@@ -260,12 +265,7 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
     reader.await.unwrap();
     assert!(reads.load(Ordering::Relaxed) > 0);
 
-    let head = events.head().await.unwrap().position;
-    runner
-        .wait_for(head, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_sound(&events, read.as_ref()).await;
+    catch_up_and_verify(&runner, &events, read.as_ref()).await;
     runner.shutdown().await;
 }
 
@@ -333,12 +333,7 @@ async fn verify_is_consistent_while_projectors_run(backend: &Backend) {
     }
     writer.await.unwrap();
     assert!(audits > 0);
-    let head = events.head().await.unwrap().position;
-    runner
-        .wait_for(head, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_sound(&events, read.as_ref()).await;
+    catch_up_and_verify(&runner, &events, read.as_ref()).await;
     runner.shutdown().await;
 }
 
