@@ -1,6 +1,10 @@
-//! The gateway's library half: the parts of the `starledger` binary that are worth testing
-//! on their own. The binary (`main.rs`) wires them to the CLI.
+//! The gateway's library half: everything the `starledger` binary runs that is worth testing
+//! on its own. The binary (`main.rs`) wires it to the CLI.
 //!
-//! - [`heleket`]: the Heleket payment provider (request and webhook signatures so far).
+//! - [`config`]: settings from the environment, parsed once at start-up.
+//! - [`storage`]: opening the event log and the read models.
+//! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 
+pub mod config;
 pub mod heleket;
+pub mod storage;

@@ -10,16 +10,15 @@
 
 mod audit_cmd;
 mod bench;
-mod config;
 mod demo;
 mod projections_cmd;
-mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use starledger_gateway::{config, storage};
 
 /// mimalloc instead of the system allocator: under many concurrent commands glibc's malloc
 /// spends a large share of the time in arena lock contention (seen in `perf` on the bench).

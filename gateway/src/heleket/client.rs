@@ -1,0 +1,1 @@
+//! The real Heleket HTTP client (not written yet).

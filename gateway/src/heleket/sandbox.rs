@@ -1,0 +1,1 @@
+//! The sandbox payment provider (not written yet).
