@@ -4,7 +4,13 @@
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
+//! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
+//! - [`reconciler`]: settles or fails recharges whose webhooks never came.
+//! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
 
 pub mod config;
 pub mod heleket;
+pub mod http;
+pub mod reconciler;
+pub mod serve;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! `starledger`: the command-line entry point.
 //!
+//! - `starledger serve`: the HTTP gateway with the projectors and the reconciler.
 //! - `starledger demo`: one account's whole life on the embedded ledger, verified at the end.
 //! - `starledger migrate`: create or upgrade the database schema.
 //! - `starledger projections status|rebuild|run`: the read models.
@@ -38,6 +39,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP gateway (webhooks, API, health, metrics) with the projectors, the cache
+    /// projector and the reconciler, until SIGTERM or Ctrl-C.
+    Serve,
     /// Walk one user through register, recharge, purchase, refund and adjustment on the
     /// embedded ledger; print balances and the event log; verify the hash chain and the
     /// trial balance.
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Serve => serve(config).await,
         Command::Demo { db } => demo::run(&config, db).await,
         Command::Migrate => {
             storage::migrate(&config.storage)
@@ -106,6 +111,21 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCod
         Command::Audit { command } => audit_cmd::run(command, &config).await,
         Command::Bench { target } => bench::run(target, &config).await,
     }
+}
+
+async fn serve(config: config::Config) -> anyhow::Result<ExitCode> {
+    let server = match config::server::ServerConfig::from_process_env() {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let app = starledger_gateway::serve::Application::build(config, server)
+        .await
+        .context("cannot start")?;
+    app.run_until_stopped().await.context("server failed")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(storage: &config::Storage) -> String {

@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use starledger_ledger::store::{CommitMode, EventStore};
@@ -109,35 +107,21 @@ pub async fn run(command: ProjectionsCommand, config: &Config) -> anyhow::Result
 }
 
 async fn status(events: &dyn EventStore, read: &dyn ReadStore) -> anyhow::Result<ExitCode> {
-    let head = events.head().await?.position;
-    let checkpoints = read.checkpoints().await?;
+    let (head, statuses) = starledger_projections::status::status(events, read).await?;
     println!("log head: position {head}");
     println!(
         "{:<14} {:>12} {:>14} {:>10}  updated",
         "projector", "checkpoint", "lag (events)", "lag (s)"
     );
-    let names = Table::ALL
-        .iter()
-        .map(|t| t.name())
-        .chain([cache_projector::CHECKPOINT]);
-    for name in names {
-        let checkpoint = checkpoints.iter().find(|c| c.name == name);
-        let position = checkpoint.map_or(0, |c| c.position);
-        // The age of the oldest event the projector has not applied yet.
-        let lag_seconds = match events.read_all(position, 1).await?.first() {
-            Some(next) => (Utc::now() - next.recorded_at)
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64(),
-            None => 0.0,
-        };
+    for s in statuses {
         println!(
             "{:<14} {:>12} {:>14} {:>10.1}  {}",
-            name,
-            position,
-            head.saturating_sub(position),
-            lag_seconds,
-            checkpoint.map_or("never".to_owned(), |c| c.updated_at.to_rfc3339())
+            s.name,
+            s.checkpoint,
+            s.lag_events,
+            s.lag_seconds,
+            s.updated_at
+                .map_or("never".to_owned(), |at| at.to_rfc3339())
         );
     }
     Ok(ExitCode::SUCCESS)

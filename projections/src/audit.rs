@@ -11,11 +11,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde_json::{json, Value};
 use starledger_ledger::audit::{AuditReport, LogAudit};
 use std::sync::Arc;
 
-use starledger_ledger::store::EventStore;
+use starledger_ledger::store::{EventStore, RecordedEvent};
 
 use crate::pages::PageReader;
 
@@ -203,6 +203,27 @@ pub async fn balances_at(
     Ok(replay.balances.into_values().collect())
 }
 
+/// One event, with its hashes, as the JSON object an export line holds.
+pub fn export_line(e: &RecordedEvent) -> Result<Value, ProjectionError> {
+    let unreadable = |error: serde_json::Error| ProjectionError::Undecodable {
+        position: e.position,
+        reason: format!("stored JSON does not parse: {error}"),
+    };
+    Ok(json!({
+        "position": e.position,
+        "stream_id": e.stream_id,
+        "stream_version": e.stream_version,
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "schema_version": e.schema_version,
+        "data": e.data_value().map_err(unreadable)?,
+        "metadata": e.metadata_value().map_err(unreadable)?,
+        "recorded_at": e.recorded_at,
+        "prev_hash": e.prev_hash.to_hex(),
+        "hash": e.hash.to_hex(),
+    }))
+}
+
 /// Writes every event, with its hashes, as one JSON object per line. Returns the count.
 pub async fn export(
     events: &Arc<dyn EventStore>,
@@ -213,23 +234,7 @@ pub async fn export(
     let mut pages = PageReader::start(events.clone(), from, PAGE);
     while let Some(recorded) = pages.next().await? {
         for e in &recorded {
-            let unreadable = |error: serde_json::Error| ProjectionError::Undecodable {
-                position: e.position,
-                reason: format!("stored JSON does not parse: {error}"),
-            };
-            let line = json!({
-                "position": e.position,
-                "stream_id": e.stream_id,
-                "stream_version": e.stream_version,
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "schema_version": e.schema_version,
-                "data": e.data_value().map_err(unreadable)?,
-                "metadata": e.metadata_value().map_err(unreadable)?,
-                "recorded_at": e.recorded_at,
-                "prev_hash": e.prev_hash.to_hex(),
-                "hash": e.hash.to_hex(),
-            });
+            let line = export_line(e)?;
             writeln!(out, "{line}").map_err(|error| ProjectionError::Undecodable {
                 position: e.position,
                 reason: format!("cannot write the export: {error}"),

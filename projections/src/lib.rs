@@ -9,6 +9,7 @@
 //! - [`cache`]: Redis (L2) and in-process (L1) caches of rows, position-guarded.
 //! - [`cache_projector`]: keeps the caches in step with the tables.
 //! - [`queries`]: what the gateway may read, through the cache.
+//! - [`status`]: each projector's checkpoint and lag.
 //! - [`audit`]: verify against a fresh replay, balances at a moment, NDJSON export.
 //!
 //! Nothing here writes events; projectors only read the log and write read models.
@@ -22,4 +23,5 @@ pub mod queries;
 pub mod rebuild;
 pub mod rows;
 pub mod runtime;
+pub mod status;
 pub mod store;

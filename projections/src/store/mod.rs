@@ -84,6 +84,14 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The recharge behind a Heleket invoice.
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError>;
 
+    /// Recharges still `pending` that were requested before `created_before`, oldest first:
+    /// what the reconciler asks the payment provider about.
+    async fn pending_recharges(
+        &self,
+        created_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<TransactionRow>, ReadError>;
+
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError>;
 }
 

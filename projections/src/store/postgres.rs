@@ -274,6 +274,23 @@ impl ReadStore for PgReadStore {
         row.as_ref().map(transaction_from_row).transpose()
     }
 
+    async fn pending_recharges(
+        &self,
+        created_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<TransactionRow>, ReadError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions \
+             WHERE status = 'pending' AND transaction_type = 'recharge' AND created_at < $1 \
+             ORDER BY created_at LIMIT $2"
+        ))
+        .bind(created_before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(transaction_from_row).collect()
+    }
+
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
         let rows = sqlx::query(
             "SELECT name, position, updated_at FROM projection_checkpoints ORDER BY name",

@@ -1,8 +1,13 @@
 //! Configuration from the environment, with the seed's variable names.
 //!
 //! Every value is parsed here, once; a missing or malformed value is an error that names the
-//! variable, never a panic deeper in. Only the settings the ledger uses so far are read.
+//! variable, never a panic deeper in. [`Config`] is what every command needs; the settings
+//! only `starledger serve` needs (ports, API keys, Heleket credentials) are in [`server`], read
+//! only by `serve`, so `demo` or `audit` never ask for a payment key.
 
+pub mod server;
+
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,7 +43,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         variable,
         problem: problem.into(),
@@ -49,8 +54,61 @@ fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
-    fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// A whole number within `range`, or `default` when unset.
+    pub(crate) fn number<T>(
+        &self,
+        variable: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        match self.get(variable) {
+            None => Ok(default),
+            Some(text) => text
+                .trim()
+                .parse::<T>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    problem(
+                        variable,
+                        format!(
+                            "{text:?} is not a number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// A number of seconds within `range`, or `default` when unset.
+    pub(crate) fn seconds(
+        &self,
+        variable: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(variable, default, range)
+            .map(Duration::from_secs)
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`), or `default` when unset.
+    pub(crate) fn flag(&self, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(variable).map(|t| t.trim().to_lowercase()) {
+            None => Ok(default),
+            Some(t) if ["true", "1", "yes"].contains(&t.as_str()) => Ok(true),
+            Some(t) if ["false", "0", "no"].contains(&t.as_str()) => Ok(false),
+            Some(t) => Err(problem(variable, format!("{t:?} is not true or false"))),
+        }
     }
 }
 
@@ -71,19 +129,7 @@ impl Config {
     }
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
-        let pool_size = match env.get("DATABASE_POOL_SIZE") {
-            None => 10,
-            Some(text) => text
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=500).contains(n))
-                .ok_or_else(|| {
-                    problem(
-                        "DATABASE_POOL_SIZE",
-                        format!("{text:?} is not a number from 1 to 500"),
-                    )
-                })?,
-        };
+        let pool_size = env.number("DATABASE_POOL_SIZE", 10u32, 1..=500)?;
         let storage = match env.get("DATABASE_URL") {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Storage::Postgres { url, pool_size }
@@ -131,24 +177,8 @@ impl Config {
                 ))
             }
         };
-        let seconds = |variable: &'static str, default: u64| -> Result<Duration, ConfigError> {
-            match env.get(variable) {
-                None => Ok(Duration::from_secs(default)),
-                Some(text) => text
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=86_400).contains(n))
-                    .map(Duration::from_secs)
-                    .ok_or_else(|| {
-                        problem(
-                            variable,
-                            format!("{text:?} is not a number of seconds from 1 to 86400"),
-                        )
-                    }),
-            }
-        };
-        let cache_ttl_user = seconds("CACHE_TTL_USER", 1800)?;
-        let cache_ttl_payment = seconds("CACHE_TTL_PAYMENT", 900)?;
+        let cache_ttl_user = env.seconds("CACHE_TTL_USER", 1800, 1..=86_400)?;
+        let cache_ttl_payment = env.seconds("CACHE_TTL_PAYMENT", 900, 1..=86_400)?;
         let log_level = env
             .get("LOG_LEVEL")
             .unwrap_or_else(|| "info".into())

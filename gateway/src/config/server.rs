@@ -1,0 +1,404 @@
+//! What only `starledger serve` reads: where to listen, the API keys and their roles, and
+//! the Heleket credentials and mode.
+//!
+//! Secrets are held in [`Secret`], whose `Debug` prints `<redacted>`, so a logged config can
+//! never leak one.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{problem, ConfigError, Env};
+
+/// A value that must never appear in a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What an API key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The bot and other internal callers: users, balances, recharges, purchases.
+    Service,
+    /// Operators: adjustments, projections; may also read users.
+    Admin,
+    /// Auditors: the event stream, verify, balances at a moment; may also read users.
+    Auditor,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "service" => Some(Self::Service),
+            "admin" => Some(Self::Admin),
+            "auditor" => Some(Self::Auditor),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Admin => "admin",
+            Self::Auditor => "auditor",
+        }
+    }
+}
+
+/// One configured API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Who holds it: recorded as the actor of admin commands (`admin:NAME`).
+    pub name: String,
+    pub role: Role,
+    pub secret: Secret,
+}
+
+/// Shortest accepted API key secret: guessing must not be an option.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Which Heleket the gateway talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeleketMode {
+    /// The real API: invoices cost nothing, but the money paid is real.
+    Live {
+        base_url: String,
+        merchant_uuid: String,
+        api_key: Secret,
+    },
+    /// Invoices created locally and paid by signed webhooks we send ourselves.
+    Sandbox { api_key: Secret },
+}
+
+impl HeleketMode {
+    /// The key webhooks are signed with.
+    pub fn api_key(&self) -> &Secret {
+        match self {
+            Self::Live { api_key, .. } | Self::Sandbox { api_key } => api_key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeleketConfig {
+    pub mode: HeleketMode,
+    /// Where Heleket sends webhooks. `None` only in sandbox mode: then the server's own
+    /// address is used.
+    pub callback_url: Option<String>,
+    pub invoice_lifetime_seconds: u32,
+    /// Webhook senders allowed; empty allows any (the signature is what protects us).
+    pub allowed_ips: Vec<IpAddr>,
+    /// How often pending recharges past their expiry are checked with `payment/info`.
+    pub reconcile_interval: Duration,
+    /// Per-attempt timeout of calls to Heleket.
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// HTTP worker threads (actix workers).
+    pub workers: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a command's answer waits for the projections to show it.
+    pub read_your_writes: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_timeout: Duration,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that overwrites it).
+    pub trust_proxy_headers: bool,
+    pub api_keys: Vec<ApiKey>,
+    pub heleket: HeleketConfig,
+}
+
+impl ServerConfig {
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(&Env(|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            host: env.get("WEBHOOK_HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: env.number("WEBHOOK_PORT", 8001u16, 0..=65_535)?,
+            workers: env.number("HTTP_WORKERS", cores, 1..=256)?,
+            max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024, 256..=16 * 1024 * 1024)?,
+            read_your_writes: Duration::from_millis(env.number(
+                "READ_YOUR_WRITES_TIMEOUT_MS",
+                2_000u64,
+                0..=60_000,
+            )?),
+            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30, 1..=600)?,
+            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
+            api_keys: api_keys(env)?,
+            heleket: heleket(env)?,
+        })
+    }
+}
+
+fn api_keys<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<ApiKey>, ConfigError> {
+    const VARIABLE: &str = "STARLEDGER_API_KEYS";
+    let Some(text) = env.get(VARIABLE) else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    let mut secrets = HashSet::new();
+    for (index, entry) in text.split(',').map(str::trim).enumerate() {
+        let n = index + 1;
+        let mut parts = entry.splitn(3, ':');
+        let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(problem(
+                VARIABLE,
+                format!("entry {n} is not name:role:secret"),
+            ));
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !name_ok {
+            return Err(problem(
+                VARIABLE,
+                format!("entry {n}: the name must be 1 to 32 letters, digits, '_', '.' or '-'"),
+            ));
+        }
+        let role = Role::parse(role).ok_or_else(|| {
+            problem(
+                VARIABLE,
+                format!("entry {n}: the role must be service, admin or auditor"),
+            )
+        })?;
+        // The secret itself never goes into an error message.
+        if secret.len() < MIN_SECRET_LEN || secret.chars().any(|c| c.is_whitespace()) {
+            return Err(problem(
+                VARIABLE,
+                format!(
+                    "entry {n}: the secret must be at least {MIN_SECRET_LEN} characters without spaces"
+                ),
+            ));
+        }
+        if !secrets.insert(secret.to_owned()) {
+            return Err(problem(
+                VARIABLE,
+                format!("entry {n}: the same secret is given twice"),
+            ));
+        }
+        keys.push(ApiKey {
+            name: name.to_owned(),
+            role,
+            secret: Secret::new(secret),
+        });
+    }
+    Ok(keys)
+}
+
+fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketConfig, ConfigError> {
+    let required = |variable: &'static str| {
+        env.get(variable).ok_or_else(|| {
+            problem(
+                variable,
+                "is required with HELEKET_MODE=live (set HELEKET_MODE=sandbox to rehearse without money)",
+            )
+        })
+    };
+    let mode = match env.get("HELEKET_MODE").as_deref().map(str::trim) {
+        None | Some("live") => HeleketMode::Live {
+            base_url: env
+                .get("HELEKET_API_URL")
+                .unwrap_or_else(|| "https://api.heleket.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            merchant_uuid: required("MERCHANT_UUID")?,
+            api_key: Secret::new(required("API_KEY")?),
+        },
+        Some("sandbox") => HeleketMode::Sandbox {
+            api_key: Secret::new(
+                env.get("API_KEY")
+                    .unwrap_or_else(|| "sandbox-api-key".into()),
+            ),
+        },
+        Some(other) => {
+            return Err(problem(
+                "HELEKET_MODE",
+                format!("{other:?} is not live or sandbox"),
+            ))
+        }
+    };
+    if let HeleketMode::Live { base_url, .. } = &mode {
+        if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
+            return Err(problem("HELEKET_API_URL", "must be an http(s) URL"));
+        }
+    }
+    let callback_url = match (
+        env.get("HELEKET_CALLBACK_URL"),
+        env.get("PRODUCTION_DOMAIN"),
+    ) {
+        (Some(url), _) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
+        (Some(_), _) => {
+            return Err(problem("HELEKET_CALLBACK_URL", "must be an http(s) URL"));
+        }
+        (None, Some(domain)) => Some(format!(
+            "https://{}/webhooks/heleket",
+            domain.trim().trim_end_matches('/')
+        )),
+        (None, None) if matches!(mode, HeleketMode::Sandbox { .. }) => None,
+        (None, None) => {
+            return Err(problem(
+                "HELEKET_CALLBACK_URL",
+                "is required with HELEKET_MODE=live unless PRODUCTION_DOMAIN is set",
+            ))
+        }
+    };
+    let allowed_ips = match env.get("HELEKET_ALLOWED_IPS") {
+        None => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|ip| {
+                ip.parse::<IpAddr>().map_err(|_| {
+                    problem(
+                        "HELEKET_ALLOWED_IPS",
+                        format!("{ip:?} is not an IP address"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(HeleketConfig {
+        mode,
+        callback_url,
+        invoice_lifetime_seconds: env.number("HELEKET_INVOICE_LIFETIME", 3_600u32, 300..=43_200)?,
+        allowed_ips,
+        reconcile_interval: env.seconds("HELEKET_RECONCILE_INTERVAL", 60, 1..=86_400)?,
+        request_timeout: env.seconds("HELEKET_TIMEOUT", 10, 1..=120)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ServerConfig::from_env(&Env(move |name| vars.get(name).cloned()))
+    }
+
+    const SANDBOX: (&str, &str) = ("HELEKET_MODE", "sandbox");
+
+    #[test]
+    fn sandbox_needs_no_credentials() {
+        let config = config(&[SANDBOX]).unwrap();
+        assert_eq!(config.port, 8001);
+        assert!(config.api_keys.is_empty());
+        assert!(matches!(config.heleket.mode, HeleketMode::Sandbox { .. }));
+        assert_eq!(config.heleket.callback_url, None);
+    }
+
+    #[test]
+    fn live_mode_names_each_missing_credential() {
+        assert_eq!(config(&[]).unwrap_err().variable, "MERCHANT_UUID");
+        assert_eq!(
+            config(&[("MERCHANT_UUID", "m")]).unwrap_err().variable,
+            "API_KEY"
+        );
+        assert_eq!(
+            config(&[("MERCHANT_UUID", "m"), ("API_KEY", "k")])
+                .unwrap_err()
+                .variable,
+            "HELEKET_CALLBACK_URL"
+        );
+        let live = config(&[
+            ("MERCHANT_UUID", "m"),
+            ("API_KEY", "k"),
+            ("PRODUCTION_DOMAIN", "shop.example"),
+        ])
+        .unwrap();
+        assert_eq!(
+            live.heleket.callback_url.as_deref(),
+            Some("https://shop.example/webhooks/heleket")
+        );
+    }
+
+    #[test]
+    fn api_keys_are_parsed_with_roles() {
+        let config = config(&[
+            SANDBOX,
+            (
+                "STARLEDGER_API_KEYS",
+                "bot:service:0123456789abcdef, alice:admin:fedcba9876543210xx",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(config.api_keys.len(), 2);
+        assert_eq!(config.api_keys[1].name, "alice");
+        assert_eq!(config.api_keys[1].role, Role::Admin);
+        assert_eq!(config.api_keys[1].secret.expose(), "fedcba9876543210xx");
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable_and_never_echo_a_secret() {
+        for (variable, value) in [
+            ("STARLEDGER_API_KEYS", "bot:service"),
+            ("STARLEDGER_API_KEYS", "bot:root:0123456789abcdef"),
+            ("STARLEDGER_API_KEYS", "bot:service:short-secret"),
+            (
+                "STARLEDGER_API_KEYS",
+                "a:service:0123456789abcdef,b:admin:0123456789abcdef",
+            ),
+            ("STARLEDGER_API_KEYS", "b@d:service:0123456789abcdef"),
+            ("WEBHOOK_PORT", "70000"),
+            ("MAX_BODY_BYTES", "1"),
+            ("HELEKET_MODE", "test"),
+            ("HELEKET_ALLOWED_IPS", "31.133.220.8, nope"),
+            ("HELEKET_INVOICE_LIFETIME", "60"),
+            ("HELEKET_CALLBACK_URL", "ftp://x"),
+            ("TRUST_PROXY_HEADERS", "maybe"),
+        ] {
+            let mut vars = vec![(variable, value)];
+            if variable != "HELEKET_MODE" {
+                vars.push(SANDBOX);
+            }
+            let error = config(&vars).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+            assert!(!error.to_string().contains("0123456789abcdef"));
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = config(&[
+            ("HELEKET_MODE", "sandbox"),
+            ("API_KEY", "heleket-secret-key"),
+            ("STARLEDGER_API_KEYS", "bot:service:0123456789abcdef"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("heleket-secret-key"));
+        assert!(!printed.contains("0123456789abcdef"));
+    }
+}

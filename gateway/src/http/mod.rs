@@ -1,0 +1,74 @@
+//! The HTTP gateway (actix-web): routes, per-request metrics and the JSON 404.
+//!
+//! - [`state`]: what handlers share.
+//! - [`error`]: typed `{"error":{"code","message"}}` answers.
+//! - [`auth`]: API keys and roles.
+//! - [`body`]: size-limited bodies and JSON parsing with clear errors.
+//! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
+//! - [`webhooks`]: `POST /webhooks/heleket`.
+//! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
+//! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
+//! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ops;
+pub mod sandbox;
+pub mod state;
+pub mod users;
+pub mod webhooks;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+
+use error::ApiError;
+
+/// Every route of the API (`schemas/openapi.json` documents the same list; a test checks).
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .configure(users::routes)
+        .configure(webhooks::routes)
+        .configure(admin::routes)
+        .configure(audit::routes)
+        .configure(sandbox::routes)
+        .configure(ops::routes)
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("not_found", "no such route"))
+}
+
+/// Counts requests and their latency per route pattern (never per raw path, which would let
+/// callers create unbounded label values).
+pub async fn measure(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.call(request).await?;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "starledger_http_requests_total",
+        "method" => method.clone(), "route" => route.clone(), "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "starledger_http_request_seconds",
+        "method" => method, "route" => route
+    )
+    .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}

@@ -1,0 +1,100 @@
+//! Operations endpoints, open without a key: `/healthz` (the process answers), `/readyz`
+//! (database, Redis and projections are fit to serve; a load balancer takes the instance out
+//! of rotation otherwise) and `/metrics` (Prometheus text).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::state::AppState;
+
+/// How long a readiness probe waits for the database.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The lowest checkpoint among this process's SQL projectors.
+fn projected_position(state: &AppState) -> u64 {
+    state
+        .projections
+        .borrow()
+        .values()
+        .copied()
+        .min()
+        .unwrap_or(0)
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let head = match tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
+        Ok(Ok(head)) => Some(head.position),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: event log unavailable");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("readiness: event log did not answer in time");
+            None
+        }
+    };
+    let cache = state.queries.cache();
+    let redis = match cache.mode() {
+        "in-process" => "not configured",
+        _ if cache.redis_healthy() => "ok",
+        _ => "unavailable",
+    };
+    let projected = projected_position(&state);
+    let lag = head.map(|h| h.saturating_sub(projected));
+    let lag_ok = lag.is_some_and(|lag| lag <= state.ready_max_lag);
+    let ready = head.is_some() && redis != "unavailable" && lag_ok;
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": if head.is_some() { "ok" } else { "unavailable" },
+        "redis": redis,
+        "projection_lag_events": lag,
+        "payment_provider": {
+            "name": state.provider.name(),
+            "circuit": if state.provider.circuit_open() { "open" } else { "closed" },
+        },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Gauges that are cheaper to read at scrape time than to keep current.
+    if let Ok(head) = state.events.head().await {
+        metrics::gauge!("starledger_log_head_position").set(head.position as f64);
+        for (table, position) in state.projections.borrow().iter() {
+            metrics::gauge!("starledger_projection_lag_events", "projector" => table.name())
+                .set(head.position.saturating_sub(*position) as f64);
+        }
+    }
+    metrics::counter!("starledger_ledger_conflicts_total").absolute(state.ledger.conflicts());
+    metrics::gauge!("starledger_ledger_cached_accounts").set(state.ledger.cached_accounts() as f64);
+    metrics::gauge!("starledger_circuit_breaker_open", "provider" => state.provider.name()).set(
+        if state.provider.circuit_open() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    let cache = state.queries.cache();
+    metrics::gauge!("starledger_redis_healthy").set(if cache.redis_healthy() { 1.0 } else { 0.0 });
+    state.metrics.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,86 @@
+//! `/sandbox/heleket/…`, present only in `HELEKET_MODE=sandbox`: the invoice "payment page"
+//! and the button that pays it (sends our webhook endpoint a signed webhook).
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::body::Body;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::config::server::Role;
+use crate::heleket::sandbox::SandboxError;
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/sandbox/heleket/invoices/{uuid}", web::get().to(invoice))
+        .route("/sandbox/heleket/invoices/{uuid}/pay", web::post().to(pay));
+}
+
+fn sandbox(state: &AppState) -> Result<&crate::heleket::sandbox::Sandbox, ApiError> {
+    state
+        .sandbox
+        .as_deref()
+        .ok_or_else(|| ApiError::not_found("not_found", "the sandbox is off (HELEKET_MODE=live)"))
+}
+
+/// The invoice page a sandbox payment URL points to. Open, like a real payment page.
+async fn invoice(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let info = sandbox(&state)?
+        .invoice(&path)
+        .ok_or_else(|| ApiError::not_found("unknown_invoice", "no such sandbox invoice"))?;
+    Ok(HttpResponse::Ok().json(json!({
+        "uuid": info.uuid, "order_id": info.order_id, "status": info.status.as_str(),
+        "amount": info.amount.map(|a| a.to_string()), "currency": info.currency,
+        "payment_amount": info.payment_amount.map(|a| a.to_string()),
+        "expires_at": info.expires_at, "is_final": info.is_final,
+        "pay": format!("POST /sandbox/heleket/invoices/{}/pay {{\"status\":\"paid\"}}", info.uuid),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayRequest {
+    /// Any Heleket status: `paid`, `paid_over`, `cancel`, `fail`, `check`, …
+    status: String,
+    /// What the payer paid (decimal string); default the invoice amount.
+    amount: Option<String>,
+}
+
+async fn pay(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Service, Role::Admin])?;
+    let request: PayRequest = body.json()?;
+    let amount = request
+        .amount
+        .as_deref()
+        .map(|text| super::users::amount("amount", text).map(|a| a.value()))
+        .transpose()?;
+    let delivery = sandbox(&state)?
+        .pay(&path, &request.status, amount)
+        .await
+        .map_err(|error| match error {
+            SandboxError::UnknownInvoice(_) => {
+                ApiError::not_found("unknown_invoice", error.to_string())
+            }
+            SandboxError::UnknownStatus(_) => {
+                ApiError::unprocessable("invalid_status", error.to_string())
+            }
+            SandboxError::Delivery(_) => {
+                ApiError::unavailable("sandbox webhook delivery failed", &error)
+            }
+        })?;
+    Ok(HttpResponse::Ok().json(json!({
+        "webhook": delivery.webhook,
+        "endpoint_status": delivery.status,
+        "endpoint_answer": delivery.answer,
+    })))
+}

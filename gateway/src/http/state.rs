@@ -1,0 +1,81 @@
+//! What every handler shares: the ledger, the read side, the payment provider, the keys and
+//! the limits. Built once by `serve` and handed to actix as `web::Data<AppState>`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use starledger_ledger::commands::Ledger;
+use starledger_ledger::money::Currency;
+use starledger_ledger::pricing::StarPricing;
+use starledger_ledger::store::EventStore;
+use starledger_projections::queries::Queries;
+use starledger_projections::runtime::{self, Progress};
+use starledger_projections::store::ReadStore;
+use tokio::sync::watch;
+
+use super::admin::RebuildJobs;
+use super::auth::ApiKeys;
+use crate::config::server::Secret;
+use crate::heleket::sandbox::Sandbox;
+use crate::heleket::PaymentProvider;
+
+/// Request limits and timing.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// How long a command's answer waits for projections to show it.
+    pub read_your_writes: Duration,
+    pub trust_proxy_headers: bool,
+}
+
+/// What the webhook endpoint and invoice creation need to know about Heleket.
+#[derive(Debug, Clone)]
+pub struct HeleketSettings {
+    /// The key webhooks are signed with.
+    pub api_key: Secret,
+    /// Allowed webhook senders; empty allows any.
+    pub allowed_ips: Vec<IpAddr>,
+    pub callback_url: String,
+    pub invoice_lifetime_seconds: u32,
+}
+
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+    pub events: Arc<dyn EventStore>,
+    pub read: Arc<dyn ReadStore>,
+    pub queries: Queries,
+    /// Where the SQL projectors of this process stand.
+    pub projections: watch::Receiver<Progress>,
+    pub provider: Arc<dyn PaymentProvider>,
+    /// Present in `HELEKET_MODE=sandbox`: the routes that "pay" sandbox invoices use it.
+    pub sandbox: Option<Arc<Sandbox>>,
+    pub keys: ApiKeys,
+    pub currency: Currency,
+    pub pricing: StarPricing,
+    pub limits: Limits,
+    pub heleket: HeleketSettings,
+    pub metrics: PrometheusHandle,
+    pub rebuilds: RebuildJobs,
+    /// Projection lag (events) above which `/readyz` says not ready.
+    pub ready_max_lag: u64,
+    /// The main runtime, for long background work started by a request (rebuilds), which
+    /// must not run on an HTTP worker's own runtime.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl AppState {
+    /// Waits, at most the read-your-writes timeout, until the SQL projections show
+    /// `position`. Returns whether they do; a timeout is not an error, because the command
+    /// is already durable — the answer just says the read side is behind.
+    pub async fn projected(&self, position: u64) -> bool {
+        runtime::wait_for(
+            self.projections.clone(),
+            position,
+            self.limits.read_your_writes,
+        )
+        .await
+        .is_ok()
+    }
+}

@@ -1,0 +1,425 @@
+//! `/v1/users/…`: what the bot and other services call on behalf of a user.
+//!
+//! Commands (register, recharge, purchase) go to the ledger; reads come from the projections
+//! through the cache. Every command answers with the log `position` it wrote, after waiting
+//! (bounded) for the projections to show it, so a read right after sees the change; a read
+//! can also ask for `?min_position=` explicitly.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::commands::{CommandContext, Executed};
+use starledger_ledger::events::{AccountEvent, Actor, Invoice, Stars};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::money::Amount;
+use starledger_projections::rows::BalanceRow;
+use starledger_projections::store::MAX_HISTORY_PAGE;
+
+use super::auth::Caller;
+use super::body::Body;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::config::server::Role;
+use crate::heleket::{InvoiceRequest, OrderId};
+
+/// Who may act for users, and who may only look.
+const ACT: &[Role] = &[Role::Service, Role::Admin];
+const LOOK: &[Role] = &[Role::Service, Role::Admin, Role::Auditor];
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/users", web::post().to(register))
+        .route("/v1/users/{id}", web::get().to(profile))
+        .route("/v1/users/{id}/balance", web::get().to(balance))
+        .route("/v1/users/{id}/transactions", web::get().to(transactions))
+        .route("/v1/users/{id}/recharges", web::post().to(recharge))
+        .route("/v1/users/{id}/purchases", web::post().to(purchase));
+}
+
+/// A user id from the path: a Telegram user id, a positive integer.
+pub fn user_id(text: &str) -> Result<UserId, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(|id| UserId::new(id).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_user_id",
+                "the user id must be a positive Telegram user id",
+            )
+        })
+}
+
+/// The `Idempotency-Key` header, namespaced by what it is for so the same key sent to two
+/// different endpoints names two different commands.
+pub fn idempotency_key(
+    request: &HttpRequest,
+    purpose: &str,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 150 printable ASCII characters without spaces",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    if text.is_empty() || text.len() > 150 {
+        return Err(invalid());
+    }
+    IdempotencyKey::parse(&format!("api:{purpose}:{text}"))
+        .map(Some)
+        .map_err(|_| invalid())
+}
+
+/// The answer to a command: 201, marked when it repeats an earlier identical request.
+pub fn created(executed: &Executed, body: Value) -> HttpResponse {
+    let mut response = HttpResponse::build(StatusCode::CREATED);
+    if executed.replayed {
+        response.insert_header(("Idempotent-Replayed", "true"));
+    }
+    response.json(body)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    user_id: i64,
+    username: Option<String>,
+    language: Option<String>,
+}
+
+async fn register(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ACT)?;
+    let request: RegisterRequest = body.json()?;
+    let user = UserId::new(request.user_id).map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_user_id",
+            "user_id must be a positive Telegram user id",
+        )
+    })?;
+    // One registration per user: repeating it (a second /start) returns the first answer.
+    let key = IdempotencyKey::parse(&format!("register:{user}"))
+        .map_err(|_| ApiError::bad_request("invalid_user_id", "unusable user id"))?;
+    let command = AccountCommand::Register {
+        username: request.username,
+        language: request.language,
+        currency: state.currency.clone(),
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = state.ledger.execute(user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let profile = match executed.events.first() {
+        Some(AccountEvent::UserRegistered(e)) => json!({
+            "user_id": e.user_id, "username": e.username, "language": e.language,
+            "currency": e.currency,
+        }),
+        _ => json!({"user_id": user}),
+    };
+    let mut body = profile;
+    body["position"] = json!(executed.position);
+    body["projected"] = json!(projected);
+    let mut response = HttpResponse::build(if executed.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    });
+    Ok(response.json(body))
+}
+
+async fn profile(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(LOOK)?;
+    let user = user_id(&path)?;
+    let row = state
+        .queries
+        .user(user.get())
+        .await?
+        .ok_or_else(unknown_user)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": row.user_id, "username": row.username, "language": row.language,
+        "currency": row.currency, "registered_at": row.registered_at, "position": row.position,
+    })))
+}
+
+fn unknown_user() -> ApiError {
+    ApiError::not_found("unknown_user", "no such user")
+}
+
+#[derive(Deserialize)]
+struct BalanceQuery {
+    /// Wait (bounded) until the balance reflects at least this log position.
+    min_position: Option<u64>,
+}
+
+async fn balance(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<BalanceQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(LOOK)?;
+    let user = user_id(&path)?;
+    if let Some(position) = query.min_position {
+        if !state.projected(position).await {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "projection_lagging",
+                format!("the balance has not reached position {position} yet; try again"),
+            ));
+        }
+    }
+    let row = state
+        .queries
+        .balance(user.get(), query.min_position)
+        .await?;
+    Ok(HttpResponse::Ok().json(balance_json(&state, user, row).await?))
+}
+
+/// A balance as the API shows it. A registered user with no money events yet has zeros.
+pub async fn balance_json(
+    state: &AppState,
+    user: UserId,
+    row: Option<BalanceRow>,
+) -> Result<Value, ApiError> {
+    let row = match row {
+        Some(row) => row,
+        None => {
+            let profile = state
+                .queries
+                .user(user.get())
+                .await?
+                .ok_or_else(unknown_user)?;
+            BalanceRow {
+                user_id: user.get(),
+                currency: profile.currency,
+                available: Decimal::ZERO,
+                reserved: Decimal::ZERO,
+                updated_at: profile.registered_at,
+                position: profile.position,
+            }
+        }
+    };
+    Ok(json!({
+        "user_id": row.user_id,
+        "available": row.available.normalize().to_string(),
+        "reserved": row.reserved.normalize().to_string(),
+        "total": row.total().normalize().to_string(),
+        "currency": row.currency,
+        "position": row.position,
+    }))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    cursor: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn transactions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(LOOK)?;
+    let user = user_id(&path)?;
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
+        ));
+    }
+    if state.queries.user(user.get()).await?.is_none() {
+        return Err(unknown_user());
+    }
+    let page = state
+        .queries
+        .history(user.get(), query.cursor, limit)
+        .await?;
+    let items: Vec<Value> = page
+        .transactions
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id, "kind": t.kind.as_str(), "status": t.status,
+                "amount": t.amount.to_string(), "currency": t.currency,
+                "description": t.description, "external_id": t.external_id,
+                "metadata": t.metadata, "created_at": t.created_at, "updated_at": t.updated_at,
+                "position": t.position,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"transactions": items, "next_cursor": page.next_cursor})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RechargeRequest {
+    amount: String,
+}
+
+/// Parses a decimal-string amount from a request.
+pub fn amount(field: &str, text: &str) -> Result<Amount, ApiError> {
+    Amount::parse(text)
+        .map_err(|error| ApiError::unprocessable("invalid_amount", format!("{field}: {error}")))
+}
+
+async fn recharge(
+    state: web::Data<AppState>,
+    caller: Caller,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ACT)?;
+    let user = user_id(&path)?;
+    let parsed: RechargeRequest = body.json()?;
+    let amount = amount("amount", &parsed.amount)?;
+    // Without a key every request is a new recharge: harmless, an unpaid invoice moves no
+    // money. With one, a retry returns the same recharge and the same invoice.
+    let key = match idempotency_key(&request, "recharge")? {
+        Some(key) => key,
+        None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
+            .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "unusable key"))?,
+    };
+    // Ask the ledger first, so no invoice is ever created for someone who is not a user.
+    if state.ledger.account(user).await?.profile.is_none() {
+        return Err(unknown_user());
+    }
+    let recharge_id = RechargeId::derive(user, &key);
+    let invoice = state
+        .provider
+        .create_invoice(&InvoiceRequest {
+            amount,
+            currency: state.currency.clone(),
+            order_id: OrderId::new(user, recharge_id),
+            url_callback: state.heleket.callback_url.clone(),
+            lifetime_seconds: state.heleket.invoice_lifetime_seconds,
+        })
+        .await?;
+    let command = AccountCommand::RequestRecharge {
+        recharge_id,
+        amount,
+        currency: state.currency.clone(),
+        invoice: Invoice {
+            uuid: invoice.uuid,
+            url: invoice.url,
+            expires_at: invoice.expires_at,
+        },
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = state.ledger.execute(user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let Some(AccountEvent::RechargeRequested(e)) = executed.events.first() else {
+        return Err(ApiError::unavailable(
+            "the ledger answered a recharge with another event",
+            &recharge_id,
+        ));
+    };
+    Ok(created(
+        &executed,
+        json!({
+            "recharge_id": e.recharge_id,
+            "amount": e.amount,
+            "currency": e.currency,
+            "invoice_uuid": e.invoice.uuid,
+            "payment_url": e.invoice.url,
+            "expires_at": e.invoice.expires_at,
+            "status": "pending",
+            "position": executed.position,
+            "projected": projected,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurchaseRequest {
+    stars: i64,
+    recipient: Option<String>,
+}
+
+async fn purchase(
+    state: web::Data<AppState>,
+    caller: Caller,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ACT)?;
+    let user = user_id(&path)?;
+    let parsed: PurchaseRequest = body.json()?;
+    let stars = Stars::new(parsed.stars).map_err(|_| {
+        ApiError::unprocessable(
+            "invalid_stars",
+            format!(
+                "stars must be a whole number from {} to {}",
+                Stars::MIN,
+                Stars::MAX
+            ),
+        )
+    })?;
+    let recipient = parsed
+        .recipient
+        .as_deref()
+        .map(Username::parse)
+        .transpose()
+        .map_err(|error| ApiError::unprocessable("invalid_recipient", error.to_string()))?;
+    // A purchase moves money: without a key a network retry could buy twice.
+    let key = idempotency_key(&request, "purchase")?.ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_idempotency_key",
+            "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
+        )
+    })?;
+    let price = state.pricing.quote(stars).map_err(|error| {
+        ApiError::unprocessable("invalid_stars", format!("no price for {stars:?}: {error}"))
+    })?;
+    let purchase_id = PurchaseId::derive(user, &key);
+    let command = AccountCommand::RequestPurchase {
+        purchase_id,
+        stars,
+        recipient,
+        price,
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = state.ledger.execute(user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let Some(AccountEvent::PurchaseRequested(e)) = executed.events.first() else {
+        return Err(ApiError::unavailable(
+            "the ledger answered a purchase with another event",
+            &purchase_id,
+        ));
+    };
+    let balance = state
+        .queries
+        .balance(user.get(), Some(executed.position))
+        .await?;
+    Ok(created(
+        &executed,
+        json!({
+            "purchase_id": e.purchase_id,
+            "stars": e.stars.get(),
+            "recipient": e.recipient.as_ref().map(|r| r.to_string()),
+            "price": e.price,
+            "currency": state.currency,
+            "status": "reserved",
+            "position": executed.position,
+            "projected": projected,
+            "balance": balance_json(&state, user, balance).await?,
+        }),
+    ))
+}

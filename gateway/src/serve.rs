@@ -1,0 +1,238 @@
+//! `starledger serve`: one process that runs the HTTP gateway, the projectors, the cache
+//! projector and the reconciler, and stops them in order.
+//!
+//! Start-up opens the databases, starts the background work, binds the port and only then
+//! answers. Shutdown (SIGTERM/SIGINT, or [`Application::stop`]) stops accepting, lets
+//! requests in flight finish (each has awaited its commit, so nothing acknowledged is left
+//! in the batch writer), then stops the reconciler and the projectors after their current
+//! step.
+
+use std::net::TcpListener;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use starledger_ledger::commands::Ledger;
+use starledger_ledger::store::CommitMode;
+use starledger_projections::cache::ReadCache;
+use starledger_projections::cache_projector;
+use starledger_projections::queries::Queries;
+use starledger_projections::runtime::{Runner, RunnerSettings};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::server::{HeleketMode, ServerConfig};
+use crate::config::Config;
+use crate::heleket::client::{HeleketClient, HeleketSettings as ClientSettings};
+use crate::heleket::sandbox::Sandbox;
+use crate::heleket::PaymentProvider;
+use crate::http::admin::RebuildJobs;
+use crate::http::auth::ApiKeys;
+use crate::http::state::{AppState, HeleketSettings, Limits};
+use crate::reconciler::Reconciler;
+use crate::storage::{self, OpenError};
+
+/// Projection lag, in events, above which `/readyz` reports not ready.
+pub const READY_MAX_LAG: u64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the databases: {0}")]
+    Storage(#[from] OpenError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot set up the payment provider: {0}")]
+    Provider(String),
+}
+
+/// The process-wide Prometheus recorder (installed once; tests start many servers).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder was installed first; then ours stays unused
+            // and /metrics shows only what it can.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A running gateway.
+pub struct Application {
+    port: u16,
+    server: Server,
+    stop: watch::Sender<bool>,
+    runner: Runner,
+    background: Vec<JoinHandle<()>>,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens everything and binds the port (`WEBHOOK_PORT=0` picks a free one).
+    pub async fn build(config: Config, server: ServerConfig) -> Result<Self, StartError> {
+        let databases = storage::open(&config.storage, CommitMode::default()).await?;
+        let (events, read) = (databases.events, databases.read);
+        let address = format!("{}:{}", server.host, server.port);
+        let listener = TcpListener::bind(&address).map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?
+            .port();
+        let own_base = format!("http://127.0.0.1:{port}");
+
+        let (provider, sandbox) = payment_provider(&server, &own_base)?;
+        let callback_url = server
+            .heleket
+            .callback_url
+            .clone()
+            .unwrap_or_else(|| format!("{own_base}/webhooks/heleket"));
+
+        let ledger = Arc::new(Ledger::new(events.clone()));
+        let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
+        let cache = Arc::new(ReadCache::new(config.cache_settings()).await);
+        let (stop, stopped) = watch::channel(false);
+        let mut background = vec![cache_projector::start(
+            events.clone(),
+            read.clone(),
+            cache.clone(),
+            stopped.clone(),
+        )];
+        background.push(
+            Reconciler {
+                ledger: ledger.clone(),
+                read: read.clone(),
+                provider: provider.clone(),
+            }
+            .start(server.heleket.reconcile_interval, stopped),
+        );
+
+        let keys = ApiKeys::new(&server.api_keys);
+        if keys.is_empty() {
+            tracing::warn!("STARLEDGER_API_KEYS is empty: every /v1 request will be refused");
+        }
+        let state = web::Data::new(AppState {
+            ledger,
+            events: events.clone(),
+            read: read.clone(),
+            queries: Queries::new(read.clone(), cache),
+            projections: runner.progress(),
+            provider,
+            sandbox,
+            keys,
+            currency: config.currency.clone(),
+            pricing: config.pricing.clone(),
+            limits: Limits {
+                max_body_bytes: server.max_body_bytes,
+                read_your_writes: server.read_your_writes,
+                trust_proxy_headers: server.trust_proxy_headers,
+            },
+            heleket: HeleketSettings {
+                api_key: server.heleket.mode.api_key().clone(),
+                allowed_ips: server.heleket.allowed_ips.clone(),
+                callback_url,
+                invoice_lifetime_seconds: server.heleket.invoice_lifetime_seconds,
+            },
+            metrics: metrics_handle(),
+            rebuilds: RebuildJobs::default(),
+            ready_max_lag: READY_MAX_LAG,
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let app_state = state.clone();
+        let http = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(crate::http::measure))
+                .configure(crate::http::routes)
+        })
+        .workers(server.workers)
+        .shutdown_timeout(server.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            address: format!("{}:{port}", server.host),
+            source,
+        })?
+        .run();
+        tracing::info!(
+            port,
+            heleket = state.provider.name(),
+            cache = state.queries.cache().mode(),
+            "starledger is serving"
+        );
+        Ok(Self {
+            port,
+            server: http,
+            stop,
+            runner,
+            background,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from elsewhere (tests); SIGTERM and SIGINT do the same.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state, for tests that look inside (the ledger, the read store).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until stopped, then drains and stops the background work.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        tracing::info!("HTTP server stopped; stopping background work");
+        let _ = self.stop.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        self.runner.shutdown().await;
+        tracing::info!("starledger stopped");
+        served
+    }
+}
+
+type Providers = (Arc<dyn PaymentProvider>, Option<Arc<Sandbox>>);
+
+fn payment_provider(server: &ServerConfig, own_base: &str) -> Result<Providers, StartError> {
+    match &server.heleket.mode {
+        HeleketMode::Sandbox { api_key } => {
+            tracing::warn!("HELEKET_MODE=sandbox: invoices are simulated, no money moves");
+            let sandbox = Sandbox::new(api_key.clone(), own_base.to_owned())
+                .map_err(|e| StartError::Provider(e.to_string()))?;
+            Ok((sandbox.clone(), Some(sandbox)))
+        }
+        HeleketMode::Live {
+            base_url,
+            merchant_uuid,
+            api_key,
+        } => {
+            let client = HeleketClient::new(ClientSettings {
+                base_url: base_url.clone(),
+                merchant_uuid: merchant_uuid.clone(),
+                api_key: api_key.expose().to_owned(),
+                timeout: server.heleket.request_timeout,
+                ..ClientSettings::default()
+            })
+            .map_err(|e| StartError::Provider(e.to_string()))?;
+            Ok((Arc::new(client), None))
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Where each projector stands: its checkpoint and how far behind the log it is, in events
+//! and in seconds. Shown by `starledger projections status`, the admin API and `/readyz`.
+
+use chrono::{DateTime, Utc};
+use starledger_ledger::store::EventStore;
+
+use crate::cache_projector;
+use crate::model::Table;
+use crate::runtime::ProjectionError;
+use crate::store::ReadStore;
+
+/// One projector's position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectorStatus {
+    pub name: &'static str,
+    pub checkpoint: u64,
+    pub lag_events: u64,
+    /// Age of the oldest event the projector has not applied yet (0 when caught up).
+    pub lag_seconds: f64,
+    /// `None`: the projector has never run.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The log head and every projector's status (the SQL tables, then the cache).
+pub async fn status(
+    events: &dyn EventStore,
+    read: &dyn ReadStore,
+) -> Result<(u64, Vec<ProjectorStatus>), ProjectionError> {
+    let head = events.head().await?.position;
+    let checkpoints = read.checkpoints().await?;
+    let names = Table::ALL
+        .iter()
+        .map(|t| t.name())
+        .chain([cache_projector::CHECKPOINT]);
+    let mut statuses = Vec::new();
+    for name in names {
+        let checkpoint = checkpoints.iter().find(|c| c.name == name);
+        let position = checkpoint.map_or(0, |c| c.position);
+        let lag_seconds = match events.read_all(position, 1).await?.first() {
+            Some(next) => (Utc::now() - next.recorded_at)
+                .to_std()
+                .map_or(0.0, |d| d.as_secs_f64()),
+            None => 0.0,
+        };
+        statuses.push(ProjectorStatus {
+            name,
+            checkpoint: position,
+            lag_events: head.saturating_sub(position),
+            lag_seconds,
+            updated_at: checkpoint.map(|c| c.updated_at),
+        });
+    }
+    Ok((head, statuses))
+}
