@@ -31,6 +31,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub cache_ttl_user: Duration,
     pub cache_ttl_payment: Duration,
+    /// First part of every Redis key: deployments (or tests) sharing one Redis stay apart.
+    pub cache_key_prefix: String,
     pub currency: Currency,
     pub pricing: StarPricing,
     pub log_level: String,
@@ -120,6 +122,7 @@ impl Config {
             ttl_user: self.cache_ttl_user,
             ttl_balance: self.cache_ttl_user,
             ttl_payment: self.cache_ttl_payment,
+            key_prefix: self.cache_key_prefix.clone(),
             ..Default::default()
         }
     }
@@ -179,6 +182,15 @@ impl Config {
         };
         let cache_ttl_user = env.seconds("CACHE_TTL_USER", 1800, 1..=86_400)?;
         let cache_ttl_payment = env.seconds("CACHE_TTL_PAYMENT", 900, 1..=86_400)?;
+        let cache_key_prefix = env
+            .get("CACHE_KEY_PREFIX")
+            .unwrap_or_else(|| "starledger".into());
+        if cache_key_prefix.len() > 64 || cache_key_prefix.chars().any(|c| c.is_whitespace()) {
+            return Err(problem(
+                "CACHE_KEY_PREFIX",
+                "must be at most 64 characters without spaces",
+            ));
+        }
         let log_level = env
             .get("LOG_LEVEL")
             .unwrap_or_else(|| "info".into())
@@ -194,6 +206,7 @@ impl Config {
             redis_url,
             cache_ttl_user,
             cache_ttl_payment,
+            cache_key_prefix,
             currency,
             pricing,
             log_level: log_level.replace("warning", "warn"),

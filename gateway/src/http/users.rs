@@ -171,20 +171,25 @@ async fn balance(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(LOOK)?;
     let user = user_id(&path)?;
-    if let Some(position) = query.min_position {
-        if !state.projected(position).await {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "projection_lagging",
-                format!("the balance has not reached position {position} yet; try again"),
-            ));
-        }
-    }
+    reach(&state, query.min_position).await?;
     let row = state
         .queries
         .balance(user.get(), query.min_position)
         .await?;
     Ok(HttpResponse::Ok().json(balance_json(&state, user, row).await?))
+}
+
+/// Waits (bounded) for the projections to reach `min_position`, for a caller reading its own
+/// write; refuses with 503 if they do not get there in time.
+async fn reach(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+    match min_position {
+        Some(position) if !state.projected(position).await => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "projection_lagging",
+            format!("the read models have not reached position {position} yet; try again"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A balance as the API shows it. A registered user with no money events yet has zeros.
@@ -225,6 +230,8 @@ pub async fn balance_json(
 struct HistoryQuery {
     cursor: Option<u64>,
     limit: Option<u32>,
+    /// Wait (bounded) until the history reflects at least this log position.
+    min_position: Option<u64>,
 }
 
 async fn transactions(
@@ -242,6 +249,7 @@ async fn transactions(
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
+    reach(&state, query.min_position).await?;
     if state.queries.user(user.get()).await?.is_none() {
         return Err(unknown_user());
     }

@@ -277,7 +277,8 @@ async fn adopt(state: &AppState, webhook: &Webhook, order: OrderId) -> Result<()
         currency: state.currency.clone(),
         invoice: Invoice {
             uuid: webhook.uuid.clone(),
-            url: String::new(),
+            // The webhook does not carry the payment page; this is where Heleket serves it.
+            url: format!("https://pay.heleket.com/pay/{}", webhook.uuid),
             expires_at: Utc::now(),
         },
     };

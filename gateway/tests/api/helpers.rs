@@ -1,0 +1,293 @@
+//! Starts a real `starledger serve` (in this process, on a free port) against a fresh
+//! PostgreSQL database and a Redis key prefix of its own, and talks to it over HTTP.
+//!
+//! Without `TEST_DATABASE_URL` the app runs on a fresh SQLite file instead (and says so);
+//! without `TEST_REDIS_URL` it caches in process only. The Heleket side is the sandbox, which
+//! pays invoices by sending correctly signed webhooks to the app's own endpoint.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::str::FromStr;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+use starledger_gateway::config::server::ServerConfig;
+use starledger_gateway::config::{Config, Env};
+use starledger_gateway::heleket::sign::sign_webhook;
+use starledger_gateway::serve::Application;
+use starledger_gateway::storage;
+
+pub const SERVICE_KEY: &str = "service-key-0123456789";
+pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
+pub const AUDITOR_KEY: &str = "auditor-key-0123456789";
+pub const HELEKET_KEY: &str = "heleket-test-api-key";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    handle: actix_web::dev::ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    database: Option<(PgConnectOptions, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// Extra environment for one test's app.
+#[derive(Default)]
+pub struct Options {
+    pub vars: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut vars: HashMap<String, String> = HashMap::new();
+    let mut database = None;
+    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
+        Some(url) => {
+            let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
+            let name = format!("starledger_api_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = server.connect().await.expect("connect to TEST_DATABASE_URL");
+            admin
+                .execute(format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create test database");
+            let without_query = url.split('?').next().unwrap_or(&url);
+            let (server_part, _) = without_query
+                .rsplit_once('/')
+                .expect("TEST_DATABASE_URL names a database");
+            vars.insert("DATABASE_URL".into(), format!("{server_part}/{name}"));
+            database = Some((server, name));
+        }
+        None => {
+            eprintln!("TEST_DATABASE_URL unset: this API test runs on SQLite");
+            vars.insert(
+                "STARLEDGER_SQLITE_PATH".into(),
+                dir.path().join("ledger.db").display().to_string(),
+            );
+        }
+    }
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+        vars.insert("REDIS_URL".into(), redis);
+        vars.insert(
+            "CACHE_KEY_PREFIX".into(),
+            format!("test_{}", uuid::Uuid::new_v4().simple()),
+        );
+    }
+    for (name, value) in [
+        ("WEBHOOK_HOST", "127.0.0.1"),
+        ("WEBHOOK_PORT", "0"),
+        ("HTTP_WORKERS", "2"),
+        ("HELEKET_MODE", "sandbox"),
+        ("API_KEY", HELEKET_KEY),
+        ("DATABASE_POOL_SIZE", "8"),
+    ] {
+        vars.insert(name.into(), value.into());
+    }
+    vars.insert(
+        "STARLEDGER_API_KEYS".into(),
+        format!("bot:service:{SERVICE_KEY},alice:admin:{ADMIN_KEY},carol:auditor:{AUDITOR_KEY}"),
+    );
+    for (name, value) in options.vars {
+        vars.insert(name.into(), value);
+    }
+    let env = Env(move |name: &str| vars.get(name).cloned());
+    let config = Config::from_env(&env).expect("test config");
+    let server_config = ServerConfig::from_env(&env).expect("test server config");
+    storage::migrate(&config.storage).await.expect("migrate");
+    let app = Application::build(config, server_config)
+        .await
+        .expect("the app starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        handle,
+        server,
+        database,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// Stops the server (draining requests) and drops the test database.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.server.await;
+        if let Some((server, name)) = self.database {
+            if let Ok(mut admin) = server.connect().await {
+                let _ = admin
+                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                    .await;
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    // These build the request at once and return a future that owns it, so callers can
+    // pass temporaries (`&json!(…)`) and collect the futures to send them concurrently.
+
+    pub fn get(&self, path: &str, key: &str) -> impl Future<Output = Response> {
+        let request = self.http.get(self.url(path)).bearer_auth(key);
+        async move { request.send().await.expect("request") }
+    }
+
+    pub fn post(&self, path: &str, key: &str, body: &Value) -> impl Future<Output = Response> {
+        let request = self.http.post(self.url(path)).bearer_auth(key).json(body);
+        async move { request.send().await.expect("request") }
+    }
+
+    pub fn post_with_key(
+        &self,
+        path: &str,
+        key: &str,
+        idempotency_key: &str,
+        body: &Value,
+    ) -> impl Future<Output = Response> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idempotency_key)
+            .json(body);
+        async move { request.send().await.expect("request") }
+    }
+
+    pub async fn register(&self, user: i64) {
+        let response = self
+            .post(
+                "/v1/users",
+                SERVICE_KEY,
+                &json!({"user_id": user, "username": "tester_one", "language": "en"}),
+            )
+            .await;
+        assert!(response.status().is_success(), "register {user}");
+    }
+
+    /// Requests a recharge; returns the answer (recharge id, invoice uuid, …).
+    pub async fn recharge(&self, user: i64, amount: &str) -> Value {
+        let response = self
+            .post(
+                &format!("/v1/users/{user}/recharges"),
+                SERVICE_KEY,
+                &json!({"amount": amount}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.expect("recharge JSON")
+    }
+
+    /// Makes the sandbox send our endpoint a signed webhook with `status`.
+    pub async fn pay(&self, invoice_uuid: &str, status: &str, amount: Option<&str>) -> Value {
+        let mut body = json!({"status": status});
+        if let Some(amount) = amount {
+            body["amount"] = json!(amount);
+        }
+        let response = self
+            .post(
+                &format!("/sandbox/heleket/invoices/{invoice_uuid}/pay"),
+                SERVICE_KEY,
+                &body,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("pay JSON")
+    }
+
+    /// A registered user with `amount` credited through a sandbox payment.
+    pub async fn funded_user(&self, user: i64, amount: &str) {
+        self.register(user).await;
+        let recharge = self.recharge(user, amount).await;
+        let paid = self
+            .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
+            .await;
+        assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+    }
+
+    /// Posts a raw body to the Heleket webhook endpoint.
+    pub fn webhook_raw(&self, body: impl Into<reqwest::Body>) -> impl Future<Output = Response> {
+        let request = self
+            .http
+            .post(self.url("/webhooks/heleket"))
+            .header("Content-Type", "application/json")
+            .body(body);
+        async move { request.send().await.expect("request") }
+    }
+
+    /// Posts a webhook signed with `key`, as Heleket would.
+    pub async fn webhook(&self, body: Value, key: &str) -> Response {
+        let signed = sign_webhook(body, key);
+        self.webhook_raw(signed.to_string()).await
+    }
+
+    pub async fn balance(&self, user: i64) -> Value {
+        let response = self
+            .get(&format!("/v1/users/{user}/balance"), SERVICE_KEY)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("balance JSON")
+    }
+
+    /// The balance once it reflects at least `position`.
+    pub async fn balance_at_least(&self, user: i64, position: u64) -> Value {
+        let response = self
+            .get(
+                &format!("/v1/users/{user}/balance?min_position={position}"),
+                SERVICE_KEY,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("balance JSON")
+    }
+
+    /// How many events the log holds (what "nothing was appended" is checked against).
+    pub async fn log_length(&self) -> u64 {
+        let mut count = 0;
+        let mut from = 0;
+        loop {
+            let response = self
+                .get(&format!("/v1/audit/events?from={from}&limit=10000"), AUDITOR_KEY)
+                .await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let next = response
+                .headers()
+                .get("Next-From")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            count += response.text().await.unwrap().lines().count() as u64;
+            match next {
+                Some(next) => from = next,
+                None => return count,
+            }
+        }
+    }
+
+    /// `GET /v1/audit/verify`: the log and every read model agree with a replay.
+    pub async fn assert_sound(&self) {
+        let report: Value = self
+            .get("/v1/audit/verify", AUDITOR_KEY)
+            .await
+            .json()
+            .await
+            .expect("verify JSON");
+        assert_eq!(report["sound"], true, "{report:#}");
+    }
+}
+
+/// The error code of an API error answer.
+pub async fn error_code(response: Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        body["error"]["code"].as_str().unwrap_or("<none>").to_owned(),
+    )
+}

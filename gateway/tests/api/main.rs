@@ -1,0 +1,10 @@
+//! Black-box tests of `starledger serve`: each starts the app on a free port against real
+//! PostgreSQL (and Redis when `TEST_REDIS_URL` is set) and drives it over HTTP only.
+
+mod admin;
+mod auth;
+mod helpers;
+mod input;
+mod purchases;
+mod recharges;
+mod webhooks;
