@@ -4,6 +4,7 @@
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
+//! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
@@ -12,5 +13,6 @@ pub mod config;
 pub mod heleket;
 pub mod http;
 pub mod reconciler;
+pub mod resilience;
 pub mod serve;
 pub mod storage;

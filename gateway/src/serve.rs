@@ -224,14 +224,11 @@ fn payment_provider(server: &ServerConfig, own_base: &str) -> Result<Providers, 
             merchant_uuid,
             api_key,
         } => {
-            let client = HeleketClient::new(ClientSettings {
-                base_url: base_url.clone(),
-                merchant_uuid: merchant_uuid.clone(),
-                api_key: api_key.expose().to_owned(),
-                timeout: server.heleket.request_timeout,
-                ..ClientSettings::default()
-            })
-            .map_err(|e| StartError::Provider(e.to_string()))?;
+            let mut settings = ClientSettings::new(merchant_uuid.clone(), api_key.expose());
+            settings.base_url = base_url.clone();
+            settings.timeout = server.heleket.request_timeout;
+            let client =
+                HeleketClient::new(settings).map_err(|e| StartError::Provider(e.to_string()))?;
             Ok((Arc::new(client), None))
         }
     }

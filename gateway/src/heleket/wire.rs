@@ -199,7 +199,7 @@ impl Webhook {
         })
     }
 
-    /// The amount to credit for `paid` / `paid_over` (see [`credited`]).
+    /// The amount to credit for `paid` / `paid_over` (see `credited`).
     pub fn credited(&self) -> Result<Amount, WireError> {
         credited(&self.status, self.payment_amount, self.amount)
     }
@@ -256,7 +256,7 @@ impl PaymentInfo {
         })
     }
 
-    /// The amount to credit when this invoice is paid (see [`credited`]).
+    /// The amount to credit when this invoice is paid (see `credited`).
     pub fn credited(&self) -> Result<Amount, WireError> {
         credited(&self.status, self.payment_amount, self.amount)
     }
