@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod helpers;
 mod input;
+mod live_heleket;
 mod purchases;
 mod recharges;
 mod webhooks;
