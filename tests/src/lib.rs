@@ -40,6 +40,15 @@ pub fn starledger() -> Command {
         "STAR_MARKUP_PERCENT",
         "LOG_LEVEL",
         "RUST_LOG",
+        "REDIS_URL",
+        "HELEKET_MODE",
+        "MERCHANT_UUID",
+        "API_KEY",
+        "HELEKET_CALLBACK_URL",
+        "PRODUCTION_DOMAIN",
+        "STARLEDGER_API_KEYS",
+        "WEBHOOK_HOST",
+        "WEBHOOK_PORT",
     ] {
         command.env_remove(variable);
     }
