@@ -133,7 +133,7 @@ impl Application {
             sandbox,
             keys,
             currency: config.currency.clone(),
-            pricing: config.pricing.clone(),
+            pricing: config.pricing,
             limits: Limits {
                 max_body_bytes: server.max_body_bytes,
                 read_your_writes: server.read_your_writes,
