@@ -154,6 +154,7 @@ impl Application {
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .app_data(crate::http::query_config())
                 .wrap(from_fn(crate::http::measure))
                 .configure(crate::http::routes)
         })

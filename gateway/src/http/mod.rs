@@ -43,6 +43,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
+/// Query strings that do not parse (`?limit=abc`) get the API's error format, not actix's
+/// plain-text answer.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _| {
+        ApiError::bad_request("invalid_query", format!("the query string is invalid: {error}"))
+            .into()
+    })
+}
+
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found("not_found", "no such route"))
 }

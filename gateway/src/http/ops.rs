@@ -1,6 +1,10 @@
 //! Operations endpoints, open without a key: `/healthz` (the process answers), `/readyz`
-//! (database, Redis and projections are fit to serve; a load balancer takes the instance out
-//! of rotation otherwise) and `/metrics` (Prometheus text).
+//! (the database answers and the projections are not far behind; a load balancer takes the
+//! instance out of rotation otherwise) and `/metrics` (Prometheus text).
+//!
+//! Redis down makes the instance `degraded`, not unready: reads fall back to the database and
+//! stay correct, and taking every instance out of rotation would turn a slower service into
+//! no service.
 
 use std::time::Duration;
 
@@ -55,9 +59,14 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let projected = projected_position(&state);
     let lag = head.map(|h| h.saturating_sub(projected));
     let lag_ok = lag.is_some_and(|lag| lag <= state.ready_max_lag);
-    let ready = head.is_some() && redis != "unavailable" && lag_ok;
+    let ready = head.is_some() && lag_ok;
+    let status = match (ready, redis) {
+        (false, _) => "not ready",
+        (true, "unavailable") => "degraded",
+        (true, _) => "ready",
+    };
     let body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": status,
         "database": if head.is_some() { "ok" } else { "unavailable" },
         "redis": redis,
         "projection_lag_events": lag,

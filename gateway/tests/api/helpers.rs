@@ -128,6 +128,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 impl TestApp {
     /// Stops the server (draining requests) and drops the test database.
     pub async fn stop(self) {
+        // Close our idle keep-alive connections first: a graceful stop waits for them.
+        drop(self.http);
         self.handle.stop(true).await;
         let _ = self.server.await;
         if let Some((server, name)) = self.database {

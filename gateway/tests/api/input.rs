@@ -166,6 +166,16 @@ async fn malformed_requests_are_refused_and_change_nothing() {
         .get("/v1/users/5001/transactions?limit=100000", SERVICE_KEY)
         .await;
     assert_eq!(bad_limit.status(), StatusCode::BAD_REQUEST);
+    for query in ["limit=abc", "cursor=-1", "min_position=x"] {
+        let response = app
+            .get(&format!("/v1/users/5001/transactions?{query}"), SERVICE_KEY)
+            .await;
+        assert_eq!(
+            error_code(response).await,
+            (StatusCode::BAD_REQUEST, "invalid_query".into()),
+            "{query}"
+        );
+    }
     let bad_time = app
         .get("/v1/audit/balances?at=yesterday", AUDITOR_KEY)
         .await;

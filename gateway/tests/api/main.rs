@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod degraded;
 mod helpers;
 mod input;
 mod live_heleket;

@@ -64,7 +64,11 @@ async fn a_retried_purchase_buys_once() {
     assert_eq!(second.headers()["Idempotent-Replayed"], "true");
     let second: Value = second.json().await.unwrap();
     assert_eq!(first["purchase_id"], second["purchase_id"]);
-    assert_eq!(app.balance(3002).await["reserved"], "1.2375");
+    let position = first["position"].as_u64().unwrap();
+    assert_eq!(
+        app.balance_at_least(3002, position).await["reserved"],
+        "1.2375"
+    );
 
     // The same key with a different order is refused, not silently merged.
     let different = app
