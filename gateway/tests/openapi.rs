@@ -1,0 +1,844 @@
+//! `schemas/openapi.json` against the code: the routes `gateway/src/http/*.rs` registers, who
+//! may call each one, the query parameters, `Idempotency-Key` header and body each handler
+//! reads, and the rules the ledger applies to amounts, usernames, user ids and Stars; plus the
+//! document's own soundness (OpenAPI 3.1, unique operation ids, every `$ref` resolving, every
+//! example valid against its schema).
+//!
+//! The routes are read from the source text, not from a running app: actix-web cannot list
+//! what was registered, and reading the source needs no database. The scanner understands the
+//! one form the modules use, `.route("/path/{param}", web::METHOD().to(handler))` (path and
+//! method possibly on separate lines), and refuses every other way of registering a route, so
+//! a route added another way cannot slip past it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use jsonschema::{Draft, JSONSchema};
+use serde_json::{json, Value};
+use starledger_ledger::events::Stars;
+use starledger_ledger::ids::{UserId, Username};
+use starledger_ledger::money::{Amount, SignedAmount};
+
+const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
+
+/// Ways of registering a route the scanner does not understand.
+const UNSCANNED_REGISTRATIONS: [&str; 10] = [
+    "web::resource(",
+    "web::scope(",
+    ".service(",
+    "#[get(",
+    "#[post(",
+    "#[put(",
+    "#[patch(",
+    "#[delete(",
+    "#[route(",
+    "#[routes]",
+];
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn document() -> Value {
+    let path = manifest_dir().join("../schemas/openapi.json");
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// One file of `gateway/src/http/`, without comment lines and without its unit tests (whose
+/// test apps may register routes of their own).
+struct Source {
+    name: String,
+    text: String,
+}
+
+fn http_sources() -> Vec<Source> {
+    let dir = manifest_dir().join("src/http");
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = fs::read_to_string(path).expect("a readable source file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            Source {
+                name: file_name(path),
+                text: code
+                    .lines()
+                    .map(|line| {
+                        if line.trim_start().starts_with("//") {
+                            ""
+                        } else {
+                            line
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            }
+        })
+        .collect()
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// One `.route(…)` call.
+#[derive(Debug)]
+struct Route {
+    method: String,
+    path: String,
+    handler: String,
+    file: String,
+}
+
+/// Every `.route(` call of a file: the first string literal between `.route(` and `.to(` is the
+/// path, the `web::METHOD()` there the method, the argument of `.to(` the handler.
+fn registered_routes(source: &Source) -> Vec<Route> {
+    let mut routes = Vec::new();
+    let mut rest = source.text.as_str();
+    while let Some(start) = rest.find(".route(") {
+        rest = &rest[start + ".route(".len()..];
+        let end = rest
+            .find(".to(")
+            .unwrap_or_else(|| panic!("{}: a .route( with no .to( after it", source.name));
+        let call = &rest[..end];
+        let path = string_literal(call)
+            .unwrap_or_else(|| panic!("{}: no path literal in .route({call}", source.name));
+        let methods: Vec<&str> = METHODS
+            .into_iter()
+            .filter(|method| call.contains(&format!("web::{method}()")))
+            .collect();
+        assert_eq!(
+            methods.len(),
+            1,
+            "{}: .route({call} must name exactly one web::METHOD()",
+            source.name
+        );
+        let after = &rest[end + ".to(".len()..];
+        let handler = after[..after.find(')').expect("the end of .to(")].trim();
+        routes.push(Route {
+            method: methods[0].to_uppercase(),
+            path: openapi_template(path),
+            handler: handler.to_owned(),
+            file: source.name.clone(),
+        });
+        rest = after;
+    }
+    routes
+}
+
+fn string_literal(text: &str) -> Option<&str> {
+    let open = text.find('"')? + 1;
+    let close = open + text[open..].find('"')?;
+    Some(&text[open..close])
+}
+
+/// actix's `{id:\d+}` is OpenAPI's `{id}`.
+fn openapi_template(path: &str) -> String {
+    let mut out = String::new();
+    let (mut in_param, mut in_pattern) = (false, false);
+    for c in path.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => (in_param, in_pattern) = (false, false),
+            ':' if in_param => in_pattern = true,
+            _ if in_pattern => continue,
+            _ => {}
+        }
+        if !in_pattern {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn placeholders(path: &str) -> BTreeSet<String> {
+    path.split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}'))
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// Every route the http modules register, checking on the way that each is registered in the
+/// one way the scanner reads and that each module with routes is configured by `mod.rs`.
+fn code_routes() -> Vec<Route> {
+    let sources = http_sources();
+    let module_tree = sources
+        .iter()
+        .find(|s| s.name == "mod.rs")
+        .expect("gateway/src/http/mod.rs");
+    let mut routes = Vec::new();
+    for source in &sources {
+        for form in UNSCANNED_REGISTRATIONS {
+            assert!(
+                !source.text.contains(form),
+                "{} registers something with `{form}`, which this test cannot read; register \
+                 routes with .route(\"/path\", web::METHOD().to(handler)) or teach the scanner",
+                source.name
+            );
+        }
+        let found = registered_routes(source);
+        if !found.is_empty() && source.name != "mod.rs" {
+            let module = source.name.trim_end_matches(".rs");
+            assert!(
+                module_tree
+                    .text
+                    .contains(&format!(".configure({module}::routes)")),
+                "{} has routes, but mod.rs never calls .configure({module}::routes)",
+                source.name
+            );
+        }
+        routes.extend(found);
+    }
+    assert!(
+        routes.len() >= 10,
+        "only {} routes found in gateway/src/http: the scanner is broken",
+        routes.len()
+    );
+    routes
+}
+
+/// `(METHOD, path)` → the operation, for every operation of the document.
+fn documented_operations(doc: &Value) -> BTreeMap<(String, String), &Value> {
+    let mut operations = BTreeMap::new();
+    let paths = doc["paths"].as_object().expect("paths is an object");
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item is an object");
+        for (key, operation) in item {
+            if METHODS.contains(&key.as_str()) || key == "trace" {
+                operations.insert((key.to_uppercase(), path.clone()), operation);
+            }
+        }
+    }
+    operations
+}
+
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(reference) => reference
+            .strip_prefix('#')
+            .and_then(|pointer| doc.pointer(pointer))
+            .unwrap_or_else(|| panic!("unresolvable $ref {reference}")),
+        None => value,
+    }
+}
+
+/// The parameters of an operation (its path item's, then its own), `$ref`s resolved.
+fn parameters<'a>(doc: &'a Value, path: &str, operation: &'a Value) -> Vec<&'a Value> {
+    let shared = doc["paths"][path]["parameters"].as_array();
+    let own = operation["parameters"].as_array();
+    shared
+        .into_iter()
+        .chain(own)
+        .flatten()
+        .map(|parameter| resolve(doc, parameter))
+        .collect()
+}
+
+fn parameter_names(parameters: &[&Value], location: &str) -> BTreeSet<String> {
+    parameters
+        .iter()
+        .filter(|p| p["in"] == location)
+        .filter_map(|p| p["name"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_registered_route_is_documented_and_nothing_else() {
+    let doc = document();
+    let mut code = BTreeSet::new();
+    for route in code_routes() {
+        let key = (route.method.clone(), route.path.clone());
+        assert!(code.insert(key), "{route:?} is registered twice");
+    }
+    let documented: BTreeSet<(String, String)> = documented_operations(&doc).into_keys().collect();
+
+    let undocumented: Vec<_> = code.difference(&documented).collect();
+    let not_in_code: Vec<_> = documented.difference(&code).collect();
+    assert!(
+        undocumented.is_empty() && not_in_code.is_empty(),
+        "schemas/openapi.json and gateway/src/http disagree\n  \
+         registered but not documented: {undocumented:?}\n  \
+         documented but not registered: {not_in_code:?}"
+    );
+}
+
+/// What a handler's source says about its callers and its inputs.
+struct Handler {
+    authenticated: bool,
+    roles: Option<BTreeSet<String>>,
+    takes_body: bool,
+    /// `Some(required)` when the handler reads `Idempotency-Key`.
+    idempotency_key: Option<bool>,
+    query_fields: BTreeSet<String>,
+}
+
+fn read_handler(sources: &[Source], route: &Route) -> Handler {
+    let source = sources
+        .iter()
+        .find(|s| s.name == route.file)
+        .expect("the route's file");
+    let start = source
+        .text
+        .find(&format!("async fn {}(", route.handler))
+        .unwrap_or_else(|| panic!("{}: no async fn {}(", route.file, route.handler));
+    let function = &source.text[start..];
+    let function = &function[..function.find("\n}").unwrap_or(function.len())];
+    let open = function
+        .find("{\n")
+        .unwrap_or_else(|| panic!("{}: no body", route.handler));
+    let (signature, body) = function.split_at(open);
+    Handler {
+        authenticated: signature.contains(": Caller"),
+        roles: required_roles(sources, route, body),
+        takes_body: signature.contains(": Body"),
+        idempotency_key: body.find("idempotency_key(&request").map(|at| {
+            let call = &body[at..];
+            let after = &call[call.find(")?").expect("idempotency_key(…)?") + 2..];
+            after.trim_start().starts_with(".ok_or_else")
+        }),
+        query_fields: query_fields(source, signature),
+    }
+}
+
+/// The roles of the handler's `caller.require(…)`: a `&[Role::…]` literal or a `const` of them.
+fn required_roles(sources: &[Source], route: &Route, body: &str) -> Option<BTreeSet<String>> {
+    assert!(
+        body.matches("caller.require(").count() <= 1,
+        "{}: more than one caller.require( (this test reads one)",
+        route.handler
+    );
+    let start = body.find("caller.require(")? + "caller.require(".len();
+    let argument = body[start..start + body[start..].find(')')?].trim();
+    let list = if argument.starts_with("&[") {
+        argument.to_owned()
+    } else {
+        let declaration = format!("const {argument}: &[Role] = ");
+        let text = sources
+            .iter()
+            .find_map(|s| {
+                let at = s.text.find(&declaration)?;
+                let rest = &s.text[at + declaration.len()..];
+                Some(rest[..rest.find(';')?].to_owned())
+            })
+            .unwrap_or_else(|| panic!("{}: no `{declaration}…;`", route.handler));
+        text
+    };
+    Some(
+        list.split("Role::")
+            .skip(1)
+            .map(|variant| {
+                variant
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_lowercase()
+            })
+            .collect(),
+    )
+}
+
+/// The fields of the struct the handler takes as `web::Query<…>`.
+fn query_fields(source: &Source, signature: &str) -> BTreeSet<String> {
+    let Some(at) = signature.find("web::Query<") else {
+        return BTreeSet::new();
+    };
+    let rest = &signature[at + "web::Query<".len()..];
+    let name = &rest[..rest.find('>').expect("web::Query<…>")];
+    let declaration = format!("struct {name} {{");
+    let start = source
+        .text
+        .find(&declaration)
+        .unwrap_or_else(|| panic!("{}: no {declaration}", source.name))
+        + declaration.len();
+    let block = &source.text[start..start + source.text[start..].find('}').expect("}")];
+    assert!(
+        !block.contains("rename"),
+        "{name}: serde renames are not read by this test"
+    );
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once(':'))
+        .map(|(field, _)| field.trim().trim_start_matches("pub ").trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn documented_operations_match_their_handlers() {
+    let doc = document();
+    let sources = http_sources();
+    let operations = documented_operations(&doc);
+    let mut problems = Vec::new();
+    for route in code_routes() {
+        let key = (route.method.clone(), route.path.clone());
+        let Some(operation) = operations.get(&key) else {
+            continue; // reported by every_registered_route_is_documented_and_nothing_else
+        };
+        let name = format!("{} {} ({})", route.method, route.path, route.handler);
+        let handler = read_handler(&sources, &route);
+        let mut problem = |text: String| problems.push(format!("{name}: {text}"));
+
+        // Who may call it.
+        let security = operation.get("security").unwrap_or(&doc["security"]);
+        let documented_roles: Option<BTreeSet<String>> = match security.as_array() {
+            Some(requirements) if requirements.is_empty() => None,
+            Some(requirements) => Some(
+                requirements
+                    .iter()
+                    .filter_map(|r| r["bearer"].as_array())
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            None => {
+                problem("security is not an array".into());
+                None
+            }
+        };
+        if handler.authenticated != handler.roles.is_some() {
+            problem("takes a Caller but never calls caller.require(…), or the reverse".into());
+        }
+        if documented_roles != handler.roles {
+            problem(format!(
+                "the code requires roles {:?}, the document's security says {:?} (None: open)",
+                handler.roles, documented_roles
+            ));
+        }
+        let description = operation["description"].as_str().unwrap_or_default();
+        for role in handler.roles.iter().flatten() {
+            if !description.contains(&format!("`{role}`")) {
+                problem(format!("the description does not name the `{role}` role"));
+            }
+        }
+        let responses = &operation["responses"];
+        for status in ["401", "403"] {
+            if handler.authenticated && responses.get(status).is_none() {
+                problem(format!("authenticated, but no {status} response"));
+            }
+        }
+
+        // What it reads.
+        let parameters = parameters(&doc, &route.path, operation);
+        let documented_path = parameter_names(&parameters, "path");
+        if documented_path != placeholders(&route.path) {
+            problem(format!(
+                "path parameters {documented_path:?} do not match the template"
+            ));
+        }
+        if parameters
+            .iter()
+            .any(|p| p["in"] == "path" && p["required"] != true)
+        {
+            problem("a path parameter is not required: true".into());
+        }
+        let documented_query = parameter_names(&parameters, "query");
+        if documented_query != handler.query_fields {
+            problem(format!(
+                "the code reads query parameters {:?}, the document lists {documented_query:?}",
+                handler.query_fields
+            ));
+        }
+        let key_header = parameters
+            .iter()
+            .find(|p| p["in"] == "header" && p["name"] == "Idempotency-Key")
+            .map(|p| p["required"] == true);
+        if key_header != handler.idempotency_key {
+            problem(format!(
+                "Idempotency-Key: the code reads {:?}, the document says {key_header:?} \
+                 (Some(required))",
+                handler.idempotency_key
+            ));
+        }
+        let request_body = operation.get("requestBody").map(|b| resolve(&doc, b));
+        if handler.takes_body != request_body.is_some() {
+            problem(format!(
+                "the handler {} a body, the document {} a requestBody",
+                if handler.takes_body {
+                    "reads"
+                } else {
+                    "reads no"
+                },
+                if request_body.is_some() {
+                    "has"
+                } else {
+                    "has no"
+                }
+            ));
+        }
+        if handler.takes_body {
+            if request_body.is_some_and(|b| b["required"] != true) {
+                problem("the requestBody is not required: true".into());
+            }
+            for status in ["400", "413"] {
+                if responses.get(status).is_none() {
+                    problem(format!("reads a body, but no {status} response"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Every `$ref` anywhere in `value`, with where it is.
+fn references<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::Object(object) => {
+            for (key, child) in object {
+                if key == "$ref" {
+                    if let Some(reference) = child.as_str() {
+                        out.push((at.clone(), reference));
+                    }
+                }
+                references(child, format!("{at}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                references(child, format!("{at}/{index}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_document_is_sound_openapi_3_1() {
+    let doc = document();
+    let mut problems = Vec::new();
+    if !doc["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3.1"))
+    {
+        problems.push(format!("openapi is {}, not 3.1.x", doc["openapi"]));
+    }
+    for field in ["title", "version"] {
+        if !doc["info"][field].is_string() {
+            problems.push(format!("info.{field} is missing"));
+        }
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    let mut operation_ids = BTreeMap::<&str, String>::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if !path.starts_with('/') {
+            problems.push(format!("path {path} does not start with /"));
+        }
+        for key in item.as_object().expect("a path item").keys() {
+            let known = METHODS.contains(&key.as_str())
+                || ["trace", "summary", "description", "servers", "parameters"]
+                    .contains(&key.as_str());
+            if !known {
+                problems.push(format!("{path}: unknown path item field {key}"));
+            }
+        }
+    }
+    for ((method, path), operation) in documented_operations(&doc) {
+        let name = format!("{method} {path}");
+        match operation["operationId"].as_str() {
+            Some(id) if !id.is_empty() => {
+                if let Some(first) = operation_ids.insert(id, name.clone()) {
+                    problems.push(format!("operationId {id} is used by {first} and {name}"));
+                }
+            }
+            _ => problems.push(format!("{name}: no operationId")),
+        }
+        match operation["responses"].as_object() {
+            Some(responses) if !responses.is_empty() => {
+                for status in responses.keys() {
+                    let valid = status == "default"
+                        || (status.len() == 3
+                            && status.bytes().all(|b| b.is_ascii_digit() || b == b'X'));
+                    if !valid {
+                        problems.push(format!("{name}: response key {status}"));
+                    }
+                }
+            }
+            _ => problems.push(format!("{name}: no responses")),
+        }
+        let security = operation.get("security").unwrap_or(&doc["security"]);
+        for requirement in security.as_array().into_iter().flatten() {
+            for scheme in requirement.as_object().into_iter().flatten().map(|r| r.0) {
+                if schemes.get(scheme).is_none() {
+                    problems.push(format!("{name}: unknown security scheme {scheme}"));
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    references(&doc, String::from("#"), &mut found);
+    assert!(!found.is_empty(), "no $ref at all: the walk is broken");
+    for (at, reference) in found {
+        let resolved = reference
+            .strip_prefix('#')
+            .and_then(|pointer| doc.pointer(pointer));
+        if resolved.is_none() {
+            problems.push(format!("{at}: $ref {reference} does not resolve"));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// A validator for `schema`, whose `$ref`s point into the document's components.
+fn validator(doc: &Value, schema: &Value) -> JSONSchema {
+    let wrapper = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    JSONSchema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .compile(&wrapper)
+        .unwrap_or_else(|e| panic!("{schema} does not compile: {e}"))
+}
+
+fn errors(validator: &JSONSchema, instance: &Value) -> Vec<String> {
+    match validator.validate(instance) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect(),
+    }
+}
+
+#[test]
+fn examples_match_their_schemas() {
+    let doc = document();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    let mut check = |place: String, schema: &Value, example: &Value| {
+        checked += 1;
+        for error in errors(&validator(&doc, schema), example) {
+            problems.push(format!("{place}: {error}"));
+        }
+    };
+    for ((method, path), operation) in documented_operations(&doc) {
+        let bodies = operation
+            .get("requestBody")
+            .map(|b| ("requestBody".to_owned(), resolve(&doc, b)));
+        let responses = operation["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(status, response)| (status.clone(), resolve(&doc, response)));
+        for (place, holder) in bodies.into_iter().chain(responses) {
+            for (media_type, media) in holder["content"].as_object().into_iter().flatten() {
+                let at = format!("{method} {path} {place} {media_type}");
+                let examples = media["examples"].as_object().into_iter().flatten();
+                for (name, example) in examples {
+                    check(
+                        format!("{at} example {name}"),
+                        &media["schema"],
+                        &example["value"],
+                    );
+                }
+                if let Some(example) = media.get("example") {
+                    check(format!("{at} example"), &media["schema"], example);
+                }
+            }
+        }
+    }
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        for example in schema["examples"].as_array().into_iter().flatten() {
+            let reference = json!({ "$ref": format!("#/components/schemas/{name}") });
+            check(format!("components.schemas.{name}"), &reference, example);
+        }
+    }
+    assert!(checked >= 10, "only {checked} examples checked");
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// The schema at `pointer` in the document accepts exactly what the code's parser accepts.
+fn agrees(doc: &Value, pointer: &str, cases: &[Value], code_accepts: impl Fn(&Value) -> bool) {
+    let schema = doc
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("no {pointer} in the document"));
+    let validator = validator(doc, schema);
+    let disagreements: Vec<String> = cases
+        .iter()
+        .filter(|case| validator.is_valid(case) != code_accepts(case))
+        .map(|case| {
+            format!(
+                "{case}: the code {}, the document {}",
+                if code_accepts(case) {
+                    "accepts"
+                } else {
+                    "refuses"
+                },
+                if validator.is_valid(case) {
+                    "accepts"
+                } else {
+                    "refuses"
+                }
+            )
+        })
+        .collect();
+    assert!(
+        disagreements.is_empty(),
+        "{pointer}:\n{}",
+        disagreements.join("\n")
+    );
+}
+
+fn strings(cases: &[&str]) -> Vec<Value> {
+    cases.iter().map(|case| json!(case)).collect()
+}
+
+const AMOUNTS: &[&str] = &[
+    "10.5",
+    "0.000000001",
+    "7.50",
+    "1",
+    "007",
+    "1.100000000000",
+    "999999999.999999999",
+    "1000000000",
+    "1000000000.000",
+    "01000000000",
+    "",
+    "0",
+    "0.0",
+    "000",
+    "1.",
+    ".5",
+    "1e5",
+    " 1",
+    "1 ",
+    "1,5",
+    "abc",
+    "0x10",
+    "NaN",
+    "１",
+    "0.0000000001",
+    "1.0000000001",
+    "1000000000.1",
+    "1000000001",
+    "99999999999",
+    "-1",
+    "+1",
+    "--1",
+    "-+1",
+    "+-1",
+    "-0",
+    "-2.5",
+];
+
+#[test]
+fn money_and_identifier_rules_match_the_ledger() {
+    let doc = document();
+    let schemas = "/components/schemas";
+    let text = |case: &Value| case.as_str().map(str::to_owned);
+
+    agrees(
+        &doc,
+        &format!("{schemas}/AmountInput"),
+        &strings(AMOUNTS),
+        |case| text(case).is_some_and(|t| Amount::parse(&t).is_ok()),
+    );
+    agrees(
+        &doc,
+        &format!("{schemas}/SignedAmountInput"),
+        &strings(AMOUNTS),
+        |case| text(case).is_some_and(|t| SignedAmount::parse(&t).is_ok()),
+    );
+    agrees(
+        &doc,
+        &format!("{schemas}/PurchaseRequest/properties/recipient"),
+        &[
+            json!("alice"),
+            json!("@alice"),
+            json!("Bob_99"),
+            json!("a2345678901234567890123456789012"),
+            json!(null),
+            json!("a234567890123456789012345678901234"),
+            json!("@@alice"),
+            json!("alic"),
+            json!("_alice"),
+            json!("9alice"),
+            json!("ali ce"),
+            json!("alice!"),
+            json!("алиса"),
+        ],
+        |case| case.is_null() || text(case).is_some_and(|t| Username::parse(&t).is_ok()),
+    );
+    agrees(
+        &doc,
+        &format!("{schemas}/UserId"),
+        &[
+            json!(1),
+            json!(123_456_789),
+            json!(UserId::MAX - 1),
+            json!(UserId::MAX),
+            json!(0),
+            json!(-5),
+        ],
+        |case| case.as_i64().is_some_and(|id| UserId::new(id).is_ok()),
+    );
+    agrees(
+        &doc,
+        &format!("{schemas}/PurchaseRequest/properties/stars"),
+        &[
+            json!(50),
+            json!(100),
+            json!(1_000_000),
+            json!(49),
+            json!(0),
+            json!(-100),
+            json!(1_000_001),
+        ],
+        |case| case.as_i64().is_some_and(|n| Stars::new(n).is_ok()),
+    );
+}
+
+#[test]
+fn request_bodies_refuse_what_the_handlers_refuse() {
+    let doc = document();
+    let body = |operation: &str| {
+        let (_, found) = documented_operations(&doc)
+            .into_iter()
+            .find(|(_, op)| op["operationId"] == operation)
+            .unwrap_or_else(|| panic!("no operation {operation}"));
+        validator(
+            &doc,
+            &resolve(&doc, &found["requestBody"])["content"]["application/json"]["schema"],
+        )
+    };
+    // deny_unknown_fields, required fields, and money never as a JSON number.
+    for (operation, refused) in [
+        ("registerUser", json!({"user_id": 1, "first_name": "Alice"})),
+        ("registerUser", json!({"username": "alice"})),
+        ("registerUser", json!({"user_id": "1"})),
+        ("createRecharge", json!({"amount": 10.5})),
+        ("createRecharge", json!({"amount": "10", "currency": "TON"})),
+        ("createPurchase", json!({"stars": "100"})),
+        ("createPurchase", json!({"stars": 100.5})),
+        ("createPurchase", json!({"stars": 100, "price": "1"})),
+        ("createAdjustment", json!({"amount": "2.5"})),
+        ("createAdjustment", json!({"amount": -2.5, "reason": "x"})),
+        ("startRebuild", json!({"projection": "cache"})),
+        ("paySandboxInvoice", json!({"status": "paid", "amount": 12})),
+        ("paySandboxInvoice", json!({"status": "refunded"})),
+        (
+            "heleketWebhook",
+            json!({"uuid": "u", "order_id": "o", "status": "paid", "currency": "TON"}),
+        ),
+    ] {
+        assert!(
+            !body(operation).is_valid(&refused),
+            "{operation} accepts {refused}, which the handler refuses"
+        );
+    }
+}
