@@ -79,7 +79,7 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "1"));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == "unauthenticated" {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
         response.json(json!({"error": {"code": self.code, "message": self.message}}))

@@ -47,8 +47,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// plain-text answer.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error, _| {
-        ApiError::bad_request("invalid_query", format!("the query string is invalid: {error}"))
-            .into()
+        ApiError::bad_request(
+            "invalid_query",
+            format!("the query string is invalid: {error}"),
+        )
+        .into()
     })
 }
 

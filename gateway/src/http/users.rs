@@ -127,12 +127,12 @@ async fn register(
     let mut body = profile;
     body["position"] = json!(executed.position);
     body["projected"] = json!(projected);
-    let mut response = HttpResponse::build(if executed.replayed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    });
-    Ok(response.json(body))
+    if executed.replayed {
+        return Ok(HttpResponse::Ok()
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(body));
+    }
+    Ok(HttpResponse::Created().json(body))
 }
 
 async fn profile(
@@ -263,7 +263,7 @@ async fn transactions(
         .map(|t| {
             json!({
                 "id": t.id, "kind": t.kind.as_str(), "status": t.status,
-                "amount": t.amount.to_string(), "currency": t.currency,
+                "amount": t.amount.normalize().to_string(), "currency": t.currency,
                 "description": t.description, "external_id": t.external_id,
                 "metadata": t.metadata, "created_at": t.created_at, "updated_at": t.updated_at,
                 "position": t.position,
@@ -393,6 +393,19 @@ async fn purchase(
             "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
         )
     })?;
+    // Prices are in the ledger currency: an account kept in another one (LEDGER_CURRENCY
+    // changed after it registered) cannot be charged them.
+    let account = state.ledger.account(user).await?;
+    let profile = account.profile.as_ref().ok_or_else(unknown_user)?;
+    if profile.currency != state.currency {
+        return Err(ApiError::unprocessable(
+            "currency_mismatch",
+            format!(
+                "the account is kept in {}, prices are in {}",
+                profile.currency, state.currency
+            ),
+        ));
+    }
     let price = state.pricing.quote(stars).map_err(|error| {
         ApiError::unprocessable("invalid_stars", format!("no price for {stars:?}: {error}"))
     })?;

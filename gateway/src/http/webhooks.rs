@@ -1,9 +1,9 @@
 //! `POST /webhooks/heleket`: Heleket tells us an invoice changed status.
 //!
-//! Order of checks, cheapest first, each refusal a 4xx that changes nothing: sender address
-//! (when an allowlist is configured), body size (the extractor), JSON and signature (the
-//! `sign` inside the body, verified over the PHP-style re-encoding in constant time), then
-//! the fields. Only `paid` and `paid_over` credit, with the amount actually paid; final
+//! Order of checks, each refusal a 4xx that changes nothing: body size (the extractor, which
+//! refuses a declared oversize body before reading it), sender address (when an allowlist is
+//! configured), JSON and signature (the `sign` inside the body, verified over the PHP-style
+//! re-encoding in constant time), then the fields. Only `paid` and `paid_over` credit, with the amount actually paid; final
 //! failures fail the recharge; interim statuses are acknowledged and ignored.
 //!
 //! Idempotency: the command key is `heleket:{uuid}:{status}`, so a webhook delivered many
@@ -240,6 +240,16 @@ async fn record(
         }
         Err(CommandError::Rejected(Rejection::UnknownRecharge(_))) => {
             Ok(acknowledged("ignored", json!("no such recharge to fail")))
+        }
+        Err(CommandError::Rejected(Rejection::UnknownUser)) => {
+            // Our order id, signed by Heleket, for a user this ledger does not have (a
+            // database restored from before the registration?). Retries cannot fix that, so
+            // acknowledge, and say loudly that money may be waiting for a person to place it.
+            tracing::error!("heleket webhook for an unregistered user; needs an operator");
+            Ok(acknowledged(
+                "orphaned",
+                json!("the order's user is not registered"),
+            ))
         }
         Err(error) => {
             count("failed");

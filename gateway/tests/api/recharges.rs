@@ -126,6 +126,27 @@ async fn interim_statuses_and_failures_after_payment_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn registering_twice_returns_the_first_registration() {
+    let app = spawn_app().await;
+    let register = |name: &str| {
+        app.post(
+            "/v1/users",
+            SERVICE_KEY,
+            &json!({"user_id": 1005, "username": name, "language": "ru"}),
+        )
+    };
+    let first = register("first_name").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = register("second_name").await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["Idempotent-Replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["username"], "first_name");
+    assert_eq!(app.log_length().await, 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_invoice_is_created_for_an_unknown_user() {
     let app = spawn_app().await;
     let response = app

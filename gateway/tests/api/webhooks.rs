@@ -199,3 +199,27 @@ async fn the_sender_allowlist_refuses_other_addresses() {
     assert_eq!(app.log_length().await, 2);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_webhook_for_an_unregistered_user_is_acknowledged_as_orphaned() {
+    let app = spawn_app().await;
+    let recharge = json!({
+        "recharge_id": uuid::Uuid::new_v4().to_string(),
+        "invoice_uuid": "orphan-1",
+        "amount": "1",
+    });
+    let response = app
+        .webhook(paid_webhook(&recharge, 2099, "1"), HELEKET_KEY)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["result"], "orphaned");
+    assert_eq!(app.log_length().await, 0);
+    // A bad signature is not an API-key problem: no Bearer challenge.
+    let forged = app
+        .webhook(paid_webhook(&recharge, 2099, "1"), "other-key")
+        .await;
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert!(forged.headers().get("WWW-Authenticate").is_none());
+    app.stop().await;
+}
