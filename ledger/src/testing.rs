@@ -41,6 +41,36 @@ pub fn postgres_url() -> Option<String> {
         .filter(|url| url.starts_with("postgres"))
 }
 
+/// Creates an empty database with a fresh name on the server `url` points at. Returns the
+/// server's options, the name, and a URL of the new database.
+pub async fn create_database(url: &str) -> (PgConnectOptions, String, String) {
+    let server = PgConnectOptions::from_str(url).expect("TEST_DATABASE_URL parses");
+    let name = format!("starledger_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = server
+        .connect()
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create test database");
+    let without_query = url.split('?').next().unwrap_or(url);
+    let (server_part, _) = without_query
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL names a database");
+    let database_url = format!("{server_part}/{name}");
+    (server, name, database_url)
+}
+
+/// Drops a database made by [`create_database`], closing whatever still uses it.
+pub async fn drop_database(server: &PgConnectOptions, name: &str) {
+    if let Ok(mut admin) = server.connect().await {
+        let _ = admin
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+    }
+}
+
 impl Backend {
     pub async fn sqlite() -> Backend {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -54,16 +84,7 @@ impl Backend {
             eprintln!("skipping PostgreSQL test: set TEST_DATABASE_URL=postgres://… to run it");
             return None;
         };
-        let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
-        let name = format!("starledger_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = server
-            .connect()
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create test database");
+        let (server, name, _) = create_database(&url).await;
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .connect_with(server.clone().database(&name))
@@ -141,11 +162,7 @@ impl Backend {
     pub async fn cleanup(self) {
         if let Backend::Postgres { server, name, pool } = self {
             pool.close().await;
-            if let Ok(mut admin) = server.connect().await {
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
-            }
+            drop_database(&server, &name).await;
         }
     }
 }

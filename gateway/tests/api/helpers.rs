@@ -7,12 +7,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::str::FromStr;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+use starledger_ledger::testing;
 use starledger_gateway::config::server::ServerConfig;
 use starledger_gateway::config::{Config, Env};
 use starledger_gateway::heleket::sign::sign_webhook;
@@ -54,21 +53,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .filter(|u| u.starts_with("postgres"))
     {
         Some(url) => {
-            let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
-            let name = format!("starledger_api_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = server
-                .connect()
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            admin
-                .execute(format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create test database");
-            let without_query = url.split('?').next().unwrap_or(&url);
-            let (server_part, _) = without_query
-                .rsplit_once('/')
-                .expect("TEST_DATABASE_URL names a database");
-            vars.insert("DATABASE_URL".into(), format!("{server_part}/{name}"));
+            let (server, name, database_url) = testing::create_database(&url).await;
+            vars.insert("DATABASE_URL".into(), database_url);
             database = Some((server, name));
         }
         None => {
@@ -133,11 +119,7 @@ impl TestApp {
         self.handle.stop(true).await;
         let _ = self.server.await;
         if let Some((server, name)) = self.database {
-            if let Ok(mut admin) = server.connect().await {
-                let _ = admin
-                    .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                    .await;
-            }
+            testing::drop_database(&server, &name).await;
         }
     }
 
@@ -259,6 +241,19 @@ impl TestApp {
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("balance JSON")
+    }
+
+    /// The newest transaction of `user` once the history reflects at least `position`.
+    pub async fn latest_transaction(&self, user: i64, position: u64) -> Value {
+        let response = self
+            .get(
+                &format!("/v1/users/{user}/transactions?min_position={position}"),
+                SERVICE_KEY,
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let history: Value = response.json().await.expect("history JSON");
+        history["transactions"][0].clone()
     }
 
     /// How many events the log holds (what "nothing was appended" is checked against).

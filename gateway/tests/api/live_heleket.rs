@@ -54,14 +54,19 @@ fn invoice_answer(request: &Request) -> ResponseTemplate {
     }}))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_live_recharge_creates_a_signed_invoice_at_heleket() {
-    let heleket = MockServer::start().await;
+/// Makes `heleket` create invoices as Heleket does.
+async fn mount_invoices(heleket: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/v1/payment"))
         .respond_with(invoice_answer)
-        .mount(&heleket)
+        .mount(heleket)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_recharge_creates_a_signed_invoice_at_heleket() {
+    let heleket = MockServer::start().await;
+    mount_invoices(&heleket).await;
     let app = live_app(&heleket).await;
     app.register(7001).await;
     let recharge = app.recharge(7001, "10.5").await;
@@ -125,11 +130,7 @@ async fn pending_recharge(app: &TestApp, user: i64) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reconciler_settles_a_paid_invoice_whose_webhook_was_lost() {
     let heleket = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment"))
-        .respond_with(invoice_answer)
-        .mount(&heleket)
-        .await;
+    mount_invoices(&heleket).await;
     let app = live_app(&heleket).await;
     let recharge = pending_recharge(&app, 7003).await;
     let uuid = recharge["invoice_uuid"].as_str().unwrap().to_owned();
@@ -182,11 +183,7 @@ async fn the_reconciler_settles_a_paid_invoice_whose_webhook_was_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reconciler_fails_an_invoice_heleket_does_not_know() {
     let heleket = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/payment"))
-        .respond_with(invoice_answer)
-        .mount(&heleket)
-        .await;
+    mount_invoices(&heleket).await;
     Mock::given(method("POST"))
         .and(path("/v1/payment/info"))
         .respond_with(
@@ -208,16 +205,7 @@ async fn the_reconciler_fails_an_invoice_heleket_does_not_know() {
         .unwrap();
     assert_eq!((round.examined, round.failed), (1, 1));
     let head = app.log_length().await;
-    let history: Value = app
-        .get(
-            &format!("/v1/users/7004/transactions?min_position={head}"),
-            SERVICE_KEY,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(history["transactions"][0]["status"], "failed");
+    assert_eq!(app.latest_transaction(7004, head).await["status"], "failed");
     assert_eq!(app.balance(7004).await["available"], "0");
     app.stop().await;
 }
