@@ -76,6 +76,11 @@ pub struct HttpBench {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 64)]
     connections: u64,
+    /// Offer the webhooks at this many per second instead of as fast as the connections go
+    /// (open loop: latency counts from when each request was due, so a slow server cannot
+    /// hide its queue by slowing the client down).
+    #[arg(long)]
+    webhook_rate: Option<f64>,
     /// actix worker threads of the server (HTTP_WORKERS).
     #[arg(long, default_value_t = 2)]
     http_workers: usize,
@@ -91,6 +96,12 @@ pub async fn run(options: HttpBench, config: &Config) -> anyhow::Result<ExitCode
     anyhow::ensure!(
         options.users > 0 && options.connections > 0,
         "--users and --connections must be at least 1"
+    );
+    anyhow::ensure!(
+        options
+            .webhook_rate
+            .is_none_or(|rate| rate.is_finite() && rate > 0.0),
+        "--webhook-rate must be a positive number"
     );
     let url = server_url(options.database_url.clone(), config)?;
     let report =
@@ -108,7 +119,8 @@ struct Report {
     /// `/proc/loadavg` when the timed phases began: other work on the machine shows here.
     load_before: String,
     rows: Vec<Row>,
-    cache: Option<(&'static str, CacheStats)>,
+    /// The cache's mode and what it counted during the timed reads.
+    cache: (&'static str, CacheStats),
     problems: Vec<String>,
 }
 
@@ -134,12 +146,11 @@ impl Report {
         for row in &self.rows {
             row.print();
         }
-        if let Some((mode, stats)) = &self.cache {
-            println!(
-                "\ncache ({mode}) during the reads: L1 hits {}, L2 (Redis) hits {}, database loads {}, Redis errors {}",
-                stats.l1_hits, stats.l2_hits, stats.loads, stats.redis_errors
-            );
-        }
+        let (mode, stats) = &self.cache;
+        println!(
+            "\ncache ({mode}) during the reads: L1 hits {}, L2 (Redis) hits {}, database loads {}, Redis errors {}",
+            stats.l1_hits, stats.l2_hits, stats.loads, stats.redis_errors
+        );
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         println!(
             "\nThe load generator runs in this process and shares the {cores} cores with the server \
@@ -277,11 +288,15 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
     let users = set_up(&state.ledger, &state.currency, options).await?;
     let bodies = sign_webhooks(&users, &state.currency, options.webhooks)?;
     let head = state.events.head().await?.position;
+    let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     eprintln!(
-        "set up {} users and {} pending recharges ({head} events) in {:.1} s",
+        "set up {} users and {} pending recharges ({head} events) in {:.1} s; \
+         {:.1} MB of signed webhook bodies; VmRSS {:.1} MB before the timed phases",
         users.len(),
         options.webhooks,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        body_bytes as f64 / 1e6,
+        status_kb("VmRSS:") as f64 / 1024.0
     );
     // Let the projectors finish the set-up's events, so they do not compete with the timed
     // phase for the cores.
@@ -297,7 +312,7 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
         queues[n % connections].push(body);
     }
     let webhook_url = format!("{base}/webhooks/heleket");
-    let (row, recorded) = post_webhooks(&client, &webhook_url, queues).await;
+    let (row, recorded) = post_webhooks(&client, &webhook_url, queues, options.webhook_rate).await;
     eprintln!(
         "webhooks: {:.0} requests/s, {} recorded, {} errors",
         row.rate(),
@@ -348,7 +363,7 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
     Ok(Report {
         load_before,
         rows,
-        cache: Some((cache.mode(), difference(&before, &after))),
+        cache: (cache.mode(), difference(&before, &after)),
         problems,
     })
 }
@@ -509,25 +524,37 @@ fn micros(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
-/// One task per connection posts its queue of webhooks one after another. Returns the row
-/// and how many were answered `recorded`.
+/// One task per connection posts its queue of webhooks one after another, each as soon as
+/// the previous answer is in or, with a `rate`, when it is due (webhook `n`, the `j`-th of
+/// connection `k`, with `n = j * connections + k`, is due at `n / rate` seconds). Returns the
+/// row and how many were answered `recorded`.
 async fn post_webhooks(
     client: &reqwest::Client,
     url: &str,
     queues: Vec<Vec<Vec<u8>>>,
+    rate: Option<f64>,
 ) -> (Row, u64) {
     let requests: u64 = queues.iter().map(|q| q.len() as u64).sum();
+    let connections = queues.len() as u64;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for queue in queues {
+    for (k, queue) in queues.into_iter().enumerate() {
         let (client, url) = (client.clone(), url.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally {
                 latencies: Vec::with_capacity(queue.len()),
                 ..Tally::default()
             };
-            for body in queue {
-                let began = Instant::now();
+            for (j, body) in queue.into_iter().enumerate() {
+                let began = match rate {
+                    Some(rate) => {
+                        let n = j as u64 * connections + k as u64;
+                        let due = started + Duration::from_secs_f64(n as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let answer = client
                     .post(&url)
                     .header(CONTENT_TYPE, "application/json")
@@ -564,10 +591,11 @@ async fn post_webhooks(
     let tally = gather(tasks).await;
     let elapsed = started.elapsed();
     let recorded = tally.good;
-    (
-        tally.into_row("signed webhooks → event → 200", requests, elapsed),
-        recorded,
-    )
+    let name = match rate {
+        Some(rate) => format!("signed webhooks at {rate:.0}/s"),
+        None => "signed webhooks → event → 200".to_owned(),
+    };
+    (tally.into_row(&name, requests, elapsed), recorded)
 }
 
 /// `connections` tasks read `requests` balances in total, round-robin over the users.
@@ -699,14 +727,19 @@ fn difference(before: &CacheStats, after: &CacheStats) -> CacheStats {
     }
 }
 
-/// The process's peak resident set size (`VmHWM`), in kB; 0 where /proc is not there.
+/// The process's peak resident set size (`VmHWM`), in kB.
 fn peak_rss_kb() -> u64 {
+    status_kb("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status`; 0 where /proc is not there.
+fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .find_map(|line| line.strip_prefix(field))
                 .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
