@@ -226,7 +226,10 @@ async fn bench(
     let mut database_url =
         reqwest::Url::parse(server_url).context("--database-url is not a URL")?;
     database_url.set_path(&format!("/{name}"));
-    let app = start(options, database_url.as_str()).await?;
+    // A prefix of its own: runs sharing one Redis never read each other's balances, and
+    // the keys of this run can be removed afterwards.
+    let prefix = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let app = start(options, database_url.as_str(), &prefix).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     let handle = app.handle();
@@ -239,11 +242,51 @@ async fn bench(
         Ok(Err(error)) => tracing::error!(%error, "the server stopped with an error"),
         Err(error) => tracing::error!(%error, "the server task failed"),
     }
+    if let Some(redis) = &options.redis_url {
+        // The shared Redis must not keep a run's tens of thousands of entries until their
+        // TTLs run out; a failure here spoils nothing measured, so it is only reported.
+        match remove_cache_keys(redis, &prefix).await {
+            Ok(removed) => eprintln!("removed {removed} Redis keys under {prefix}:"),
+            Err(error) => eprintln!("could not remove the Redis keys under {prefix}: {error:#}"),
+        }
+    }
     outcome
 }
 
+/// Deletes every key under `prefix:` (SCAN, then UNLINK per page, so Redis never blocks).
+async fn remove_cache_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let client = redis::Client::open(url).context("--redis-url is not a Redis URL")?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let (mut cursor, mut removed) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            let unlinked: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await?;
+            removed += unlinked;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
 /// Builds the real application as `starledger serve` would, from an environment of our own.
-async fn start(options: &HttpBench, database_url: &str) -> anyhow::Result<Application> {
+async fn start(
+    options: &HttpBench,
+    database_url: &str,
+    cache_prefix: &str,
+) -> anyhow::Result<Application> {
     let mut vars: BTreeMap<&'static str, String> = BTreeMap::from([
         ("DATABASE_URL", database_url.to_owned()),
         ("DATABASE_POOL_SIZE", options.pool_size.to_string()),
@@ -259,11 +302,7 @@ async fn start(options: &HttpBench, database_url: &str) -> anyhow::Result<Applic
     ]);
     if let Some(redis) = &options.redis_url {
         vars.insert("REDIS_URL", redis.clone());
-        // A prefix of its own: runs sharing one Redis never read each other's balances.
-        vars.insert(
-            "CACHE_KEY_PREFIX",
-            format!("bench_{}", uuid::Uuid::new_v4().simple()),
-        );
+        vars.insert("CACHE_KEY_PREFIX", cache_prefix.to_owned());
     }
     let env = Env(move |name: &str| vars.get(name).cloned());
     let config = Config::from_env(&env).context("bench configuration")?;
