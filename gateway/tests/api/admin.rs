@@ -14,38 +14,21 @@ async fn adjustments_need_a_reason_and_record_the_admin() {
     app.funded_user(6001, "2").await;
     let path = "/v1/admin/users/6001/adjustments";
     let no_reason = app
-        .post_with_key(
-            path,
-            ADMIN_KEY,
-            "adj-0",
-            &json!({"amount": "1", "reason": "  "}),
-        )
+        .post_with_key(path, ADMIN_KEY, "adj-0", &json!({"amount": "1", "reason": "  "}))
         .await;
     assert_eq!(
         error_code(no_reason).await,
         (StatusCode::UNPROCESSABLE_ENTITY, "invalid_text".into())
     );
     let overdraw = app
-        .post_with_key(
-            path,
-            ADMIN_KEY,
-            "adj-1",
-            &json!({"amount": "-3", "reason": "fix"}),
-        )
+        .post_with_key(path, ADMIN_KEY, "adj-1", &json!({"amount": "-3", "reason": "fix"}))
         .await;
     assert_eq!(
         error_code(overdraw).await,
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "adjustment_would_overdraw".into()
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, "adjustment_would_overdraw".into())
     );
     let missing_key = app
-        .post(
-            path,
-            ADMIN_KEY,
-            &json!({"amount": "1", "reason": "goodwill"}),
-        )
+        .post(path, ADMIN_KEY, &json!({"amount": "1", "reason": "goodwill"}))
         .await;
     assert_eq!(missing_key.status(), StatusCode::BAD_REQUEST);
     let done = app
@@ -61,16 +44,10 @@ async fn adjustments_need_a_reason_and_record_the_admin() {
     assert_eq!(done["admin"], "alice");
     assert_eq!(done["amount"], "-0.5");
     let position = done["position"].as_u64().unwrap();
-    assert_eq!(
-        app.balance_at_least(6001, position).await["available"],
-        "1.5"
-    );
+    assert_eq!(app.balance_at_least(6001, position).await["available"], "1.5");
 
     let events = app
-        .get(
-            &format!("/v1/audit/events?from={}", position - 1),
-            AUDITOR_KEY,
-        )
+        .get(&format!("/v1/audit/events?from={}", position - 1), AUDITOR_KEY)
         .await;
     assert_eq!(events.headers()["content-type"], "application/x-ndjson");
     let text = events.text().await.unwrap();
@@ -91,9 +68,7 @@ async fn the_event_stream_pages_by_position() {
     let first = app.get("/v1/audit/events?limit=2", AUDITOR_KEY).await;
     assert_eq!(first.headers()["Next-From"], "2");
     assert_eq!(first.text().await.unwrap().lines().count(), 2);
-    let last = app
-        .get("/v1/audit/events?from=4&limit=2", AUDITOR_KEY)
-        .await;
+    let last = app.get("/v1/audit/events?from=4&limit=2", AUDITOR_KEY).await;
     assert!(last.headers().get("Next-From").is_none());
     let line: Value =
         serde_json::from_str(last.text().await.unwrap().lines().next().unwrap()).unwrap();
@@ -116,12 +91,7 @@ async fn balances_at_a_past_moment_come_from_the_log() {
             t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         )
     };
-    let then: Value = app
-        .get(&at(between), AUDITOR_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let then: Value = app.get(&at(between), AUDITOR_KEY).await.json().await.unwrap();
     assert_eq!(then["balances"][0]["available"], "3");
     let now: Value = app
         .get(&at(chrono::Utc::now()), AUDITOR_KEY)

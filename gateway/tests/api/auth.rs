@@ -15,11 +15,7 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("POST", "/v1/users", &[SERVICE, ADMIN]),
     ("GET", "/v1/users/4001", &[SERVICE, ADMIN, AUDITOR]),
     ("GET", "/v1/users/4001/balance", &[SERVICE, ADMIN, AUDITOR]),
-    (
-        "GET",
-        "/v1/users/4001/transactions",
-        &[SERVICE, ADMIN, AUDITOR],
-    ),
+    ("GET", "/v1/users/4001/transactions", &[SERVICE, ADMIN, AUDITOR]),
     ("POST", "/v1/users/4001/recharges", &[SERVICE, ADMIN]),
     ("POST", "/v1/users/4001/purchases", &[SERVICE, ADMIN]),
     ("POST", "/v1/admin/users/4001/adjustments", &[ADMIN]),
@@ -107,10 +103,7 @@ async fn operations_endpoints_need_no_key() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("starledger_http_requests_total"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("starledger_http_requests_total"), "{metrics}");
     assert!(metrics.contains("starledger_projection_lag_events"));
     assert!(metrics.contains("starledger_circuit_breaker_open"));
     let ready: serde_json::Value = app

@@ -47,17 +47,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut vars: HashMap<String, String> = HashMap::new();
     let mut database = None;
-    match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    {
+    match std::env::var("TEST_DATABASE_URL").ok().filter(|u| u.starts_with("postgres")) {
         Some(url) => {
             let server = PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL parses");
             let name = format!("starledger_api_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = server
-                .connect()
-                .await
-                .expect("connect to TEST_DATABASE_URL");
+            let mut admin = server.connect().await.expect("connect to TEST_DATABASE_URL");
             admin
                 .execute(format!("CREATE DATABASE {name}").as_str())
                 .await
@@ -261,10 +255,7 @@ impl TestApp {
         let mut from = 0;
         loop {
             let response = self
-                .get(
-                    &format!("/v1/audit/events?from={from}&limit=10000"),
-                    AUDITOR_KEY,
-                )
+                .get(&format!("/v1/audit/events?from={from}&limit=10000"), AUDITOR_KEY)
                 .await;
             assert_eq!(response.status(), StatusCode::OK);
             let next = response
@@ -297,9 +288,6 @@ pub async fn error_code(response: Response) -> (StatusCode, String) {
     let body: Value = response.json().await.unwrap_or(Value::Null);
     (
         status,
-        body["error"]["code"]
-            .as_str()
-            .unwrap_or("<none>")
-            .to_owned(),
+        body["error"]["code"].as_str().unwrap_or("<none>").to_owned(),
     )
 }

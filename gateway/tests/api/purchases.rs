@@ -77,10 +77,7 @@ async fn a_retried_purchase_buys_once() {
         .await;
     assert_eq!(
         error_code(different).await,
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused".into()
-        )
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused".into())
     );
     app.stop().await;
 }
@@ -91,11 +88,7 @@ async fn bad_purchases_are_refused_with_a_reason() {
     app.funded_user(3003, "1").await;
     let before = app.log_length().await;
     let missing_key = app
-        .post(
-            "/v1/users/3003/purchases",
-            SERVICE_KEY,
-            &json!({"stars": 100}),
-        )
+        .post("/v1/users/3003/purchases", SERVICE_KEY, &json!({"stars": 100}))
         .await;
     assert_eq!(
         error_code(missing_key).await,
@@ -108,14 +101,8 @@ async fn bad_purchases_are_refused_with_a_reason() {
         (json!({"stars": 1_000_001}), "invalid_stars"),
         (json!({"stars": "100"}), "invalid_request"),
         (json!({"stars": 100.5}), "invalid_request"),
-        (
-            json!({"stars": 100, "recipient": "@x"}),
-            "invalid_recipient",
-        ),
-        (
-            json!({"stars": 100, "recipient": "'; DROP TABLE events; --"}),
-            "invalid_recipient",
-        ),
+        (json!({"stars": 100, "recipient": "@x"}), "invalid_recipient"),
+        (json!({"stars": 100, "recipient": "'; DROP TABLE events; --"}), "invalid_recipient"),
         (json!({"stars": 100, "price": "0.01"}), "invalid_request"),
         (json!({"stars": 5000}), "insufficient_funds"),
     ];

@@ -19,9 +19,7 @@ async fn a_sandbox_recharge_credits_what_was_paid_once() {
     let paid = app.pay(&invoice, "paid_over", Some("12.25")).await;
     assert_eq!(paid["endpoint_status"], 200);
     assert_eq!(paid["endpoint_answer"]["result"], "recorded");
-    let position = paid["endpoint_answer"]["detail"]["position"]
-        .as_u64()
-        .unwrap();
+    let position = paid["endpoint_answer"]["detail"]["position"].as_u64().unwrap();
 
     // Heleket retries: the same webhook again records nothing.
     let again = app.pay(&invoice, "paid_over", Some("12.25")).await;
@@ -96,9 +94,7 @@ async fn a_cancelled_invoice_fails_the_recharge_and_a_late_payment_still_counts(
     // The money arrived after all: it is credited, not lost.
     let paid = app.pay(invoice, "paid", None).await;
     assert_eq!(paid["endpoint_answer"]["result"], "recorded");
-    let position = paid["endpoint_answer"]["detail"]["position"]
-        .as_u64()
-        .unwrap();
+    let position = paid["endpoint_answer"]["detail"]["position"].as_u64().unwrap();
     assert_eq!(app.balance_at_least(1003, position).await["available"], "5");
     app.assert_sound().await;
     app.stop().await;
@@ -129,11 +125,7 @@ async fn interim_statuses_and_failures_after_payment_change_nothing() {
 async fn no_invoice_is_created_for_an_unknown_user() {
     let app = spawn_app().await;
     let response = app
-        .post(
-            "/v1/users/777/recharges",
-            SERVICE_KEY,
-            &json!({"amount": "1"}),
-        )
+        .post("/v1/users/777/recharges", SERVICE_KEY, &json!({"amount": "1"}))
         .await;
     assert_eq!(
         error_code(response).await,
