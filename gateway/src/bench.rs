@@ -1,4 +1,8 @@
-//! `starledger bench ledger`: how many purchase commands per second the ledger sustains.
+//! `starledger bench ledger|projections|http`: throughput on PostgreSQL.
+//!
+//! `ledger` (here): how many purchase commands per second the ledger sustains.
+//! `projections` (here): rebuild and `audit verify` over a generated log.
+//! `http` ([`crate::bench_http`]): the running service, over HTTP.
 //!
 //! Each run creates a scratch database on the given PostgreSQL server, funds the accounts,
 //! then lets many concurrent clients issue `RequestPurchase` commands (load, decide, append
@@ -34,6 +38,8 @@ pub enum Target {
     Ledger(LedgerBench),
     /// Rebuilding every projection and `audit verify` over a generated log.
     Projections(ProjectionsBench),
+    /// The running service over HTTP: signed webhooks and cached balance reads.
+    Http(crate::bench_http::HttpBench),
 }
 
 #[derive(Args)]
@@ -89,11 +95,12 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
             })
             .await?;
         }
+        Target::Http(options) => return crate::bench_http::run(options, config).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn server_url(flag: Option<String>, config: &Config) -> anyhow::Result<String> {
+pub(crate) fn server_url(flag: Option<String>, config: &Config) -> anyhow::Result<String> {
     flag.or_else(|| match &config.storage {
         crate::config::Storage::Postgres { url, .. } => Some(url.clone()),
         crate::config::Storage::Sqlite { .. } => None,
@@ -102,7 +109,11 @@ fn server_url(flag: Option<String>, config: &Config) -> anyhow::Result<String> {
 }
 
 /// Runs `body` on a database created for it on the server at `url`, dropped afterwards.
-async fn with_scratch_database<T, F, Fut>(url: &str, keep: bool, body: F) -> anyhow::Result<T>
+pub(crate) async fn with_scratch_database<T, F, Fut>(
+    url: &str,
+    keep: bool,
+    body: F,
+) -> anyhow::Result<T>
 where
     F: FnOnce(PgConnectOptions) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,

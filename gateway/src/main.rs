@@ -5,12 +5,13 @@
 //! - `starledger migrate`: create or upgrade the database schema.
 //! - `starledger projections status|rebuild|run`: the read models.
 //! - `starledger audit verify|balances|export`: what auditors run.
-//! - `starledger bench ledger|projections`: throughput on PostgreSQL.
+//! - `starledger bench ledger|projections|http`: throughput on PostgreSQL and over HTTP.
 //!
 //! Errors become `anyhow` only here, at the edge, and are printed with their causes.
 
 mod audit_cmd;
 mod bench;
+mod bench_http;
 mod demo;
 mod projections_cmd;
 

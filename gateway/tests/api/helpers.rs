@@ -11,12 +11,12 @@ use std::future::Future;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
-use starledger_ledger::testing;
 use starledger_gateway::config::server::ServerConfig;
 use starledger_gateway::config::{Config, Env};
 use starledger_gateway::heleket::sign::sign_webhook;
 use starledger_gateway::serve::Application;
 use starledger_gateway::storage;
+use starledger_ledger::testing;
 
 pub const SERVICE_KEY: &str = "service-key-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
