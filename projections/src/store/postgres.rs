@@ -162,9 +162,16 @@ impl ReadStore for PgReadStore {
     }
 
     async fn begin(&self) -> Result<Box<dyn ReadTx>, ReadError> {
-        Ok(Box::new(PgReadTx {
-            tx: self.pool.begin().await?,
-        }))
+        let mut tx = self.pool.begin().await?;
+        // Read models are derived data and commit together with their checkpoint: a commit
+        // lost in a crash rolls back rows and checkpoint alike, and the projector applies
+        // those events again. So projector commits need not wait for the WAL flush, which
+        // leaves the disk's flushes to the ledger's appends (the event log itself always
+        // commits synchronously; this setting is local to this transaction).
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(Box::new(PgReadTx { tx }))
     }
 
     async fn snapshot(&self) -> Result<Box<dyn ReadTx>, ReadError> {
