@@ -1,0 +1,143 @@
+//! Property tests of everything that parses outside input: webhook bodies and their
+//! signatures, order ids, amounts and stored events. Random and adversarial inputs must give
+//! a clear error, never a panic, and nothing invalid may ever be accepted.
+//!
+//! These stand in for coverage-guided fuzzing (cargo fuzz needs a nightly toolchain, which
+//! this project's machines do not have). Case counts are bounded so CI stays quick;
+//! `PROPTEST_CASES=100000` runs a longer session.
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+use starledger_gateway::heleket::sign::{php_json_encode, sign_webhook, verify_webhook};
+use starledger_gateway::heleket::{OrderId, Webhook};
+use starledger_ledger::events::{AccountEvent, CURRENT_VERSIONS};
+use starledger_ledger::money::{Amount, MAX_AMOUNT, MAX_SCALE};
+
+const KEY: &str = "merchant-test-key";
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 512,
+        ..ProptestConfig::default()
+    }
+}
+
+/// JSON values the way Heleket could send them: nested, unicode, slashes, numbers.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "[a-z0-9/\\\\\"'<>&é€😀 .:-]{0,24}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec(("[a-z_/é]{1,8}", inner), 0..4)
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        ]
+    })
+}
+
+fn json_object() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::vec(("[a-z_/é]{1,10}", json_value()), 0..8)
+        .prop_map(|fields| fields.into_iter().filter(|(k, _)| k != "sign").collect())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn arbitrary_bytes_never_verify_and_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert!(verify_webhook(&bytes, KEY).is_err());
+    }
+
+    #[test]
+    fn arbitrary_text_with_a_random_sign_never_verifies(
+        object in json_object(),
+        sign in "[0-9a-f]{32}",
+    ) {
+        let mut object = object;
+        object.insert("sign".into(), Value::String(sign));
+        let body = Value::Object(object).to_string();
+        prop_assert!(verify_webhook(body.as_bytes(), KEY).is_err());
+    }
+
+    #[test]
+    fn a_signed_body_verifies_and_any_change_to_it_does_not(
+        object in json_object(),
+        extra in "[a-z]{1,6}",
+        replacement in json_value(),
+    ) {
+        let signed = sign_webhook(Value::Object(object.clone()), KEY);
+        let body = signed.to_string();
+        let verified = verify_webhook(body.as_bytes(), KEY);
+        prop_assert_eq!(verified, Ok(Value::Object(object.clone())));
+        prop_assert!(verify_webhook(body.as_bytes(), "another-key").is_err());
+
+        // A new field, or any field's value replaced by one Heleket would encode differently
+        // (PHP decodes `{}` and `[]` alike, so those two are the same body to Heleket).
+        let mut added = signed.clone();
+        added[format!("x_{extra}")] = Value::Bool(true);
+        prop_assert!(verify_webhook(added.to_string().as_bytes(), KEY).is_err());
+        if let Some((name, old)) = object.iter().next() {
+            if php_json_encode(old) != php_json_encode(&replacement) {
+                let mut changed = signed.clone();
+                changed[name] = replacement.clone();
+                prop_assert!(verify_webhook(changed.to_string().as_bytes(), KEY).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn webhook_fields_never_panic_and_never_credit_an_invalid_amount(object in json_object(), amount in json_value(), status in "(paid|paid_over|cancel|check|[a-z_]{0,12})") {
+        let mut object = object;
+        object.insert("uuid".into(), Value::from("u-1"));
+        object.insert("order_id".into(), Value::from("sl_1_0123456789abcdef0123456789abcdef"));
+        object.insert("currency".into(), Value::from("TON"));
+        object.insert("status".into(), Value::from(status));
+        object.insert("payment_amount".into(), amount);
+        if let Ok(webhook) = Webhook::from_verified(&Value::Object(object)) {
+            if let Ok(credited) = webhook.credited() {
+                prop_assert!(credited.value() > Decimal::ZERO);
+                prop_assert!(credited.value() <= MAX_AMOUNT);
+                prop_assert!(credited.value().scale() <= MAX_SCALE);
+            }
+        }
+    }
+
+    #[test]
+    fn order_ids_never_panic_and_round_trip_when_accepted(text in "(sl_[0-9]{0,20}_[0-9a-f]{0,34}|.{0,64})") {
+        if let Ok(order) = OrderId::parse(&text) {
+            prop_assert_eq!(OrderId::parse(&order.to_string()), Ok(order));
+        }
+    }
+
+    #[test]
+    fn accepted_amounts_are_positive_bounded_exact_and_round_trip(
+        text in "([-+]?[0-9]{0,12}(\\.[0-9]{0,12})?([eE][-+]?[0-9]{1,3})?|.{0,20})",
+    ) {
+        if let Ok(amount) = Amount::parse(&text) {
+            let value = amount.value();
+            prop_assert!(value > Decimal::ZERO);
+            prop_assert!(value <= MAX_AMOUNT);
+            prop_assert!(value.scale() <= MAX_SCALE);
+            prop_assert_eq!(Amount::parse(&amount.to_string()), Ok(amount));
+        }
+    }
+
+    #[test]
+    fn stored_events_that_do_not_decode_give_an_error_not_a_panic(
+        index in 0..CURRENT_VERSIONS.len(),
+        version in -1..4i32,
+        data in prop_oneof![
+            json_object().prop_map(|o| Value::Object(o).to_string()),
+            ".{0,64}".prop_map(String::from),
+        ],
+    ) {
+        let (event_type, _) = CURRENT_VERSIONS[index];
+        let _ = AccountEvent::decode(event_type, version, &data);
+        let _ = AccountEvent::decode("NoSuchEvent", version, &data);
+    }
+}
