@@ -3,12 +3,14 @@
 //!
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
+//! - [`commands`]: ledger commands run and counted for `/metrics`.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
 
+pub mod commands;
 pub mod config;
 pub mod heleket;
 pub mod http;

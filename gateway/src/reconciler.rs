@@ -151,7 +151,7 @@ impl Reconciler {
             return Ok(Outcome::Pending);
         };
         let context = CommandContext::new(key, Actor::System);
-        match self.ledger.execute(user, command, &context).await {
+        match crate::commands::execute(&self.ledger, user, command, &context).await {
             Ok(_) => Ok(outcome),
             Err(CommandError::Rejected(
                 Rejection::RechargeAlreadySettled(_) | Rejection::RechargeAlreadyFailed(_),

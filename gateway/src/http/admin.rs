@@ -75,7 +75,7 @@ async fn adjust(
         reason: parsed.reason,
     };
     let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
-    let executed = state.ledger.execute(user, command, &context).await?;
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
     let projected = state.projected(executed.position).await;
     let Some(AccountEvent::BalanceAdjusted(e)) = executed.events.first() else {
         return Err(ApiError::unavailable(

@@ -115,7 +115,7 @@ async fn register(
         currency: state.currency.clone(),
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = state.ledger.execute(user, command, &context).await?;
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
     let projected = state.projected(executed.position).await;
     let profile = match executed.events.first() {
         Some(AccountEvent::UserRegistered(e)) => json!({
@@ -329,7 +329,7 @@ async fn recharge(
         },
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = state.ledger.execute(user, command, &context).await?;
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
     let projected = state.projected(executed.position).await;
     let Some(AccountEvent::RechargeRequested(e)) = executed.events.first() else {
         return Err(ApiError::unavailable(
@@ -417,7 +417,7 @@ async fn purchase(
         price,
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = state.ledger.execute(user, command, &context).await?;
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
     let projected = state.projected(executed.position).await;
     let Some(AccountEvent::PurchaseRequested(e)) = executed.events.first() else {
         return Err(ApiError::unavailable(

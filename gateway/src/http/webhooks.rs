@@ -203,7 +203,7 @@ async fn record(
     })?;
     let context = CommandContext::new(key, Actor::Heleket);
     let user = order.user;
-    let mut result = state.ledger.execute(user, command.clone(), &context).await;
+    let mut result = crate::commands::execute(&state.ledger, user, command.clone(), &context).await;
     if let (
         Err(CommandError::Rejected(Rejection::UnknownRecharge(_))),
         AccountCommand::SettleRecharge { .. },
@@ -214,7 +214,7 @@ async fn record(
         // from the signed webhook and credit it.
         tracing::warn!("paid invoice with no recorded recharge; adopting it from the webhook");
         adopt(state, webhook, order).await?;
-        result = state.ledger.execute(user, command, &context).await;
+        result = crate::commands::execute(&state.ledger, user, command, &context).await;
     }
     match result {
         Ok(executed) => {
@@ -292,14 +292,13 @@ async fn adopt(state: &AppState, webhook: &Webhook, order: OrderId) -> Result<()
             expires_at: Utc::now(),
         },
     };
-    match state
-        .ledger
-        .execute(
-            order.user,
-            command,
-            &CommandContext::new(key, Actor::Heleket),
-        )
-        .await
+    match crate::commands::execute(
+        &state.ledger,
+        order.user,
+        command,
+        &CommandContext::new(key, Actor::Heleket),
+    )
+    .await
     {
         Ok(_) | Err(CommandError::Rejected(Rejection::DuplicateRecharge(_))) => Ok(()),
         Err(error) => {

@@ -94,6 +94,7 @@ async fn every_route_checks_the_key_and_the_role() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operations_endpoints_need_no_key() {
     let app = spawn_app().await;
+    app.register(4101).await;
     for path in ["/healthz", "/readyz", "/metrics"] {
         let response = app.http.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
@@ -113,6 +114,10 @@ async fn operations_endpoints_need_no_key() {
     );
     assert!(metrics.contains("starledger_projection_lag_events"));
     assert!(metrics.contains("starledger_circuit_breaker_open"));
+    assert!(
+        metrics.contains("starledger_commands_total{command=\"register\",outcome=\"recorded\"}"),
+        "{metrics}"
+    );
     let ready: serde_json::Value = app
         .http
         .get(app.url("/readyz"))

@@ -72,6 +72,22 @@ pub enum AccountCommand {
 }
 
 impl AccountCommand {
+    /// A stable name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::RequestRecharge { .. } => "request_recharge",
+            Self::SettleRecharge { .. } => "settle_recharge",
+            Self::FailRecharge { .. } => "fail_recharge",
+            Self::RequestPurchase { .. } => "request_purchase",
+            Self::RecordFragmentOrder { .. } => "record_fragment_order",
+            Self::RecordFragmentSent { .. } => "record_fragment_sent",
+            Self::CompletePurchase { .. } => "complete_purchase",
+            Self::FailPurchase { .. } => "fail_purchase",
+            Self::AdjustBalance { .. } => "adjust_balance",
+        }
+    }
+
     /// Whether `event` is what this command records. A repeated command must match what its
     /// first execution stored; a different command reusing the idempotency key does not.
     pub fn is_recorded_by(&self, event: &AccountEvent) -> bool {
