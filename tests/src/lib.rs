@@ -1,6 +1,7 @@
 //! Black-box tests of the `starledger` binary: they run it as a user would and look only at
 //! its exit code, its output and the database it leaves behind. See `tests/tests/`.
 
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -53,4 +54,12 @@ pub fn starledger() -> Command {
         command.env_remove(variable);
     }
     command
+}
+
+/// A port nobody listens on right now (the OS picks it; a test binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
 }

@@ -2,21 +2,13 @@
 //! answers over HTTP, and SIGTERM stops it cleanly with everything acknowledged kept.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use starledger_e2e::starledger;
+use starledger_e2e::{free_port, starledger};
 
 const SERVICE_KEY: &str = "service-key-0123456789";
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// One HTTP/1.1 request with `Connection: close`; returns the status code and the body.
 fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
