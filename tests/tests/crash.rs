@@ -10,7 +10,6 @@
 //! `STARLEDGER_CRASH_ROUNDS` raises the number of kills (3 by default) for a soak.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Executor};
-use starledger_e2e::starledger;
+use starledger_e2e::{free_port, starledger};
 
 const SERVICE_KEY: &str = "service-key-0123456789";
 const AUDITOR_KEY: &str = "auditor-key-0123456789";
@@ -219,14 +218,6 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A port nobody listens on right now; every restart reuses it, so clients keep one address.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// A random number below `bound`, from a v4 UUID's random bits (no `rand` dependency).
@@ -581,6 +572,7 @@ async fn killed_server_keeps_every_acknowledged_request_and_duplicates_nothing()
         redis: std::env::var("TEST_REDIS_URL")
             .ok()
             .map(|url| (url, format!("crash_{}", uuid::Uuid::new_v4().simple()))),
+        // Every restart reuses this port, so the clients keep one address.
         port: free_port(),
         logs: tempfile::tempdir().expect("a directory for the servers' stderr"),
     };
