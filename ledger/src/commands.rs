@@ -22,7 +22,7 @@ use rust_decimal::Decimal;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::account::{decide, Account, AccountCommand, Rejection};
+use crate::account::{decide, Account, AccountCommand, Profile, Rejection};
 use crate::events::{AccountEvent, Actor, DecodeError, EventMetadata};
 use crate::ids::{EventId, IdempotencyKey, StreamId, UserId};
 use crate::postings::unbalanced_currencies;
@@ -216,13 +216,28 @@ impl Ledger {
 
     /// The account as this process currently knows it (loads it if needed).
     pub async fn account(&self, user: UserId) -> Result<Account, CommandError> {
+        self.read(user, Account::clone).await
+    }
+
+    /// Only the account's profile: callers on a request path that need to know whether the
+    /// user exists (and in which currency) need not copy every recharge and purchase.
+    pub async fn profile(&self, user: UserId) -> Result<Option<Profile>, CommandError> {
+        self.read(user, |account| account.profile.clone()).await
+    }
+
+    /// Looks at the cached account (loading it if needed) under its lock.
+    async fn read<T>(
+        &self,
+        user: UserId,
+        look: impl FnOnce(&Account) -> T,
+    ) -> Result<T, CommandError> {
         let stream = user.stream();
         let slot = self.slot(&stream);
         let mut slot = slot.lock().await;
         if !slot.loaded {
             self.load(&stream, &mut slot).await?;
         }
-        Ok(slot.account.clone())
+        Ok(look(&slot.account))
     }
 
     /// Runs one command for one user.

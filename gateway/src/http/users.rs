@@ -304,7 +304,7 @@ async fn recharge(
             .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "unusable key"))?,
     };
     // Ask the ledger first, so no invoice is ever created for someone who is not a user.
-    if state.ledger.account(user).await?.profile.is_none() {
+    if state.ledger.profile(user).await?.is_none() {
         return Err(unknown_user());
     }
     let recharge_id = RechargeId::derive(user, &key);
@@ -395,8 +395,7 @@ async fn purchase(
     })?;
     // Prices are in the ledger currency: an account kept in another one (LEDGER_CURRENCY
     // changed after it registered) cannot be charged them.
-    let account = state.ledger.account(user).await?;
-    let profile = account.profile.as_ref().ok_or_else(unknown_user)?;
+    let profile = state.ledger.profile(user).await?.ok_or_else(unknown_user)?;
     if profile.currency != state.currency {
         return Err(ApiError::unprocessable(
             "currency_mismatch",
