@@ -4,6 +4,7 @@
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
 //! - [`commands`]: ledger commands run and counted for `/metrics`.
+//! - [`fragment`]: Stars fulfilment through Fragment, paid from the shop's TON wallet.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
@@ -12,6 +13,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod fragment;
 pub mod heleket;
 pub mod http;
 pub mod reconciler;

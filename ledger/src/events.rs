@@ -129,10 +129,25 @@ pub struct FragmentOrderPlaced {
     pub ton_amount: Amount,
 }
 
+/// The shop wallet's payment for a Fragment order, signed and recorded *before* it is
+/// broadcast (write-ahead): whatever happens next, a restart finds the exact message that may
+/// be on its way and re-sends or looks for those bytes, never a second payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragmentOrderSent {
     pub purchase_id: PurchaseId,
+    /// Hash of the signed external message (hex): what to look for on chain.
     pub wallet_tx: String,
+    /// The wallet sequence number the message carries: it can execute only while the wallet
+    /// is at exactly this seqno, so it executes at most once.
+    pub seqno: Option<u32>,
+    /// After this moment the message can never execute.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// The signed external message, base64 of its bag of cells, so a restart re-sends the
+    /// same bytes. Not a secret: it is public once broadcast.
+    pub message: Option<String>,
+    /// 1 for the first payment; a later attempt is recorded only once the previous one has
+    /// provably expired without executing.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,7 +196,7 @@ pub const CURRENT_VERSIONS: &[(&str, i32)] = &[
     ("RechargeFailed", 1),
     ("PurchaseRequested", 1),
     ("FragmentOrderPlaced", 1),
-    ("FragmentOrderSent", 1),
+    ("FragmentOrderSent", 2),
     ("PurchaseCompleted", 1),
     ("PurchaseFailed", 1),
     ("BalanceAdjusted", 1),
@@ -274,7 +289,10 @@ impl AccountEvent {
             ("RechargeFailed", 1) => Self::RechargeFailed(parse(event_type, v, data)?),
             ("PurchaseRequested", 1) => Self::PurchaseRequested(parse(event_type, v, data)?),
             ("FragmentOrderPlaced", 1) => Self::FragmentOrderPlaced(parse(event_type, v, data)?),
-            ("FragmentOrderSent", 1) => Self::FragmentOrderSent(parse(event_type, v, data)?),
+            ("FragmentOrderSent", 1) => {
+                Self::FragmentOrderSent(upcast_fragment_order_sent_v1(parse(event_type, v, data)?))
+            }
+            ("FragmentOrderSent", 2) => Self::FragmentOrderSent(parse(event_type, v, data)?),
             ("PurchaseCompleted", 1) => Self::PurchaseCompleted(parse(event_type, v, data)?),
             ("PurchaseFailed", 1) => Self::PurchaseFailed(parse(event_type, v, data)?),
             ("BalanceAdjusted", 1) => Self::BalanceAdjusted(parse(event_type, v, data)?),
@@ -301,6 +319,26 @@ fn upcast_user_registered_v1(old: UserRegisteredV1) -> UserRegistered {
         username: old.username,
         language: None,
         currency: Currency::ton(),
+    }
+}
+
+/// Version 1 of `FragmentOrderSent` was written after the payment, with only a transaction
+/// reference. Version 2 is the write-ahead record of the signed message; a v1 event is the
+/// first attempt, with nothing known about its message.
+#[derive(Debug, Deserialize)]
+struct FragmentOrderSentV1 {
+    purchase_id: PurchaseId,
+    wallet_tx: String,
+}
+
+fn upcast_fragment_order_sent_v1(old: FragmentOrderSentV1) -> FragmentOrderSent {
+    FragmentOrderSent {
+        purchase_id: old.purchase_id,
+        wallet_tx: old.wallet_tx,
+        seqno: None,
+        valid_until: None,
+        message: None,
+        attempt: 1,
     }
 }
 

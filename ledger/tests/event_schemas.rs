@@ -174,7 +174,11 @@ fn sample_events() -> Vec<AccountEvent> {
         },
         AccountCommand::RecordFragmentSent {
             purchase_id: gift,
-            wallet_tx: "te6cckEBAQEAOQAAbWgAK1c2Y8rs".into(),
+            wallet_tx: "9f2c4e1b7a3d5c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a".into(),
+            seqno: 41,
+            valid_until: "2026-11-29T12:05:00Z".parse().expect("valid time"),
+            message: "te6cckEBAgEAqgAB4YgAK1c2Y8rs+/w==".into(),
+            attempt: 1,
         },
         AccountCommand::CompletePurchase { purchase_id: gift },
         AccountCommand::FailPurchase {
@@ -374,6 +378,34 @@ fn user_registered_versions_are_not_interchangeable() {
     );
     let v1 = json!({"user_id": 42, "username": "alice_01"});
     assert_invalid("UserRegistered.v2", &v1, "a v1 event without currency");
+}
+
+#[test]
+fn fragment_order_sent_v1_matches_its_schema_and_is_upcast_as_the_first_attempt() {
+    let data = json!({
+        "purchase_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "wallet_tx": "te6cckEBAQEAOQAAbWgAK1c2Y8rs"
+    });
+    assert_valid("FragmentOrderSent.v1", &data);
+    assert_invalid(
+        "FragmentOrderSent.v2",
+        &data,
+        "a v1 event without its message",
+    );
+    let event = AccountEvent::decode("FragmentOrderSent", 1, &data.to_string())
+        .unwrap_or_else(|e| panic!("{data} does not decode: {e}"));
+    let AccountEvent::FragmentOrderSent(sent) = &event else {
+        panic!("FragmentOrderSent v1 decoded as {}", event.event_type());
+    };
+    assert_eq!(sent.attempt, 1);
+    assert_eq!(
+        (sent.seqno, sent.valid_until, sent.message.as_deref()),
+        (None, None, None)
+    );
+    assert_valid(
+        &event_schema_stem("FragmentOrderSent", event.schema_version()),
+        &event.to_data(),
+    );
 }
 
 // ---- The schemas are strict ----------------------------------------------------------------

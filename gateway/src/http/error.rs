@@ -98,7 +98,8 @@ impl From<Rejection> for ApiError {
             | Rejection::DuplicateAdjustment(_)
             | Rejection::RechargeAlreadySettled(_)
             | Rejection::RechargeAlreadyFailed(_)
-            | Rejection::PurchaseNotOpen { .. } => StatusCode::CONFLICT,
+            | Rejection::PurchaseNotOpen { .. }
+            | Rejection::PaymentAttemptOutOfOrder { .. } => StatusCode::CONFLICT,
             Rejection::CurrencyMismatch { .. }
             | Rejection::InsufficientFunds { .. }
             | Rejection::AdjustmentWouldOverdraw { .. }

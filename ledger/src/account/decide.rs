@@ -14,6 +14,10 @@ use crate::postings::{transfer, LedgerAccount};
 /// Longest free-text reason (failure reason, admin reason) kept in an event.
 pub const MAX_REASON_LEN: usize = 500;
 
+/// Longest signed wallet message (base64) kept in an event. A wallet transfer with a few
+/// messages and their comment payloads is well under 2 KiB.
+pub const MAX_WALLET_MESSAGE_LEN: usize = 8_192;
+
 /// What a caller asks an account to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountCommand {
@@ -51,9 +55,16 @@ pub enum AccountCommand {
         fragment_request_id: String,
         ton_amount: Amount,
     },
+    /// Record the signed payment for the order before it is broadcast (see
+    /// [`FragmentOrderSent`]). Attempt 1 follows the placed order; attempt n + 1 may follow
+    /// attempt n only once the caller knows attempt n expired without executing.
     RecordFragmentSent {
         purchase_id: PurchaseId,
         wallet_tx: String,
+        seqno: u32,
+        valid_until: chrono::DateTime<chrono::Utc>,
+        message: String,
+        attempt: u32,
     },
     /// Stars delivered: capture the reservation.
     CompletePurchase { purchase_id: PurchaseId },
@@ -124,8 +135,16 @@ impl AccountCommand {
             (C::RecordFragmentOrder { purchase_id, .. }, E::FragmentOrderPlaced(e)) => {
                 e.purchase_id == *purchase_id
             }
-            (C::RecordFragmentSent { purchase_id, .. }, E::FragmentOrderSent(e)) => {
-                e.purchase_id == *purchase_id
+            (
+                C::RecordFragmentSent {
+                    purchase_id,
+                    wallet_tx,
+                    attempt,
+                    ..
+                },
+                E::FragmentOrderSent(e),
+            ) => {
+                e.purchase_id == *purchase_id && e.attempt == *attempt && e.wallet_tx == *wallet_tx
             }
             (C::CompletePurchase { purchase_id }, E::PurchaseCompleted(e)) => {
                 e.purchase_id == *purchase_id
@@ -177,6 +196,12 @@ pub enum Rejection {
         purchase_id: PurchaseId,
         status: PurchaseStatus,
     },
+    #[error("purchase {purchase_id}: payment attempt {got} is out of order (next is {expected})")]
+    PaymentAttemptOutOfOrder {
+        purchase_id: PurchaseId,
+        expected: u32,
+        got: u32,
+    },
     #[error("adjustment {0} already exists")]
     DuplicateAdjustment(AdjustmentId),
     #[error(
@@ -202,6 +227,7 @@ impl Rejection {
             Self::DuplicatePurchase(_) => "duplicate_purchase",
             Self::UnknownPurchase(_) => "unknown_purchase",
             Self::PurchaseNotOpen { .. } => "purchase_not_open",
+            Self::PaymentAttemptOutOfOrder { .. } => "payment_attempt_out_of_order",
             Self::DuplicateAdjustment(_) => "duplicate_adjustment",
             Self::AdjustmentWouldOverdraw { .. } => "adjustment_would_overdraw",
             Self::InvalidText { .. } => "invalid_text",
@@ -402,17 +428,47 @@ pub fn decide(
         AccountCommand::RecordFragmentSent {
             purchase_id,
             wallet_tx,
+            seqno,
+            valid_until,
+            message,
+            attempt,
         } => {
             let purchase = open_purchase(purchase_id)?;
-            if purchase.status != PurchaseStatus::OrderPlaced {
-                return Err(Rejection::PurchaseNotOpen {
+            let next_attempt = match purchase.status {
+                PurchaseStatus::OrderPlaced => 1,
+                PurchaseStatus::OrderSent => purchase.payment_attempts + 1,
+                status => {
+                    return Err(Rejection::PurchaseNotOpen {
+                        purchase_id: *purchase_id,
+                        status,
+                    })
+                }
+            };
+            if *attempt != next_attempt {
+                return Err(Rejection::PaymentAttemptOutOfOrder {
                     purchase_id: *purchase_id,
-                    status: purchase.status,
+                    expected: next_attempt,
+                    got: *attempt,
+                });
+            }
+            if message.is_empty()
+                || message.len() > MAX_WALLET_MESSAGE_LEN
+                || !message
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            {
+                return Err(Rejection::InvalidText {
+                    field: "wallet message (base64)",
+                    max: MAX_WALLET_MESSAGE_LEN,
                 });
             }
             AccountEvent::FragmentOrderSent(FragmentOrderSent {
                 purchase_id: *purchase_id,
                 wallet_tx: checked_text("wallet_tx", wallet_tx, 200)?,
+                seqno: Some(*seqno),
+                valid_until: Some(*valid_until),
+                message: Some(message.clone()),
+                attempt: *attempt,
             })
         }
         AccountCommand::CompletePurchase { purchase_id } => {

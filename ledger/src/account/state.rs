@@ -55,6 +55,8 @@ pub struct Purchase {
     pub stars: Stars,
     pub price: Amount,
     pub status: PurchaseStatus,
+    /// Signed wallet payments recorded for this purchase (each after the previous expired).
+    pub payment_attempts: u32,
 }
 
 /// One user's account.
@@ -135,6 +137,7 @@ impl Account {
                         stars: e.stars,
                         price: e.price,
                         status: PurchaseStatus::Reserved,
+                        payment_attempts: 0,
                     },
                 );
             }
@@ -142,7 +145,10 @@ impl Account {
                 self.set_purchase_status(e.purchase_id, PurchaseStatus::OrderPlaced)
             }
             AccountEvent::FragmentOrderSent(e) => {
-                self.set_purchase_status(e.purchase_id, PurchaseStatus::OrderSent)
+                if let Some(purchase) = self.purchases.get_mut(&e.purchase_id) {
+                    purchase.status = PurchaseStatus::OrderSent;
+                    purchase.payment_attempts = e.attempt;
+                }
             }
             AccountEvent::PurchaseCompleted(e) => {
                 self.set_purchase_status(e.purchase_id, PurchaseStatus::Completed)

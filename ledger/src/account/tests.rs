@@ -268,10 +268,7 @@ fn fragment_steps_follow_the_order() {
         settle("10"),
         purchase("4"),
     ];
-    let sent = AccountCommand::RecordFragmentSent {
-        purchase_id: purchase_id(),
-        wallet_tx: "tx".into(),
-    };
+    let sent = sent_attempt(1);
     let (_, outcome) = given_when(&base, &sent);
     assert!(matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })));
     let placed = AccountCommand::RecordFragmentOrder {
@@ -289,4 +286,89 @@ fn fragment_steps_follow_the_order() {
     );
     // Funds stay reserved while the order is in flight.
     assert_eq!(account.reserved, dec("4"));
+}
+
+fn sent_attempt(attempt: u32) -> AccountCommand {
+    AccountCommand::RecordFragmentSent {
+        purchase_id: purchase_id(),
+        wallet_tx: format!("{attempt:064x}"),
+        seqno: 7 + attempt,
+        valid_until: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        message: "te6cckEBAQEAAgAAAEysuc0=".into(),
+        attempt,
+    }
+}
+
+#[test]
+fn a_payment_attempt_follows_the_previous_one_and_no_other() {
+    let placed = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+        AccountCommand::RecordFragmentOrder {
+            purchase_id: purchase_id(),
+            fragment_request_id: "req-1".into(),
+            ton_amount: amount("0.4"),
+        },
+    ];
+    // The first payment must be attempt 1.
+    let (_, outcome) = given_when(&placed, &sent_attempt(2));
+    assert!(matches!(
+        outcome,
+        Err(Rejection::PaymentAttemptOutOfOrder {
+            expected: 1,
+            got: 2,
+            ..
+        })
+    ));
+    let mut first_sent = placed.to_vec();
+    first_sent.push(sent_attempt(1));
+    // Attempt 1 again (a second signer racing the first) is refused, and so is skipping one.
+    for attempt in [1, 3] {
+        let (_, outcome) = given_when(&first_sent, &sent_attempt(attempt));
+        assert!(
+            matches!(
+                outcome,
+                Err(Rejection::PaymentAttemptOutOfOrder { expected: 2, .. })
+            ),
+            "attempt {attempt}: {outcome:?}"
+        );
+    }
+    let (account, outcome) = given_when(&first_sent, &sent_attempt(2));
+    assert!(outcome.is_ok());
+    assert_eq!(account.purchases[&purchase_id()].payment_attempts, 2);
+    // A completed purchase takes no further payment.
+    let mut completed = first_sent.clone();
+    completed.push(AccountCommand::CompletePurchase {
+        purchase_id: purchase_id(),
+    });
+    let (_, outcome) = given_when(&completed, &sent_attempt(2));
+    assert!(matches!(outcome, Err(Rejection::PurchaseNotOpen { .. })));
+}
+
+#[test]
+fn a_wallet_message_must_be_base64_of_bounded_size() {
+    let placed = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+        AccountCommand::RecordFragmentOrder {
+            purchase_id: purchase_id(),
+            fragment_request_id: "req-1".into(),
+            ton_amount: amount("0.4"),
+        },
+    ];
+    for bad in [String::new(), "not base64!".into(), "A".repeat(8_193)] {
+        let mut command = sent_attempt(1);
+        if let AccountCommand::RecordFragmentSent { message, .. } = &mut command {
+            *message = bad.clone();
+        }
+        let (_, outcome) = given_when(&placed, &command);
+        assert!(
+            matches!(outcome, Err(Rejection::InvalidText { .. })),
+            "{bad:.20}: {outcome:?}"
+        );
+    }
 }
