@@ -8,6 +8,8 @@
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
+//! - [`lease`]: one instance at a time for background work that must not run twice.
+//! - [`reactor`]: checkpointed work that follows the log and acts outside the ledger.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
 
@@ -16,6 +18,8 @@ pub mod config;
 pub mod fragment;
 pub mod heleket;
 pub mod http;
+pub mod lease;
+pub mod reactor;
 pub mod reconciler;
 pub mod resilience;
 pub mod serve;
