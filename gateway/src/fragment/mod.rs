@@ -5,9 +5,18 @@
 //! - [`ton`]: TON amounts, the shop wallet's signed transfers and the [`ton::TonChain`]
 //!   interface to a TON HTTP API (wallet state, broadcast, finding a transaction).
 //!
+//! - [`orders`]: the open purchases, folded from the log.
+//! - [`sandbox`]: an in-memory Fragment and chain where the recipient's name decides the
+//!   outcome, for rehearsals, the demo and tests.
+//! - [`fulfilment`]: the worker that takes each purchase through Fragment and the wallet to
+//!   delivered or refunded, safe to crash at any step.
+//!
 //! The live implementations (`client`, `wallet`, `toncenter`), the sandbox and the
 //! fulfilment worker build on these two interfaces, so the worker runs the same code against
 //! Fragment and the blockchain, the sandbox, and the fakes the tests use.
 
+pub mod fulfilment;
 pub mod market;
+pub mod orders;
+pub mod sandbox;
 pub mod ton;
