@@ -1,5 +1,5 @@
 //! What only `starledger serve` reads: where to listen, the API keys and their roles, and
-//! the Heleket credentials and mode.
+//! the Heleket credentials and mode (Fragment's are in [`super::fragment`]).
 //!
 //! Secrets are held in [`Secret`], whose `Debug` prints `<redacted>`, so a logged config can
 //! never leak one.
@@ -126,6 +126,7 @@ pub struct ServerConfig {
     pub trust_proxy_headers: bool,
     pub api_keys: Vec<ApiKey>,
     pub heleket: HeleketConfig,
+    pub fragment: super::fragment::FragmentConfig,
 }
 
 impl ServerConfig {
@@ -149,6 +150,7 @@ impl ServerConfig {
             trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
             api_keys: api_keys(env)?,
             heleket: heleket(env)?,
+            fragment: super::fragment::fragment(env)?,
         })
     }
 }

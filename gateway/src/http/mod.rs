@@ -7,6 +7,7 @@
 //! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
 //! - [`webhooks`]: `POST /webhooks/heleket`.
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
+//! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod ops;
+pub mod purchases;
 pub mod sandbox;
 pub mod state;
 pub mod users;
@@ -37,6 +39,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(users::routes)
         .configure(webhooks::routes)
         .configure(admin::routes)
+        .configure(purchases::routes)
         .configure(audit::routes)
         .configure(sandbox::routes)
         .configure(ops::routes)
