@@ -7,6 +7,8 @@
 //! - [`fragment`]: Stars fulfilment through Fragment, paid from the shop's TON wallet.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
+//! - [`outbound`]: how every client calls an outside HTTP API: attempts through the breaker,
+//!   retries, answers read up to a limit, the external-request metrics.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
@@ -16,6 +18,7 @@ pub mod config;
 pub mod fragment;
 pub mod heleket;
 pub mod http;
+pub mod outbound;
 pub mod reconciler;
 pub mod resilience;
 pub mod serve;
