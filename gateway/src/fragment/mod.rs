@@ -4,6 +4,8 @@
 //!   that pays it, ask how the order went): the [`market::StarsMarket`] interface.
 //! - [`ton`]: TON amounts, the shop wallet's signed transfers and the [`ton::TonChain`]
 //!   interface to a TON HTTP API (wallet state, broadcast, finding a transaction).
+//! - [`wallet`]: the shop's wallet from its seed phrase: address, the `account` Fragment
+//!   wants, and signed transfers (pure, no I/O).
 //!
 //! The live implementations (`client`, `wallet`, `toncenter`), the sandbox and the
 //! fulfilment worker build on these two interfaces, so the worker runs the same code against
@@ -11,3 +13,4 @@
 
 pub mod market;
 pub mod ton;
+pub mod wallet;
