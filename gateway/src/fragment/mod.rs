@@ -6,6 +6,7 @@
 //!   interface to a TON HTTP API (wallet state, broadcast, finding a transaction).
 //! - [`wallet`]: the shop's wallet from its seed phrase: address, the `account` Fragment
 //!   wants, and signed transfers (pure, no I/O).
+//! - [`toncenter`]: the [`ton::TonChain`] over toncenter's HTTP API v2.
 //!
 //! The live implementations (`client`, `wallet`, `toncenter`), the sandbox and the
 //! fulfilment worker build on these two interfaces, so the worker runs the same code against
@@ -13,4 +14,5 @@
 
 pub mod market;
 pub mod ton;
+pub mod toncenter;
 pub mod wallet;
