@@ -458,6 +458,22 @@ async fn redirects_are_not_followed() {
 }
 
 #[tokio::test]
+async fn an_endless_answer_is_cut_off_and_unusable() {
+    let server = MockServer::start().await;
+    let endless = format!("{{\"ok\": true, \"result\": \"{}\"}}", "x".repeat(5 << 20));
+    Mock::given(path("/api/v2/getWalletInformation"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(endless))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let result = client(settings(&server)).wallet_state("0:abc").await;
+    assert_eq!(
+        result,
+        Err(ChainError::BadResponse("the answer is not JSON".into()))
+    );
+}
+
+#[tokio::test]
 async fn after_the_threshold_of_failures_calls_are_refused_without_reaching_toncenter() {
     let server = MockServer::start().await;
     Mock::given(path("/api/v2/getWalletInformation"))

@@ -622,3 +622,28 @@ fn versions_parse_from_configuration_text() {
         assert_eq!(version.as_str().parse::<WalletVersion>(), Ok(version));
     }
 }
+
+#[test]
+fn addresses_in_any_form_are_compared_by_account() {
+    let raw = raw_form(FRAGMENT_ADDRESS).unwrap();
+    assert!(raw.starts_with("0:"));
+    let parsed = parse_address(FRAGMENT_ADDRESS).unwrap();
+    let non_bounceable = parsed.address.to_base64_url_flags(true, false);
+    let testnet = parsed.address.to_base64_std_flags(false, true);
+    for form in [raw.as_str(), &non_bounceable, &testnet, &raw.to_uppercase()] {
+        assert!(same_address(form, FRAGMENT_ADDRESS), "{form}");
+    }
+    assert!(!same_address(FRAGMENT_ADDRESS, TONWEB_V4R2_ADDRESS));
+    assert!(!same_address(FRAGMENT_ADDRESS, "garbage"));
+    assert_eq!(raw_form("garbage"), None);
+    assert_eq!(raw_form("2:abcd"), None);
+}
+
+#[test]
+fn an_empty_body_is_no_payload() {
+    let empty = boc_base64(&CellBuilder::new().build().unwrap()).unwrap();
+    assert_eq!(payload_from_body(&empty), Ok(None));
+    let comment = comment_payload("Ref#1");
+    assert_eq!(payload_from_body(&comment), Ok(Some(comment.clone())));
+    assert!(payload_from_body("not base64 !").is_err());
+}
