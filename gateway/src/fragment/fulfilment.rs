@@ -49,7 +49,8 @@ use tokio::task::JoinHandle;
 
 use super::market::{MarketError, OrderState, StarsMarket};
 use super::orders::{OpenOrder, OpenOrders, RecordedPayment, Stage};
-use super::ton::{ChainError, Nanotons, SignedTransfer, TonChain, WalletSigner};
+use super::ton::{ChainError, Nanotons, SignedTransfer, TonChain, TransferMessage, WalletSigner};
+use super::wallet::same_address;
 use crate::lease::Lease;
 use crate::reactor::{Checkpoint, ReactorContext};
 
@@ -557,28 +558,23 @@ impl Worker {
             .await
         {
             Ok(Some(transaction)) => {
-                let sent = transaction
-                    .transfers
-                    .iter()
-                    .try_fold(Nanotons(0), |sum, t| sum.checked_add(t.amount));
-                if sent.is_some_and(|sent| sent >= cost) {
+                if pays_as_recorded(&payment.transfers, &transaction.transfers) {
                     self.paid_at
                         .entry(order.purchase_id)
                         .or_insert_with(Instant::now);
                     tracing::debug!(purchase = %order.purchase_id, tx = %transaction.hash, "payment executed");
                     return self.after_payment(order, request_id).await;
                 }
-                // The wallet took the message (its seqno moved) but shows less going out than
-                // the order costs: its action may have failed (lack of funds), or the API
-                // shows the transaction incompletely. Paying again on that reading could pay
-                // twice, so an operator decides.
+                // The wallet took the message (its seqno moved) but does not show the recorded
+                // transfers going out: its send may have failed (lack of funds: send mode 3
+                // ignores errors), or the API shows the transaction incompletely. Paying again
+                // on that reading could pay twice, so an operator decides.
                 self.alert(
                     order.purchase_id,
                     "payment_not_sent",
                     &format!(
-                        "transaction {} executed the payment but shows {} going out instead of {cost}; check it on chain, then resolve the purchase through the admin API",
+                        "transaction {} executed the payment but does not show the {cost} it was to send; check it on chain, then resolve the purchase through the admin API",
                         transaction.hash,
-                        sent.unwrap_or_default()
                     ),
                 );
                 return Progress::Wait(self.fulfilment.settings.delivery_alert_after);
@@ -865,4 +861,15 @@ enum Recorded {
     Elsewhere,
     /// The ledger could not record it now.
     Failed,
+}
+
+/// Whether a transaction sent every recorded transfer: to the same account (in whatever
+/// address form the API reports it), with the same amount.
+fn pays_as_recorded(recorded: &[TransferMessage], sent: &[TransferMessage]) -> bool {
+    !recorded.is_empty()
+        && recorded.iter().all(|wanted| {
+            sent.iter().any(|out| {
+                out.amount == wanted.amount && same_address(&out.destination, &wanted.destination)
+            })
+        })
 }

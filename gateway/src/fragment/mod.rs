@@ -4,7 +4,9 @@
 //!   that pays it, ask how the order went): the [`market::StarsMarket`] interface.
 //! - [`ton`]: TON amounts, the shop wallet's signed transfers and the [`ton::TonChain`]
 //!   interface to a TON HTTP API (wallet state, broadcast, finding a transaction).
-//!
+//! - [`wallet`]: the shop's wallet from its seed phrase: address, the `account` Fragment
+//!   wants, and signed transfers (pure, no I/O).
+//! - [`toncenter`]: the [`ton::TonChain`] over toncenter's HTTP API v2.
 //! - [`orders`]: the open purchases, folded from the log.
 //! - [`sandbox`]: an in-memory Fragment and chain where the recipient's name decides the
 //!   outcome, for rehearsals, the demo and tests.
@@ -20,3 +22,5 @@ pub mod market;
 pub mod orders;
 pub mod sandbox;
 pub mod ton;
+pub mod toncenter;
+pub mod wallet;
