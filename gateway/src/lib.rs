@@ -4,6 +4,8 @@
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
 //! - [`commands`]: ledger commands run and counted for `/metrics`.
+//! - [`external`]: what every client of an outside service shares (bounded reads, error
+//!   descriptions without secrets, the external-call metrics).
 //! - [`fragment`]: Stars fulfilment through Fragment, paid from the shop's TON wallet.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
@@ -13,6 +15,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod external;
 pub mod fragment;
 pub mod heleket;
 pub mod http;

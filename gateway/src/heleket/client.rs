@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::sign::request_signature;
 use super::{CreatedInvoice, InvoiceRequest, OrderId, PaymentInfo, PaymentProvider, ProviderError};
+use crate::external::{describe_failure, read_bounded, record_call, CallRecord};
 use crate::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
 
 /// Heleket's production API.
@@ -279,29 +280,14 @@ impl HeleketClient {
             .await
             .map_err(|e| self.describe(&e))?;
         let status = response.status();
-        let mut answer = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.describe(&e))? {
-            let room = MAX_ANSWER_BYTES.saturating_sub(answer.len());
-            answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if answer.len() >= MAX_ANSWER_BYTES {
-                break;
-            }
-        }
+        let answer = read_bounded(&mut response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| self.describe(&e))?;
         Ok((status, answer))
     }
 
-    /// A short reason for a failed round trip. reqwest's own message carries the URL, which is
-    /// harmless but long; the kind of failure is what an operator needs.
     fn describe(&self, error: &reqwest::Error) -> String {
-        if error.is_timeout() {
-            format!("timed out after {:?}", self.timeout)
-        } else if error.is_connect() {
-            "could not connect".into()
-        } else if error.is_body() || error.is_decode() {
-            "the answer was cut off".into()
-        } else {
-            "the request failed".into()
-        }
+        describe_failure(error, self.timeout)
     }
 
     /// Counts, times and logs one call's final outcome.
@@ -314,27 +300,15 @@ impl HeleketClient {
             Err(ProviderError::CircuitOpen) => "circuit_open",
             Err(ProviderError::BadResponse(_)) => "bad_response",
         };
-        metrics::counter!(
-            "starledger_external_requests_total",
-            "provider" => PROVIDER,
-            "call" => call.as_str(),
-            "outcome" => outcome,
-        )
-        .increment(1);
-        // A call the breaker refused sent nothing; timing it would drag the latency down.
-        if !matches!(result, Err(ProviderError::CircuitOpen)) {
-            metrics::histogram!(
-                "starledger_external_request_seconds",
-                "provider" => PROVIDER,
-                "call" => call.as_str(),
-            )
-            .record(started.elapsed().as_secs_f64());
-        }
         let open = self.breaker.is_open();
-        metrics::gauge!("starledger_circuit_breaker_open", "provider" => PROVIDER).set(if open {
-            1.0
-        } else {
-            0.0
+        record_call(CallRecord {
+            provider: PROVIDER,
+            call: call.as_str(),
+            outcome,
+            started,
+            // A call the breaker refused sent nothing; timing it would drag the latency down.
+            sent: !matches!(result, Err(ProviderError::CircuitOpen)),
+            breaker_open: open,
         });
         match result {
             Ok(_) => debug!(provider = PROVIDER, call = call.as_str(), "Heleket call ok"),
@@ -523,10 +497,7 @@ fn flatten_errors(errors: &Value) -> Option<String> {
 
 /// At most [`MAX_MESSAGE_CHARS`] characters, cut on a character boundary.
 fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    crate::external::shorten(text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]
