@@ -82,9 +82,8 @@ pub fn record_call(record: CallRecord) {
         )
         .record(record.started.elapsed().as_secs_f64());
     }
-    metrics::gauge!("starledger_circuit_breaker_open", "provider" => record.provider).set(
-        if record.breaker_open { 1.0 } else { 0.0 },
-    );
+    metrics::gauge!("starledger_circuit_breaker_open", "provider" => record.provider)
+        .set(if record.breaker_open { 1.0 } else { 0.0 });
 }
 
 #[cfg(test)]
