@@ -321,26 +321,6 @@ impl FragmentClient {
         self.breaker.is_open()
     }
 
-    /// Tells Fragment that the payment for `request_id` was broadcast: `boc` is the signed
-    /// external message (base64 of its bag of cells), `wallet` the account that signed it.
-    ///
-    /// The site does this right after the wallet sends the transfer (the `confirm_method` and
-    /// `confirm_params` of getBuyStarsLink's answer: `confirmReq` with the order's `id`). Some
-    /// open-source clients report that Fragment does not match the payment to the order
-    /// without it, others deliver without it; it is not part of [`StarsMarket`], so the
-    /// fulfilment worker decides whether to call it. Safe to repeat.
-    pub async fn confirm_payment(
-        &self,
-        request_id: &str,
-        wallet: &WalletAccount,
-        boc: &str,
-    ) -> Result<(), MarketError> {
-        let started = Instant::now();
-        let result = self.confirm(request_id, wallet, boc).await;
-        self.observe(Call::ConfirmPayment, started, &result);
-        result.map_err(Failure::into_market)
-    }
-
     // ---- the four calls, each its own whole life ---------------------------------------
 
     /// `searchStarsRecipient(query, quantity)` → `{"ok":true,"found":{"recipient","name",…}}`
@@ -744,6 +724,21 @@ impl StarsMarket for FragmentClient {
         let started = Instant::now();
         let result = self.link(request_id, wallet).await;
         self.observe(Call::PaymentRequest, started, &result);
+        result.map_err(Failure::into_market)
+    }
+
+    /// `confirmReq`: what the site sends right after the wallet sent the transfer (the
+    /// `confirm_method` and `confirm_params` of getBuyStarsLink's answer). Some open-source
+    /// clients report that Fragment does not match the payment to the order without it.
+    async fn confirm_payment(
+        &self,
+        request_id: &str,
+        wallet: &WalletAccount,
+        message: &str,
+    ) -> Result<(), MarketError> {
+        let started = Instant::now();
+        let result = self.confirm(request_id, wallet, message).await;
+        self.observe(Call::ConfirmPayment, started, &result);
         result.map_err(Failure::into_market)
     }
 

@@ -10,8 +10,8 @@
 //! 2. **Placed** → ask Fragment for the transfer, read the wallet's seqno, sign, record the
 //!    signed message (`FragmentOrderSent`) and only then broadcast it. The record comes first
 //!    so that whatever happens next, a restart knows the exact bytes that may be on their way.
-//! 3. **Paying** → look for the message on chain. Found: the payment executed; ask Fragment
-//!    how the order went and complete it (or fail it if Fragment gave up, since its refund
+//! 3. **Paying** → look for the message on chain. Found: the payment executed; confirm it to
+//!    Fragment (`confirmReq`, as the site does) and ask how the order went and complete it (or fail it if Fragment gave up, since its refund
 //!    comes back to the wallet). Not found: re-send the same bytes while they can still
 //!    execute; once their deadline has passed with the wallet's seqno not beyond theirs, they
 //!    never will, and a new attempt (new seqno, new record) is safe.
@@ -196,6 +196,9 @@ pub struct Worker {
     last_broadcast: HashMap<PurchaseId, Instant>,
     /// When each purchase's payment was first seen executed (for the delivery alert).
     paid_at: HashMap<PurchaseId, Instant>,
+    /// Purchases whose payment Fragment has been told about (told again after a restart:
+    /// confirming is safe to repeat).
+    confirmed: HashSet<PurchaseId>,
     alerted: HashSet<(PurchaseId, &'static str)>,
     paused_until: Option<Instant>,
     balance_checked_at: Option<Instant>,
@@ -211,6 +214,7 @@ impl Worker {
             retries: HashMap::new(),
             last_broadcast: HashMap::new(),
             paid_at: HashMap::new(),
+            confirmed: HashSet::new(),
             alerted: HashSet::new(),
             paused_until: None,
             balance_checked_at: None,
@@ -287,6 +291,7 @@ impl Worker {
         self.last_broadcast
             .retain(|id, _| orders.get(*id).is_some());
         self.paid_at.retain(|id, _| orders.get(*id).is_some());
+        self.confirmed.retain(|id| orders.get(*id).is_some());
         self.alerted.retain(|(id, _)| orders.get(*id).is_some());
     }
 
@@ -563,7 +568,7 @@ impl Worker {
                         .entry(order.purchase_id)
                         .or_insert_with(Instant::now);
                     tracing::debug!(purchase = %order.purchase_id, tx = %transaction.hash, "payment executed");
-                    return self.after_payment(order, request_id).await;
+                    return self.after_payment(order, request_id, message).await;
                 }
                 // The wallet took the message (its seqno moved) but does not show the recorded
                 // transfers going out: its send may have failed (lack of funds: send mode 3
@@ -641,8 +646,31 @@ impl Worker {
         Progress::Wait(self.fulfilment.settings.tick)
     }
 
-    async fn after_payment(&mut self, order: &OpenOrder, request_id: &str) -> Progress {
+    async fn after_payment(
+        &mut self,
+        order: &OpenOrder,
+        request_id: &str,
+        message: &str,
+    ) -> Progress {
         let market = self.fulfilment.market.clone();
+        if !self.confirmed.contains(&order.purchase_id) {
+            let account = self.fulfilment.wallet.account();
+            match market.confirm_payment(request_id, &account, message).await {
+                Ok(()) => {
+                    self.confirmed.insert(order.purchase_id);
+                }
+                Err(error) => {
+                    // Paid: a refusal here is no reason to refund. Keep confirming, and let
+                    // the delivery alert tell an operator if it never goes through.
+                    if matches!(error, MarketError::SessionExpired(_)) {
+                        self.pause(&error);
+                    }
+                    tracing::warn!(purchase = %order.purchase_id, %error, "cannot confirm the payment to Fragment; will retry");
+                    self.alert_if_overdue(order);
+                    return self.backoff(order.purchase_id);
+                }
+            }
+        }
         match market.order_state(request_id).await {
             Ok(OrderState::Delivered) | Ok(OrderState::Unknown) => {
                 let command = AccountCommand::CompletePurchase {

@@ -20,7 +20,7 @@
 //! wallet contract does: only with the current seqno, only before its deadline, once. Orders
 //! and the chain live in this process's memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -52,6 +52,9 @@ struct SandboxOrder {
     destination: String,
     behaviour: Behaviour,
     paid: bool,
+    /// Like the cautious reading of Fragment: a paid order is delivered only once the
+    /// payment is confirmed.
+    confirmed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +64,8 @@ struct Ledger {
     balance: Nanotons,
     seqno: u32,
     transactions: Vec<ChainTransaction>,
+    /// The messages the wallet executed, as broadcast.
+    executed: HashSet<String>,
 }
 
 /// The sandbox: a [`StarsMarket`] and a [`TonChain`] sharing one in-memory world.
@@ -174,6 +179,7 @@ impl StarsMarket for SandboxFragment {
                 destination,
                 behaviour,
                 paid: false,
+                confirmed: false,
             },
         );
         Ok(MarketOrder { request_id, cost })
@@ -204,13 +210,34 @@ impl StarsMarket for SandboxFragment {
         })
     }
 
+    async fn confirm_payment(
+        &self,
+        request_id: &str,
+        _wallet: &WalletAccount,
+        message: &str,
+    ) -> Result<(), MarketError> {
+        let mut world = self.world();
+        let paid_by_it = world.executed.contains(message);
+        let order = world
+            .orders
+            .get_mut(request_id)
+            .ok_or_else(|| MarketError::Refused(format!("sandbox: no order {request_id}")))?;
+        if !order.paid || !paid_by_it {
+            return Err(MarketError::Refused(format!(
+                "sandbox: order {request_id} was not paid by that message"
+            )));
+        }
+        order.confirmed = true;
+        Ok(())
+    }
+
     async fn order_state(&self, request_id: &str) -> Result<OrderState, MarketError> {
         let world = self.world();
         let order = world
             .orders
             .get(request_id)
             .ok_or_else(|| MarketError::Refused(format!("sandbox: no order {request_id}")))?;
-        Ok(match (order.paid, order.behaviour) {
+        Ok(match (order.confirmed, order.behaviour) {
             (false, _) | (true, Behaviour::Hang) => OrderState::Pending,
             (true, Behaviour::Deliver) => OrderState::Delivered,
             (true, Behaviour::Fail) => {
@@ -282,6 +309,7 @@ impl TonChain for SandboxFragment {
         }
         let lt = world.transactions.len() as u64 + 1;
         let hash = hex_digest(&[transfer.message.as_bytes(), &lt.to_be_bytes()]);
+        world.executed.insert(transfer.message.clone());
         world.transactions.push(ChainTransaction {
             hash,
             lt,
