@@ -1,5 +1,5 @@
 //! `starledger serve`: one process that runs the HTTP gateway, the projectors, the cache
-//! projector and the reconciler, and stops them in order.
+//! projector, the reconciler and the fulfilment worker, and stops them in order.
 //!
 //! Start-up opens the databases, starts the background work, binds the port and only then
 //! answers. Shutdown (SIGTERM/SIGINT, or [`Application::stop`]) stops accepting, lets
@@ -31,6 +31,7 @@ use crate::heleket::PaymentProvider;
 use crate::http::admin::RebuildJobs;
 use crate::http::auth::ApiKeys;
 use crate::http::state::{AppState, HeleketSettings, Limits};
+use crate::reactor::ReactorContext;
 use crate::reconciler::Reconciler;
 use crate::storage::{self, OpenError};
 
@@ -48,6 +49,8 @@ pub enum StartError {
     },
     #[error("cannot set up the payment provider: {0}")]
     Provider(String),
+    #[error("configuration error: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The process-wide Prometheus recorder (installed once; tests start many servers).
@@ -116,8 +119,21 @@ impl Application {
                 read: read.clone(),
                 provider: provider.clone(),
             }
-            .start(server.heleket.reconcile_interval, stopped),
+            .start(server.heleket.reconcile_interval, stopped.clone()),
         );
+        let reactors = ReactorContext {
+            events: events.clone(),
+            read: read.clone(),
+            storage: config.storage.clone(),
+        };
+        if let Some(fulfilment) = crate::fragment::setup::fulfilment(
+            &server.fragment,
+            ledger.clone(),
+            &config.currency,
+            &config.pricing,
+        )? {
+            background.push(fulfilment.start(reactors.clone(), stopped.clone()));
+        }
 
         let keys = ApiKeys::new(&server.api_keys);
         if keys.is_empty() {

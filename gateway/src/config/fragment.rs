@@ -13,13 +13,8 @@ use rust_decimal::Decimal;
 
 use super::server::Secret;
 use super::{problem, ConfigError, Env};
-
-/// The wallet contract the seed phrase controls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WalletVersion {
-    V4R2,
-    V5R1,
-}
+use crate::fragment::client::{parse_fragment_cookies, FragmentCookies};
+use crate::fragment::wallet::WalletVersion;
 
 /// Where purchases are fulfilled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +32,7 @@ pub enum FragmentMode {
 pub struct LiveFragment {
     pub fragment_url: String,
     /// `FRAGMENT_COOKIES`: `stel_ssid=…; stel_dt=…; stel_token=…; stel_ton_token=…`.
-    pub cookies: Secret,
+    pub cookies: FragmentCookies,
     /// `FRAGMENT_SEED_PHRASE`: the 24 words of the shop wallet.
     pub seed_phrase: Secret,
     pub wallet_version: WalletVersion,
@@ -109,20 +104,18 @@ pub fn fragment<F: Fn(&str) -> Option<String>>(
                     )
                 })
             };
-            let wallet_version = match env.get("FRAGMENT_WALLET_VERSION").as_deref().map(str::trim)
-            {
-                None | Some("v4r2") => WalletVersion::V4R2,
-                Some("v5r1") => WalletVersion::V5R1,
-                Some(other) => {
-                    return Err(problem(
-                        "FRAGMENT_WALLET_VERSION",
-                        format!("{other:?} is not v4r2 or v5r1"),
-                    ))
-                }
+            let wallet_version = match env.get("FRAGMENT_WALLET_VERSION") {
+                None => WalletVersion::default(),
+                Some(text) => text
+                    .parse()
+                    .map_err(|error| problem("FRAGMENT_WALLET_VERSION", format!("{error}")))?,
             };
+            let cookies = parse_fragment_cookies(required("FRAGMENT_COOKIES")?.expose())
+                // The parser's messages name the variable and the cookie, never a value.
+                .map_err(|error| problem("FRAGMENT_COOKIES", error.to_string()))?;
             FragmentMode::Live(Box::new(LiveFragment {
                 fragment_url: url(env, "FRAGMENT_API_URL", "https://fragment.com")?,
-                cookies: required("FRAGMENT_COOKIES")?,
+                cookies,
                 seed_phrase: required("FRAGMENT_SEED_PHRASE")?,
                 wallet_version,
                 ton_api_url: url(env, "TON_API_URL", "https://toncenter.com/api/v2")?,
@@ -160,6 +153,9 @@ mod tests {
         fragment(&Env(move |name| vars.get(name).cloned()))
     }
 
+    const COOKIES: &str =
+        "stel_ssid=cookie-value; stel_dt=-240; stel_token=token-value; stel_ton_token=ton-token-value";
+
     const WORDS: &str = "abandon ability able about above absent absorb abstract absurd abuse access accident account accuse achieve acid acoustic acquire across act action actor actress actual";
 
     #[test]
@@ -174,15 +170,19 @@ mod tests {
     fn live_mode_names_each_missing_secret() {
         let live = ("FRAGMENT_MODE", "live");
         assert_eq!(config(&[live]).unwrap_err().variable, "FRAGMENT_COOKIES");
+        let missing = config(&[live, ("FRAGMENT_COOKIES", "stel_ssid=cookie-value")]).unwrap_err();
+        assert_eq!(missing.variable, "FRAGMENT_COOKIES");
+        assert!(missing.problem.contains("stel_ton_token"), "{missing}");
+        assert!(!missing.to_string().contains("cookie-value"), "{missing}");
         assert_eq!(
-            config(&[live, ("FRAGMENT_COOKIES", "stel_ssid=x")])
+            config(&[live, ("FRAGMENT_COOKIES", COOKIES)])
                 .unwrap_err()
                 .variable,
             "FRAGMENT_SEED_PHRASE"
         );
         let config = config(&[
             live,
-            ("FRAGMENT_COOKIES", "stel_ssid=cookie-value"),
+            ("FRAGMENT_COOKIES", COOKIES),
             ("FRAGMENT_SEED_PHRASE", WORDS),
             ("TON_API_URL", "https://testnet.toncenter.com/api/v2/"),
         ])
@@ -192,8 +192,10 @@ mod tests {
         };
         assert_eq!(live.ton_api_url, "https://testnet.toncenter.com/api/v2");
         assert_eq!(live.wallet_version, WalletVersion::V4R2);
+        assert_eq!(live.cookies, parse_fragment_cookies(COOKIES).unwrap());
         let printed = format!("{config:?}");
         assert!(!printed.contains("cookie-value"), "{printed}");
+        assert!(!printed.contains("ton-token-value"), "{printed}");
         assert!(!printed.contains("abandon"), "{printed}");
     }
 
@@ -215,7 +217,7 @@ mod tests {
         }
         let live = [
             ("FRAGMENT_MODE", "live"),
-            ("FRAGMENT_COOKIES", "stel_ssid=x"),
+            ("FRAGMENT_COOKIES", COOKIES),
             ("FRAGMENT_SEED_PHRASE", WORDS),
         ];
         for (variable, value) in [

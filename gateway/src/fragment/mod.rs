@@ -13,6 +13,7 @@
 //! - [`orders`]: the open purchases, folded from the log.
 //! - [`sandbox`]: an in-memory Fragment and chain where the recipient's name decides the
 //!   outcome, for rehearsals, the demo and tests.
+//! - [`setup`]: the worker `FRAGMENT_MODE` asks for, its settings checked at start-up.
 //! - [`fulfilment`]: the worker that takes each purchase through Fragment and the wallet to
 //!   delivered or refunded, safe to crash at any step.
 //!
@@ -25,6 +26,7 @@ pub mod fulfilment;
 pub mod market;
 pub mod orders;
 pub mod sandbox;
+pub mod setup;
 pub mod ton;
 pub mod toncenter;
 pub mod wallet;

@@ -165,3 +165,93 @@ async fn operators_deliver_or_fail_purchases_by_hand_in_manual_mode() {
     app.assert_sound().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_delivers_refunds_and_leaves_paid_orders_to_operators_in_sandbox_mode() {
+    let app = spawn_app_with(Options {
+        vars: vec![("FRAGMENT_MODE", "sandbox".into())],
+    })
+    .await;
+    app.register(1).await;
+    app.funded_user(4002, "10").await;
+    // For the buyer's own username (tester_one), a gift nobody can receive, and a gift
+    // Fragment takes payment for and never confirms.
+    let own = buy(&app, 4002, "s-1", json!({"stars": 100})).await;
+    let unknown = buy(
+        &app,
+        4002,
+        "s-2",
+        json!({"stars": 50, "recipient": "@friend_notfound"}),
+    )
+    .await;
+    let hanging = buy(
+        &app,
+        4002,
+        "s-3",
+        json!({"stars": 50, "recipient": "@friend_hangs"}),
+    )
+    .await;
+
+    assert_eq!(
+        purchase_status(&app, 4002, &own, "completed").await,
+        "completed"
+    );
+    assert_eq!(
+        purchase_status(&app, 4002, &unknown, "refunded").await,
+        "refunded"
+    );
+    assert_eq!(purchase_status(&app, 4002, &hanging, "sent").await, "sent");
+
+    // Paid, never confirmed: refunding it could refund delivered stars, so it takes force.
+    let fail_path = format!("/v1/admin/purchases/{hanging}/fail");
+    let (status, code) = error_code(
+        app.post(
+            &fail_path,
+            ADMIN_KEY,
+            &json!({"reason": "Fragment never confirmed"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "payment_recorded")
+    );
+    let forced = app
+        .post(
+            &fail_path,
+            ADMIN_KEY,
+            &json!({"reason": "Fragment ticket 1190: refunded to our wallet", "force": true}),
+        )
+        .await;
+    assert_eq!(forced.status(), StatusCode::CREATED);
+    let forced: Value = forced.json().await.unwrap();
+
+    // 100 stars cost 0.495 and were captured; both 50-star gifts (0.2475 each) came back.
+    let balance = app
+        .balance_at_least(4002, forced["position"].as_u64().unwrap())
+        .await;
+    assert_eq!(balance["available"], "9.505");
+    assert_eq!(balance["reserved"], "0");
+    let history: Value = app
+        .get("/v1/users/4002/transactions?limit=50", SERVICE_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own_row = history["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == own.as_str())
+        .unwrap();
+    assert!(
+        own_row["external_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("sandbox-req-"),
+        "{own_row}"
+    );
+    app.assert_sound().await;
+    app.stop().await;
+}
