@@ -1,8 +1,9 @@
 //! `starledger demo`: one account's whole life on the embedded ledger, then an audit.
 //!
 //! Runs on a SQLite file with no servers and no credentials. Every step goes through the
-//! real command handler and event store; the Heleket and Fragment outcomes are stated by the
-//! demo (the provider integrations come with the gateway and fulfilment work).
+//! real command handler and event store. The Heleket outcomes are stated by the demo; the
+//! Stars orders are fulfilled by the real fulfilment worker against the sandbox Fragment
+//! (`FRAGMENT_MODE=sandbox`), which delivers a gift and refunds one nobody can receive.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +14,8 @@ use chrono::{Duration, Utc};
 use rust_decimal::Decimal;
 use starledger_ledger::account::AccountCommand;
 use starledger_ledger::audit::LogAudit;
-use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
-use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
+use starledger_ledger::commands::{decode, CommandContext, CommandError, Executed, Ledger};
+use starledger_ledger::events::{AccountEvent, Actor, Invoice, PaidStatus, Stars};
 use starledger_ledger::ids::{
     AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
 };
@@ -23,9 +24,12 @@ use starledger_ledger::store::sqlite::SqliteStore;
 use starledger_ledger::store::{CommitMode, EventStore};
 
 use crate::config::Config;
+use starledger_gateway::config::fragment::{FragmentConfig, FragmentMode};
+use starledger_gateway::fragment::fulfilment::Worker;
+use starledger_gateway::fragment::setup;
 
 struct Demo {
-    ledger: Ledger,
+    ledger: Arc<Ledger>,
     config: Config,
     user: UserId,
     step: usize,
@@ -64,6 +68,73 @@ impl Demo {
         Ok(outcome)
     }
 
+    /// Runs the fulfilment worker on the sandbox Fragment until no purchase is open, and
+    /// shows what it recorded.
+    async fn fulfil(&mut self, store: &dyn EventStore) -> anyhow::Result<()> {
+        let before = store.head().await?.position;
+        let pricing = self.config.pricing;
+        let config = FragmentConfig {
+            mode: FragmentMode::Sandbox,
+            request_timeout: std::time::Duration::from_secs(10),
+            min_wallet_balance: Decimal::from(10),
+            // What the customer pays per star, so the check holds in any ledger currency.
+            max_ton_per_star: Some(
+                pricing.price_per_star.value()
+                    * (Decimal::ONE + pricing.markup_percent / Decimal::ONE_HUNDRED),
+            ),
+            delivery_alert_after: std::time::Duration::from_secs(600),
+        };
+        let fulfilment = setup::fulfilment(
+            &config,
+            self.ledger.clone(),
+            &self.config.currency,
+            &pricing,
+        )?
+        .context("the sandbox has a fulfilment worker")?;
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let mut worker = Worker::new(fulfilment, 0);
+        for _ in 0..200 {
+            worker.step(store, &stopped).await?;
+            if worker.orders.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        anyhow::ensure!(
+            worker.orders.is_empty(),
+            "the sandbox orders did not finish"
+        );
+        let recorded = store.read_all(before, 100).await?;
+        for event in &recorded {
+            self.step += 1;
+            let what = match decode(event)? {
+                AccountEvent::FragmentOrderPlaced(e) => format!(
+                    "Fragment order {} opened, {} TON",
+                    e.fragment_request_id, e.ton_amount
+                ),
+                AccountEvent::FragmentOrderSent(e) => format!(
+                    "payment signed (seqno {}), recorded, then sent",
+                    e.seqno.unwrap_or_default()
+                ),
+                AccountEvent::PurchaseCompleted(_) => "stars delivered → capture".into(),
+                AccountEvent::PurchaseFailed(e) => {
+                    // The reason starts with its code (`recipient_not_found: …`).
+                    let code = e.reason.split(':').next().unwrap_or_default();
+                    format!("{code} → release (refund)")
+                }
+                other => other.event_type().to_owned(),
+            };
+            println!(
+                "{:>2}. {:<58} → {} at position {}",
+                self.step,
+                format!("fulfilment worker: {what}"),
+                event.event_type,
+                event.position
+            );
+        }
+        Ok(())
+    }
+
     async fn balances(&self) -> anyhow::Result<String> {
         let account = self.ledger.account(self.user).await?;
         Ok(format!(
@@ -85,7 +156,7 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
     );
     let user = UserId::new(1001).context("demo user id")?;
     let mut demo = Demo {
-        ledger: Ledger::new(store.clone()),
+        ledger: Arc::new(Ledger::new(store.clone())),
         config: config.clone(),
         user,
         step: 0,
@@ -164,15 +235,24 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
     )
     .await??;
     println!("    balance: {}", demo.balances().await?);
+
+    let ghost = Stars::new(500)?;
+    let ghost_price = config.pricing.quote(ghost)?;
     demo.run_step(
-        "Fragment delivered the stars → capture",
-        AccountCommand::CompletePurchase {
-            purchase_id: gift_id,
+        &format!("/buy_stars 500 @ghost_notfound, price {ghost_price} → reserve"),
+        AccountCommand::RequestPurchase {
+            purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:5")?),
+            stars: ghost,
+            recipient: Some(Username::parse("@ghost_notfound")?),
+            price: ghost_price,
         },
-        "fragment:done:1",
-        Actor::System,
+        "tg:update:5",
+        Actor::User(user),
     )
     .await??;
+    println!("    balance: {}", demo.balances().await?);
+    demo.fulfil(store.as_ref()).await?;
+    println!("    balance: {}", demo.balances().await?);
 
     let too_many = Stars::new(5000)?;
     demo.run_step(
@@ -190,31 +270,6 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
     .err()
     .context("the demo expected this purchase to be refused")?;
 
-    let own = Stars::new(500)?;
-    let own_id = PurchaseId::derive(user, &Demo::key("tg:update:5")?);
-    let own_price = config.pricing.quote(own)?;
-    demo.run_step(
-        &format!("/buy_stars 500 for herself, price {own_price} → reserve"),
-        AccountCommand::RequestPurchase {
-            purchase_id: own_id,
-            stars: own,
-            recipient: None,
-            price: own_price,
-        },
-        "tg:update:5",
-        Actor::User(user),
-    )
-    .await??;
-    demo.run_step(
-        "Fragment: recipient not found → release (refund)",
-        AccountCommand::FailPurchase {
-            purchase_id: own_id,
-            reason: "recipient not found".into(),
-        },
-        "fragment:failed:2",
-        Actor::System,
-    )
-    .await??;
     demo.run_step(
         "admin carol: +1 goodwill credit, reason recorded",
         AccountCommand::AdjustBalance {

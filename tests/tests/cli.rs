@@ -28,7 +28,10 @@ fn demo_runs_with_no_servers_and_verifies_the_ledger() {
         "RechargeSettled at position 3",
         "already done: nothing appended",
         "refused (insufficient_funds)",
-        "PurchaseFailed at position 7",
+        "FragmentOrderSent at position 7",
+        "PurchaseCompleted at position 8",
+        "recipient_not_found → release (refund)",
+        "PurchaseFailed at position 9",
         "trial balance zero: yes",
         "the ledger is sound",
     ] {
@@ -56,13 +59,15 @@ fn running_the_demo_again_on_the_same_file_appends_nothing() {
         .unwrap();
     let stdout = stdout_of(&second);
     assert!(second.status.success(), "{stdout}");
-    // Every step is a retry of the first run's command: answered, never appended again.
+    // Every step is a retry of the first run's command: answered, never appended again; and
+    // the fulfilment worker finds nothing left to do.
     assert_eq!(
         stdout.matches("already done: nothing appended").count(),
-        9,
+        7,
         "{stdout}"
     );
-    assert!(stdout.contains("hash chain: 8 events"), "{stdout}");
+    assert!(!stdout.contains("fulfilment worker:"), "{stdout}");
+    assert!(stdout.contains("hash chain: 10 events"), "{stdout}");
 }
 
 #[test]
@@ -154,7 +159,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         "{}",
         String::from_utf8_lossy(&rebuilt.stderr)
     );
-    assert!(stdout_of(&rebuilt).contains("from 8 events"));
+    assert!(stdout_of(&rebuilt).contains("from 10 events"));
     let status = stdout_of(&run(&["projections", "status"]));
     assert!(status.contains("balances"), "{status}");
 
@@ -162,7 +167,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
     let report = stdout_of(&verified);
     assert!(verified.status.success(), "{report}");
     assert!(
-        report.contains("balances      at 8: matches the replay"),
+        report.contains("balances      at 10: matches the replay"),
         "{report}"
     );
 
@@ -171,8 +176,8 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(lines.len(), 8);
-    assert_eq!(lines[7]["prev_hash"], lines[6]["hash"]);
+    assert_eq!(lines.len(), 10);
+    assert_eq!(lines[9]["prev_hash"], lines[8]["hash"]);
 
     // An edited read model and an edited event are both reported, with a failing exit code.
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
@@ -185,7 +190,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         .unwrap();
     let verified = run(&["audit", "verify"]);
     assert_eq!(verified.status.code(), Some(1));
-    assert!(stdout_of(&verified).contains("balances      at 8: 1 differences"));
+    assert!(stdout_of(&verified).contains("balances      at 10: 1 differences"));
     conn.execute("DROP TRIGGER events_append_only_update")
         .await
         .unwrap();
