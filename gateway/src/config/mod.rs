@@ -6,6 +6,7 @@
 //! only by `serve`, so `demo` or `audit` never ask for a payment key.
 
 pub mod server;
+pub mod telegram;
 
 use std::fmt;
 use std::path::PathBuf;
