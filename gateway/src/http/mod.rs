@@ -6,6 +6,7 @@
 //! - [`body`]: size-limited bodies and JSON parsing with clear errors.
 //! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
 //! - [`webhooks`]: `POST /webhooks/heleket`.
+//! - [`telegram`]: `POST /webhooks/telegram` (the bot's webhook mode).
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod ops;
 pub mod sandbox;
 pub mod state;
+pub mod telegram;
 pub mod users;
 pub mod webhooks;
 
@@ -36,6 +38,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .configure(users::routes)
         .configure(webhooks::routes)
+        .configure(telegram::routes)
         .configure(admin::routes)
         .configure(audit::routes)
         .configure(sandbox::routes)
