@@ -7,6 +7,8 @@
 //! - [`fragment`]: Stars fulfilment through Fragment, paid from the shop's TON wallet.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
+//! - [`outbound`]: how every client calls an outside HTTP API: attempts through the breaker,
+//!   retries, answers read up to a limit, the external-request metrics.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`lease`]: one instance at a time for background work that must not run twice.
 //! - [`reactor`]: checkpointed work that follows the log and acts outside the ledger.
@@ -22,6 +24,7 @@ pub mod fragment;
 pub mod heleket;
 pub mod http;
 pub mod lease;
+pub mod outbound;
 pub mod reactor;
 pub mod reconciler;
 pub mod resilience;

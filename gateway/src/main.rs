@@ -122,9 +122,14 @@ async fn serve(config: config::Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let app = starledger_gateway::serve::Application::build(config, server)
-        .await
-        .context("cannot start")?;
+    let app = match starledger_gateway::serve::Application::build(config, server).await {
+        Ok(app) => app,
+        Err(starledger_gateway::serve::StartError::Config(error)) => {
+            eprintln!("configuration error: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context("cannot start")),
+    };
     app.run_until_stopped().await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }

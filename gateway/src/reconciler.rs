@@ -16,7 +16,7 @@ use starledger_ledger::commands::{CommandContext, CommandError, Ledger};
 use starledger_ledger::events::{Actor, PaidStatus};
 use starledger_ledger::ids::{IdempotencyKey, RechargeId, UserId};
 use starledger_projections::rows::TransactionRow;
-use starledger_projections::store::ReadStore;
+use starledger_projections::store::{ReadStore, StatusFilter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -67,7 +67,11 @@ impl Reconciler {
     pub async fn round(&self, now: DateTime<Utc>) -> Result<Round, ProviderError> {
         let mut round = Round::default();
         let cutoff = now - chrono::Duration::from_std(GRACE).unwrap_or_default();
-        let pending = match self.read.pending_recharges(cutoff, BATCH).await {
+        let pending = match self
+            .read
+            .transactions_in_status(&StatusFilter::PendingRecharges, cutoff, BATCH)
+            .await
+        {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::warn!(%error, "reconciler cannot read pending recharges");

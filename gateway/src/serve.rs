@@ -1,6 +1,6 @@
 //! `starledger serve`: one process that runs the HTTP gateway, the projectors, the cache
-//! projector, the reconciler and (with `TELEGRAM_TOKEN`) the Telegram bot, and stops them in
-//! order.
+//! projector, the reconciler, the fulfilment worker and (with `TELEGRAM_TOKEN`) the Telegram
+//! bot, and stops them in order.
 //!
 //! Start-up opens the databases, starts the background work, binds the port and only then
 //! answers. Shutdown (SIGTERM/SIGINT, or [`Application::stop`]) stops accepting, lets
@@ -32,6 +32,7 @@ use crate::heleket::PaymentProvider;
 use crate::http::admin::RebuildJobs;
 use crate::http::auth::ApiKeys;
 use crate::http::state::{AppState, HeleketSettings, Limits};
+use crate::reactor::ReactorContext;
 use crate::reconciler::Reconciler;
 use crate::storage::{self, OpenError};
 
@@ -51,6 +52,8 @@ pub enum StartError {
     Provider(String),
     #[error("cannot set up the Telegram bot: {0}")]
     Bot(String),
+    #[error("configuration error: {0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The process-wide Prometheus recorder (installed once; tests start many servers).
@@ -121,6 +124,19 @@ impl Application {
             }
             .start(server.heleket.reconcile_interval, stopped.clone()),
         );
+        let reactors = ReactorContext {
+            events: events.clone(),
+            read: read.clone(),
+            storage: config.storage.clone(),
+        };
+        if let Some(fulfilment) = crate::fragment::setup::fulfilment(
+            &server.fragment,
+            ledger.clone(),
+            &config.currency,
+            &config.pricing,
+        )? {
+            background.push(fulfilment.start(reactors.clone(), stopped.clone()));
+        }
 
         let keys = ApiKeys::new(&server.api_keys);
         if keys.is_empty() {
@@ -157,7 +173,7 @@ impl Application {
             &config,
             server.telegram.as_ref(),
             state.clone(),
-            (events.clone(), read.clone()),
+            reactors,
             stopped.clone(),
         )
         .map_err(|e| StartError::Bot(e.to_string()))?;

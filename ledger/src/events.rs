@@ -129,6 +129,13 @@ pub struct FragmentOrderPlaced {
     pub ton_amount: Amount,
 }
 
+/// One transfer out of the shop wallet, in TON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalletTransfer {
+    pub destination: String,
+    pub amount: Amount,
+}
+
 /// The shop wallet's payment for a Fragment order, signed and recorded *before* it is
 /// broadcast (write-ahead): whatever happens next, a restart finds the exact message that may
 /// be on its way and re-sends or looks for those bytes, never a second payment.
@@ -145,6 +152,9 @@ pub struct FragmentOrderSent {
     /// The signed external message, base64 of its bag of cells, so a restart re-sends the
     /// same bytes. Not a secret: it is public once broadcast.
     pub message: Option<String>,
+    /// What the message pays, to whom: what its transaction on chain must show going out.
+    #[serde(default)]
+    pub transfers: Vec<WalletTransfer>,
     /// 1 for the first payment; a later attempt is recorded only once the previous one has
     /// provably expired without executing.
     pub attempt: u32,
@@ -338,6 +348,7 @@ fn upcast_fragment_order_sent_v1(old: FragmentOrderSentV1) -> FragmentOrderSent 
         seqno: None,
         valid_until: None,
         message: None,
+        transfers: Vec::new(),
         attempt: 1,
     }
 }

@@ -17,7 +17,8 @@ use jsonschema::{Draft, JSONSchema};
 use serde_json::{json, Value};
 use starledger_ledger::account::{decide, Account, AccountCommand};
 use starledger_ledger::events::{
-    AccountEvent, Actor, EventMetadata, Invoice, PaidStatus, Stars, CURRENT_VERSIONS,
+    AccountEvent, Actor, EventMetadata, Invoice, PaidStatus, Stars, WalletTransfer,
+    CURRENT_VERSIONS,
 };
 use starledger_ledger::ids::{
     AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
@@ -178,6 +179,10 @@ fn sample_events() -> Vec<AccountEvent> {
             seqno: 41,
             valid_until: "2026-11-29T12:05:00Z".parse().expect("valid time"),
             message: "te6cckEBAgEAqgAB4YgAK1c2Y8rs+/w==".into(),
+            transfers: vec![WalletTransfer {
+                destination: "EQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XggGG".into(),
+                amount: amount("2.9"),
+            }],
             attempt: 1,
         },
         AccountCommand::CompletePurchase { purchase_id: gift },
@@ -579,6 +584,7 @@ const PORTABLE_KEYWORDS: &[&str] = &[
     "additionalProperties",
     "items",
     "minItems",
+    "maxItems",
     "enum",
     "pattern",
     "format",

@@ -50,8 +50,6 @@ use crate::config::telegram::{TelegramConfig, TelegramMode};
 use crate::config::Config;
 use crate::http::state::AppState;
 use crate::reactor::{self, ReactorContext};
-use starledger_ledger::store::EventStore;
-use starledger_projections::store::ReadStore;
 
 /// Seconds a `getUpdates` call waits for updates (Telegram holds the request that long).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,7 +94,7 @@ pub fn start(
     config: &Config,
     telegram: Option<&TelegramConfig>,
     state: web::Data<AppState>,
-    (events, read): (Arc<dyn EventStore>, Arc<dyn ReadStore>),
+    reactors: ReactorContext,
     stop: watch::Receiver<bool>,
 ) -> Result<RunningBot, BotError> {
     let Some(telegram) = telegram else {
@@ -128,12 +126,7 @@ pub fn start(
         state.clone(),
         stop.clone(),
     );
-    let reactor_context = ReactorContext {
-        events,
-        read,
-        storage: config.storage.clone(),
-    };
-    let notifications = reactor::start(notifier, reactor_context, stop.clone());
+    let notifications = reactor::start(notifier, reactors, stop.clone());
     let dispatcher = tokio::spawn(run(
         bot,
         telegram.clone(),

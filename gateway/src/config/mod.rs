@@ -5,6 +5,7 @@
 //! only `starledger serve` needs (ports, API keys, Heleket credentials) are in [`server`], read
 //! only by `serve`, so `demo` or `audit` never ask for a payment key.
 
+pub mod fragment;
 pub mod server;
 pub mod telegram;
 

@@ -1,5 +1,5 @@
 //! What only `starledger serve` reads: where to listen, the API keys and their roles, and
-//! the Heleket credentials and mode.
+//! the Heleket credentials and mode (Fragment's are in [`super::fragment`]).
 //!
 //! Secrets are held in [`Secret`], whose `Debug` prints `<redacted>`, so a logged config can
 //! never leak one.
@@ -128,6 +128,7 @@ pub struct ServerConfig {
     pub heleket: HeleketConfig,
     /// The Telegram bot; `None` without `TELEGRAM_TOKEN` (the HTTP API runs alone).
     pub telegram: Option<super::telegram::TelegramConfig>,
+    pub fragment: super::fragment::FragmentConfig,
 }
 
 impl ServerConfig {
@@ -152,6 +153,7 @@ impl ServerConfig {
             api_keys: api_keys(env)?,
             heleket: heleket(env)?,
             telegram: super::telegram::telegram(env)?,
+            fragment: super::fragment::fragment(env)?,
         })
     }
 }

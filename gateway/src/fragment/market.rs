@@ -3,7 +3,7 @@
 //!
 //! An order goes: find the recipient → open an order for a number of stars (Fragment's
 //! `req_id` and its TON price) → ask for the transfer that pays it → (the worker signs and
-//! broadcasts it) → ask how the order went. Errors are split by what the worker may do about
+//! broadcasts it, and finds it executed) → confirm the payment → ask how the order went. Errors are split by what the worker may do about
 //! them: refund the customer ([`MarketError::is_definite`]), pause all orders until an
 //! operator acts ([`MarketError::SessionExpired`]), or try again later.
 
@@ -134,6 +134,15 @@ pub trait StarsMarket: Send + Sync {
         request_id: &str,
         wallet: &WalletAccount,
     ) -> Result<PaymentRequest, MarketError>;
+
+    /// Tells Fragment the order's payment executed: `message` is the signed external message
+    /// (base64 of its bag of cells) from `wallet`. Safe to repeat.
+    async fn confirm_payment(
+        &self,
+        request_id: &str,
+        wallet: &WalletAccount,
+        message: &str,
+    ) -> Result<(), MarketError>;
 
     /// How the order went.
     async fn order_state(&self, request_id: &str) -> Result<OrderState, MarketError>;

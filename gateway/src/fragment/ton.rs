@@ -126,6 +126,26 @@ pub struct ChainTransaction {
     pub transfers: Vec<TransferMessage>,
 }
 
+/// Why the wallet could not sign a payment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot sign the payment: {0}")]
+pub struct SignError(pub String);
+
+/// The shop wallet as the fulfilment worker uses it: who it is, and signing payments. Pure:
+/// no I/O. Implemented by the wallet derived from `FRAGMENT_SEED_PHRASE`.
+pub trait WalletSigner: Send + Sync {
+    fn account(&self) -> WalletAccount;
+
+    /// Signs an external message carrying `transfers` with `seqno`, executable until
+    /// `valid_until`.
+    fn sign_transfer(
+        &self,
+        seqno: u32,
+        valid_until: DateTime<Utc>,
+        transfers: &[TransferMessage],
+    ) -> Result<SignedTransfer, SignError>;
+}
+
 /// Why the chain could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {

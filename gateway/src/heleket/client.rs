@@ -18,10 +18,11 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::sign::request_signature;
 use super::{CreatedInvoice, InvoiceRequest, OrderId, PaymentInfo, PaymentProvider, ProviderError};
+use crate::outbound::{self, describe, publish_breaker, read_limited, Attempt, Unanswered};
 use crate::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
 
 /// Heleket's production API.
@@ -150,7 +151,8 @@ impl HeleketClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("starledger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        metrics::gauge!("starledger_circuit_breaker_open", "provider" => PROVIDER).set(0.0);
+        let breaker = CircuitBreaker::new(settings.breaker);
+        publish_breaker(PROVIDER, &breaker);
         Ok(Self {
             http,
             base_url: base.to_owned(),
@@ -160,7 +162,7 @@ impl HeleketClient {
             api_key: settings.api_key,
             timeout: settings.timeout,
             retry: settings.retry,
-            breaker: CircuitBreaker::new(settings.breaker),
+            breaker,
         })
     }
 
@@ -219,46 +221,31 @@ impl HeleketClient {
             .map_err(|_| ProviderError::Refused("the request signature is not a header".into()))?;
         // Keeps the signature out of any `Debug` output of the request.
         sign.set_sensitive(true);
-        let attempts = self.retry.max_attempts();
-        let mut problem = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                tokio::time::sleep(self.retry.delay(attempt - 1)).await;
-            }
-            let Ok(permit) = self.breaker.acquire() else {
-                // Opened by our own failures (or a neighbour's) while we were retrying: the
-                // call was tried and failed, so say why rather than just "open".
-                return Err(if attempt == 1 {
-                    ProviderError::CircuitOpen
-                } else {
-                    ProviderError::Unavailable(format!("{problem}; circuit breaker opened"))
-                });
-            };
-            let verdict = match self.exchange(url, body, &sign).await {
-                Ok((status, answer)) => judge(call, status, &answer, order_id),
-                Err(transient) => Verdict::Transient(transient),
-            };
-            match verdict {
-                Verdict::Answered(result) => {
-                    permit.succeeded();
-                    return result;
+        let answer = self
+            .outbound(call, order_id)
+            .run(|| async {
+                match self.exchange(url, body, &sign).await {
+                    Ok((status, answer)) => judge(call, status, &answer, order_id),
+                    Err(transient) => Attempt::Transient(transient),
                 }
-                Verdict::Transient(transient) => {
-                    permit.failed();
-                    info!(
-                        provider = PROVIDER,
-                        call = call.as_str(),
-                        order_id,
-                        attempt,
-                        attempts,
-                        problem = %transient,
-                        "Heleket attempt failed"
-                    );
-                    problem = transient;
-                }
-            }
+            })
+            .await;
+        match answer {
+            Ok(result) => result,
+            Err(Unanswered::CircuitOpen) => Err(ProviderError::CircuitOpen),
+            Err(Unanswered::Unavailable(problem)) => Err(ProviderError::Unavailable(problem)),
         }
-        Err(ProviderError::Unavailable(problem))
+    }
+
+    /// `call` about `subject` (an order id) under this client's breaker and retry policy.
+    fn outbound<'a>(&'a self, call: Call, subject: &'a str) -> outbound::Call<'a> {
+        outbound::Call {
+            provider: PROVIDER,
+            call: call.as_str(),
+            subject,
+            breaker: &self.breaker,
+            retry: self.retry,
+        }
     }
 
     /// One HTTP round trip. `Err` is a transient problem, described without secrets.
@@ -268,7 +255,7 @@ impl HeleketClient {
         body: &[u8],
         sign: &HeaderValue,
     ) -> Result<(StatusCode, Vec<u8>), String> {
-        let mut response = self
+        let response = self
             .http
             .post(url.clone())
             .header("merchant", self.merchant.clone())
@@ -277,31 +264,10 @@ impl HeleketClient {
             .body(body.to_vec())
             .send()
             .await
-            .map_err(|e| self.describe(&e))?;
-        let status = response.status();
-        let mut answer = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.describe(&e))? {
-            let room = MAX_ANSWER_BYTES.saturating_sub(answer.len());
-            answer.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if answer.len() >= MAX_ANSWER_BYTES {
-                break;
-            }
-        }
-        Ok((status, answer))
-    }
-
-    /// A short reason for a failed round trip. reqwest's own message carries the URL, which is
-    /// harmless but long; the kind of failure is what an operator needs.
-    fn describe(&self, error: &reqwest::Error) -> String {
-        if error.is_timeout() {
-            format!("timed out after {:?}", self.timeout)
-        } else if error.is_connect() {
-            "could not connect".into()
-        } else if error.is_body() || error.is_decode() {
-            "the answer was cut off".into()
-        } else {
-            "the request failed".into()
-        }
+            .map_err(|e| describe(&e, self.timeout))?;
+        read_limited(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| describe(&e, self.timeout))
     }
 
     /// Counts, times and logs one call's final outcome.
@@ -314,28 +280,10 @@ impl HeleketClient {
             Err(ProviderError::CircuitOpen) => "circuit_open",
             Err(ProviderError::BadResponse(_)) => "bad_response",
         };
-        metrics::counter!(
-            "starledger_external_requests_total",
-            "provider" => PROVIDER,
-            "call" => call.as_str(),
-            "outcome" => outcome,
-        )
-        .increment(1);
         // A call the breaker refused sent nothing; timing it would drag the latency down.
-        if !matches!(result, Err(ProviderError::CircuitOpen)) {
-            metrics::histogram!(
-                "starledger_external_request_seconds",
-                "provider" => PROVIDER,
-                "call" => call.as_str(),
-            )
-            .record(started.elapsed().as_secs_f64());
-        }
+        let sent = !matches!(result, Err(ProviderError::CircuitOpen));
+        self.outbound(call, "").record(outcome, started, sent);
         let open = self.breaker.is_open();
-        metrics::gauge!("starledger_circuit_breaker_open", "provider" => PROVIDER).set(if open {
-            1.0
-        } else {
-            0.0
-        });
         match result {
             Ok(_) => debug!(provider = PROVIDER, call = call.as_str(), "Heleket call ok"),
             Err(error) => warn!(
@@ -428,14 +376,9 @@ fn read_info(result: &Value, order_id: &str) -> Result<PaymentInfo, ProviderErro
     Ok(info)
 }
 
-/// What one HTTP answer means.
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    /// Heleket is up and answered this; do not retry.
-    Answered(Result<Value, ProviderError>),
-    /// Heleket is unwell (5xx, 429): retry, and count it against the breaker.
-    Transient(String),
-}
+/// What one HTTP answer means: a result or refusal (Heleket is up; do not retry), or a
+/// transient failure (5xx, 429: retry, and count it against the breaker).
+type Verdict = Attempt<Result<Value, ProviderError>>;
 
 /// Sorts an answer into result, refusal, "not found" or transient failure. No I/O.
 fn judge(call: Call, status: StatusCode, answer: &[u8], order_id: &str) -> Verdict {
@@ -523,10 +466,7 @@ fn flatten_errors(errors: &Value) -> Option<String> {
 
 /// At most [`MAX_MESSAGE_CHARS`] characters, cut on a character boundary.
 fn shorten(text: &str) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    outbound::shorten(text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]

@@ -67,6 +67,15 @@ impl FromRequest for Body {
 impl Body {
     /// Parses the body as JSON into `T`: syntax errors are `malformed_json` (400), a wrong
     /// shape or type is `invalid_request` (422).
+    /// Like [`Body::json`], but an empty body means `T::default()` (for requests whose
+    /// fields are all optional).
+    pub fn json_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.0.is_empty() {
+            return Ok(T::default());
+        }
+        self.json()
+    }
+
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.0.is_empty() {
             return Err(ApiError::bad_request(

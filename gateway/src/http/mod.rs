@@ -8,6 +8,7 @@
 //! - [`webhooks`]: `POST /webhooks/heleket`.
 //! - [`telegram`]: `POST /webhooks/telegram` (the bot's webhook mode).
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
+//! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod body;
 pub mod error;
 pub mod ops;
+pub mod purchases;
 pub mod sandbox;
 pub mod state;
 pub mod telegram;
@@ -40,6 +42,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(webhooks::routes)
         .configure(telegram::routes)
         .configure(admin::routes)
+        .configure(purchases::routes)
         .configure(audit::routes)
         .configure(sandbox::routes)
         .configure(ops::routes)

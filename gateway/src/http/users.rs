@@ -14,7 +14,7 @@ use starledger_ledger::commands::Executed;
 use starledger_ledger::events::Stars;
 use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
 use starledger_ledger::money::Amount;
-use starledger_projections::rows::BalanceRow;
+use starledger_projections::rows::{BalanceRow, TransactionRow};
 use starledger_projections::store::MAX_HISTORY_PAGE;
 
 use super::auth::Caller;
@@ -250,20 +250,19 @@ async fn transactions(
         .queries
         .history(user.get(), query.cursor, limit)
         .await?;
-    let items: Vec<Value> = page
-        .transactions
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.id, "kind": t.kind.as_str(), "status": t.status,
-                "amount": t.amount.normalize().to_string(), "currency": t.currency,
-                "description": t.description, "external_id": t.external_id,
-                "metadata": t.metadata, "created_at": t.created_at, "updated_at": t.updated_at,
-                "position": t.position,
-            })
-        })
-        .collect();
+    let items: Vec<Value> = page.transactions.iter().map(transaction_json).collect();
     Ok(HttpResponse::Ok().json(json!({"transactions": items, "next_cursor": page.next_cursor})))
+}
+
+/// A recharge, purchase or adjustment as the API shows it.
+pub fn transaction_json(t: &TransactionRow) -> Value {
+    json!({
+        "id": t.id, "kind": t.kind.as_str(), "status": t.status,
+        "amount": t.amount.normalize().to_string(), "currency": t.currency,
+        "description": t.description, "external_id": t.external_id,
+        "metadata": t.metadata, "created_at": t.created_at, "updated_at": t.updated_at,
+        "position": t.position,
+    })
 }
 
 #[derive(Deserialize)]

@@ -4,6 +4,7 @@
 mod admin;
 mod auth;
 mod degraded;
+mod fulfilment;
 mod helpers;
 mod input;
 mod live_heleket;

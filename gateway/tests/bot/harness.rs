@@ -12,10 +12,7 @@ use starledger_gateway::config::{Config, Env};
 use starledger_gateway::http::state::AppState;
 use starledger_gateway::serve::Application;
 use starledger_gateway::storage;
-use starledger_ledger::account::AccountCommand;
-use starledger_ledger::commands::CommandContext;
-use starledger_ledger::events::Actor;
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
+use starledger_ledger::ids::PurchaseId;
 use starledger_ledger::testing;
 
 use super::fake_telegram::FakeTelegram;
@@ -170,17 +167,6 @@ impl BotApp {
             .filter(|t| t.kind.as_str() == "purchase")
             .map(|t| PurchaseId::from_uuid(t.id))
             .collect()
-    }
-
-    /// Runs a ledger command as the fulfilment worker would (until the Fragment sandbox can).
-    pub async fn fulfil(&self, user: i64, command: AccountCommand, key: &str) {
-        let user = UserId::new(user).unwrap();
-        let context = CommandContext::new(IdempotencyKey::parse(key).unwrap(), Actor::System);
-        self.state
-            .ledger
-            .execute(user, command, &context)
-            .await
-            .expect("the fulfilment command is recorded");
     }
 
     /// How many events the log holds.

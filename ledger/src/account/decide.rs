@@ -14,6 +14,9 @@ use crate::postings::{transfer, LedgerAccount};
 /// Longest free-text reason (failure reason, admin reason) kept in an event.
 pub const MAX_REASON_LEN: usize = 500;
 
+/// Most transfers one wallet payment may carry (a v4 wallet sends at most 4 per message).
+pub const MAX_WALLET_TRANSFERS: usize = 4;
+
 /// Longest signed wallet message (base64) kept in an event. A wallet transfer with a few
 /// messages and their comment payloads is well under 2 KiB.
 pub const MAX_WALLET_MESSAGE_LEN: usize = 8_192;
@@ -64,6 +67,7 @@ pub enum AccountCommand {
         seqno: u32,
         valid_until: chrono::DateTime<chrono::Utc>,
         message: String,
+        transfers: Vec<WalletTransfer>,
         attempt: u32,
     },
     /// Stars delivered: capture the reservation.
@@ -431,6 +435,7 @@ pub fn decide(
             seqno,
             valid_until,
             message,
+            transfers,
             attempt,
         } => {
             let purchase = open_purchase(purchase_id)?;
@@ -462,12 +467,28 @@ pub fn decide(
                     max: MAX_WALLET_MESSAGE_LEN,
                 });
             }
+            if transfers.is_empty() || transfers.len() > MAX_WALLET_TRANSFERS {
+                return Err(Rejection::InvalidText {
+                    field: "wallet transfers",
+                    max: MAX_WALLET_TRANSFERS,
+                });
+            }
+            let transfers = transfers
+                .iter()
+                .map(|t| {
+                    Ok(WalletTransfer {
+                        destination: checked_text("transfer destination", &t.destination, 100)?,
+                        amount: t.amount,
+                    })
+                })
+                .collect::<Result<Vec<_>, Rejection>>()?;
             AccountEvent::FragmentOrderSent(FragmentOrderSent {
                 purchase_id: *purchase_id,
                 wallet_tx: checked_text("wallet_tx", wallet_tx, 200)?,
                 seqno: Some(*seqno),
                 valid_until: Some(*valid_until),
                 message: Some(message.clone()),
+                transfers,
                 attempt: *attempt,
             })
         }

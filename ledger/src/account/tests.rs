@@ -295,6 +295,10 @@ fn sent_attempt(attempt: u32) -> AccountCommand {
         seqno: 7 + attempt,
         valid_until: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
         message: "te6cckEBAQEAAgAAAEysuc0=".into(),
+        transfers: vec![WalletTransfer {
+            destination: "EQBsandboxdestination".into(),
+            amount: amount("0.4"),
+        }],
         attempt,
     }
 }

@@ -47,6 +47,33 @@ pub struct HistoryPage {
     pub next_cursor: Option<u64>,
 }
 
+/// Which transactions [`ReadStore::transactions_in_status`] returns. Only these fixed sets
+/// exist, so their SQL is built from constants, never from input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    /// Recharges waiting for their invoice to be paid.
+    PendingRecharges,
+    /// Purchases still holding a reservation: reserved, ordered at Fragment, or paid (sent).
+    OpenPurchases,
+}
+
+impl StatusFilter {
+    pub(crate) fn transaction_type(self) -> &'static str {
+        match self {
+            Self::PendingRecharges => "recharge",
+            Self::OpenPurchases => "purchase",
+        }
+    }
+
+    /// The statuses as an SQL list of literals.
+    pub(crate) fn statuses_sql(self) -> &'static str {
+        match self {
+            Self::PendingRecharges => "('pending')",
+            Self::OpenPurchases => "('reserved', 'ordered', 'sent')",
+        }
+    }
+}
+
 /// Most rows one history page may return.
 pub const MAX_HISTORY_PAGE: u32 = 200;
 
@@ -84,10 +111,12 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The recharge behind a Heleket invoice.
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError>;
 
-    /// Recharges still `pending` that were requested before `created_before`, oldest first:
-    /// what the reconciler asks the payment provider about.
-    async fn pending_recharges(
+    /// Transactions of one type in one of `statuses`, created before `created_before`, oldest
+    /// first: the recharges still `pending` the reconciler asks the payment provider about,
+    /// the purchases still open that operators look at.
+    async fn transactions_in_status(
         &self,
+        filter: &StatusFilter,
         created_before: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<TransactionRow>, ReadError>;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ModelRow,
-    ReadError, ReadStore, ReadTx, MAX_HISTORY_PAGE,
+    ReadError, ReadStore, ReadTx, StatusFilter, MAX_HISTORY_PAGE,
 };
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
@@ -262,16 +262,19 @@ impl ReadStore for SqliteReadStore {
         row.as_ref().map(transaction_from_row).transpose()
     }
 
-    async fn pending_recharges(
+    async fn transactions_in_status(
         &self,
+        filter: &StatusFilter,
         created_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<TransactionRow>, ReadError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT * FROM transactions \
-             WHERE status = 'pending' AND transaction_type = 'recharge' AND created_at < ?1 \
-             ORDER BY created_at LIMIT ?2",
-        )
+             WHERE status IN {} AND transaction_type = ?1 AND created_at < ?2 \
+             ORDER BY created_at LIMIT ?3",
+            filter.statuses_sql()
+        ))
+        .bind(filter.transaction_type())
         .bind(created_before.timestamp_micros())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)

@@ -1,0 +1,169 @@
+//! `/v1/admin/purchases…`: what operators do about Stars purchases the fulfilment worker
+//! cannot (or, in `FRAGMENT_MODE=manual`, does not) see through — list the open ones, mark
+//! one delivered, or fail it and release the customer's reservation.
+//!
+//! Failing a purchase whose payment to Fragment is already recorded could refund stars that
+//! were delivered, so it needs `"force": true`: the operator says they checked on chain and
+//! with Fragment. Every decision is recorded with the admin's name.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use starledger_ledger::account::{AccountCommand, PurchaseStatus};
+use starledger_ledger::commands::CommandContext;
+use starledger_ledger::events::Actor;
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
+use starledger_projections::rows::TransactionKind;
+use starledger_projections::store::StatusFilter;
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::body::Body;
+use super::error::ApiError;
+use super::state::AppState;
+use super::users::{created, transaction_json};
+use crate::config::server::Role;
+
+const ADMIN: &[Role] = &[Role::Admin];
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/admin/purchases", web::get().to(open_purchases))
+        .route("/v1/admin/purchases/{id}/deliver", web::post().to(deliver))
+        .route("/v1/admin/purchases/{id}/fail", web::post().to(fail));
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// Open purchases (reserved, ordered, sent), oldest first.
+async fn open_purchases(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ADMIN)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be 1 to 500",
+        ));
+    }
+    let rows = state
+        .read
+        .transactions_in_status(&StatusFilter::OpenPurchases, Utc::now(), limit)
+        .await?;
+    let purchases: Vec<_> = rows
+        .iter()
+        .map(|row| json!({"user_id": row.user_id, "purchase": transaction_json(row)}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"purchases": purchases})))
+}
+
+/// The purchase named in the path and its owner (from the read model, which knows every
+/// purchase's user).
+async fn find(state: &AppState, id: &str) -> Result<(UserId, PurchaseId), ApiError> {
+    let unknown = || {
+        ApiError::not_found(
+            "unknown_purchase",
+            "no such purchase (a purchase made a moment ago may not be projected yet)",
+        )
+    };
+    let uuid = Uuid::parse_str(id)
+        .map_err(|_| ApiError::bad_request("invalid_purchase_id", "a purchase id is a UUID"))?;
+    let row = state.read.transaction(uuid).await?.ok_or_else(unknown)?;
+    if row.kind != TransactionKind::Purchase {
+        return Err(unknown());
+    }
+    let user = UserId::new(row.user_id).map_err(|_| unknown())?;
+    Ok((user, PurchaseId::from_uuid(uuid)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeliverRequest {
+    /// Why, for the log (e.g. "confirmed with Fragment support").
+    note: Option<String>,
+}
+
+async fn deliver(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ADMIN)?;
+    let request: DeliverRequest = body.json_or_default()?;
+    let (user, purchase_id) = find(&state, &path).await?;
+    let command = AccountCommand::CompletePurchase { purchase_id };
+    let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
+    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?request.note, "purchase marked delivered");
+    let projected = state.projected(executed.position).await;
+    Ok(created(
+        &executed,
+        json!({"purchase_id": purchase_id, "status": "completed", "admin": caller.name,
+               "position": executed.position, "projected": projected}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailRequest {
+    reason: String,
+    /// Required once a payment to Fragment is recorded: the operator checked that it did not
+    /// deliver.
+    #[serde(default)]
+    force: bool,
+}
+
+async fn fail(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(ADMIN)?;
+    let request: FailRequest = body.json()?;
+    let (user, purchase_id) = find(&state, &path).await?;
+    let account = state.ledger.account(user).await?;
+    let status = account.purchases.get(&purchase_id).map(|p| p.status);
+    if status == Some(PurchaseStatus::OrderSent) && !request.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "payment_recorded",
+            "a payment to Fragment is recorded for this purchase and may have delivered the stars; check on chain and with Fragment, then repeat with \"force\": true",
+        ));
+    }
+    let command = AccountCommand::FailPurchase {
+        purchase_id,
+        reason: format!("admin: {}", request.reason.trim()),
+    };
+    let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
+    tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");
+    let projected = state.projected(executed.position).await;
+    Ok(created(
+        &executed,
+        json!({"purchase_id": purchase_id, "status": "refunded", "admin": caller.name,
+               "position": executed.position, "projected": projected}),
+    ))
+}
+
+/// Runs an operator's decision under a key of its own, so a repeated click records once.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    user: UserId,
+    command: AccountCommand,
+    action: &str,
+    purchase_id: PurchaseId,
+) -> Result<starledger_ledger::commands::Executed, ApiError> {
+    let key = IdempotencyKey::parse(&format!("admin:{action}:{purchase_id}"))
+        .map_err(|_| ApiError::bad_request("invalid_purchase_id", "a purchase id is a UUID"))?;
+    let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
+    Ok(crate::commands::execute(&state.ledger, user, command, &context).await?)
+}

@@ -1,0 +1,620 @@
+//! The fulfilment worker against the sandbox Fragment and chain, on a real ledger (SQLite,
+//! and PostgreSQL when `TEST_DATABASE_URL` is set): every way a purchase can end, and the
+//! crashes and races that must never pay twice or refund a delivered purchase.
+//!
+//! "Crashing" the worker is dropping it between steps, in-memory state and all; a restarted
+//! worker starts from the same ledger and the same (outside) world. The chain can be made to
+//! lose broadcasts or answer nothing for a while, to put the crash exactly where a test wants.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use starledger_gateway::fragment::fulfilment::{Fulfilment, FulfilmentSettings, Worker};
+use starledger_gateway::fragment::sandbox::SandboxFragment;
+use starledger_gateway::fragment::ton::{
+    ChainError, ChainTransaction, Nanotons, SignError, SignedTransfer, TonChain, TransferMessage,
+    WalletAccount, WalletSigner, WalletState,
+};
+use starledger_ledger::account::{Account, AccountCommand, PurchaseStatus};
+use starledger_ledger::commands::Ledger;
+use starledger_ledger::events::{AccountEvent, Stars};
+use starledger_ledger::ids::{PurchaseId, UserId, Username};
+use starledger_ledger::money::{Amount, Currency};
+use starledger_ledger::store::{CommitMode, EventStore};
+use starledger_ledger::testing::{self, flow, Backend};
+use tokio::sync::watch;
+
+/// A stand-in for the shop wallet's signing (the real wallet has tests of its own): the
+/// message encodes what was signed, and different signers sign differently.
+struct TestSigner {
+    name: &'static str,
+}
+
+impl WalletSigner for TestSigner {
+    fn account(&self) -> WalletAccount {
+        WalletAccount {
+            address: format!("0:{}", "ab".repeat(32)),
+            public_key: "cd".repeat(32),
+            state_init: "te6cc".into(),
+        }
+    }
+
+    fn sign_transfer(
+        &self,
+        seqno: u32,
+        valid_until: DateTime<Utc>,
+        transfers: &[TransferMessage],
+    ) -> Result<SignedTransfer, SignError> {
+        let described = format!(
+            "{}|{seqno}|{}|{:?}",
+            self.name,
+            valid_until.timestamp(),
+            transfers
+        );
+        let message = base64::engine::general_purpose::STANDARD.encode(described);
+        Ok(SignedTransfer {
+            seqno,
+            valid_until,
+            message_hash: hex::encode(Sha256::digest(message.as_bytes())),
+            message,
+            transfers: transfers.to_vec(),
+        })
+    }
+}
+
+/// The sandbox chain with faults switched on and off by the test.
+struct FaultyChain {
+    inner: Arc<SandboxFragment>,
+    /// Broadcasts vanish before reaching the chain (and report failure).
+    lose_broadcasts: AtomicBool,
+    /// Broadcasts reach the chain, but the answer is lost (a timeout).
+    lose_answers: AtomicBool,
+    /// Looking for transactions fails.
+    blind: AtomicBool,
+}
+
+impl FaultyChain {
+    fn new(inner: Arc<SandboxFragment>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            lose_broadcasts: AtomicBool::new(false),
+            lose_answers: AtomicBool::new(false),
+            blind: AtomicBool::new(false),
+        })
+    }
+}
+
+#[async_trait]
+impl TonChain for FaultyChain {
+    fn name(&self) -> &'static str {
+        "faulty-sandbox"
+    }
+
+    async fn wallet_state(&self, address: &str) -> Result<WalletState, ChainError> {
+        self.inner.wallet_state(address).await
+    }
+
+    async fn broadcast(&self, transfer: &SignedTransfer) -> Result<(), ChainError> {
+        if self.lose_broadcasts.load(Ordering::SeqCst) {
+            return Err(ChainError::Unavailable("test: broadcast lost".into()));
+        }
+        let result = self.inner.broadcast(transfer).await;
+        if self.lose_answers.load(Ordering::SeqCst) {
+            return Err(ChainError::Unavailable("test: answer lost".into()));
+        }
+        result
+    }
+
+    async fn find_transaction(
+        &self,
+        address: &str,
+        message_hash: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ChainTransaction>, ChainError> {
+        if self.blind.load(Ordering::SeqCst) {
+            return Err(ChainError::Unavailable("test: blind".into()));
+        }
+        self.inner
+            .find_transaction(address, message_hash, since)
+            .await
+    }
+}
+
+struct World {
+    backend: Backend,
+    store: Arc<dyn EventStore>,
+    ledger: Arc<Ledger>,
+    sandbox: Arc<SandboxFragment>,
+    chain: Arc<FaultyChain>,
+    stop: watch::Receiver<bool>,
+    _stop: watch::Sender<bool>,
+}
+
+/// 0.0045 TON a star in the sandbox; customers pay 0.005 (enough for 50 stars at 0.25).
+const PRICE_PER_STAR: &str = "0.0045";
+
+async fn world(backend: Backend) -> World {
+    let store = backend.open(CommitMode::default()).await;
+    let sandbox = Arc::new(SandboxFragment::new(
+        PRICE_PER_STAR.parse().unwrap(),
+        Nanotons(1_000 * Nanotons::PER_TON),
+    ));
+    let (stop_tx, stop) = watch::channel(false);
+    World {
+        chain: FaultyChain::new(sandbox.clone()),
+        ledger: Arc::new(Ledger::new(store.clone())),
+        backend,
+        store,
+        sandbox,
+        stop,
+        _stop: stop_tx,
+    }
+}
+
+fn quick_settings() -> FulfilmentSettings {
+    FulfilmentSettings {
+        tick: Duration::from_millis(5),
+        rebroadcast_every: Duration::from_millis(5),
+        session_pause: Duration::from_millis(50),
+        ..FulfilmentSettings::default()
+    }
+}
+
+impl World {
+    fn worker(&self, settings: FulfilmentSettings, signer: &'static str) -> Worker {
+        self.worker_on(self.ledger.clone(), settings, signer)
+    }
+
+    fn worker_on(
+        &self,
+        ledger: Arc<Ledger>,
+        settings: FulfilmentSettings,
+        signer: &'static str,
+    ) -> Worker {
+        Worker::new(
+            Fulfilment {
+                ledger,
+                market: self.sandbox.clone(),
+                wallet: Arc::new(TestSigner { name: signer }),
+                chain: self.chain.clone(),
+                currency: Currency::ton(),
+                settings,
+            },
+            0,
+        )
+    }
+
+    /// A funded user buying 50 stars for 0.25, for themselves or as a gift.
+    async fn purchase(&self, user: i64, gift_to: Option<&str>) -> PurchaseId {
+        let user = flow::user(user);
+        if self.ledger.profile(user).await.unwrap().is_none() {
+            flow::funded(&self.ledger, user, "10").await.unwrap();
+        }
+        let key = format!("buy-{}-{}", user.get(), gift_to.unwrap_or("self"));
+        let purchase_id = PurchaseId::derive(user, &flow::key(&key));
+        self.ledger
+            .execute(
+                user,
+                AccountCommand::RequestPurchase {
+                    purchase_id,
+                    stars: Stars::new(50).unwrap(),
+                    recipient: gift_to.map(|name| Username::parse(name).unwrap()),
+                    price: Amount::parse("0.25").unwrap(),
+                },
+                &flow::context(&key),
+            )
+            .await
+            .unwrap();
+        purchase_id
+    }
+
+    /// The account as the log has it (not as one command handler's cache has it: another
+    /// instance may have written since).
+    async fn account(&self, user: i64) -> Account {
+        Account::replay(&self.events_of(user).await)
+    }
+
+    async fn status(&self, user: i64, purchase_id: PurchaseId) -> PurchaseStatus {
+        self.account(user).await.purchases[&purchase_id].status
+    }
+
+    /// Steps `worker` until the purchase reaches `wanted` (or the bound runs out).
+    async fn run_until(
+        &self,
+        worker: &mut Worker,
+        user: i64,
+        purchase_id: PurchaseId,
+        wanted: PurchaseStatus,
+    ) -> PurchaseStatus {
+        for _ in 0..400 {
+            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
+            let status = self.status(user, purchase_id).await;
+            if status == wanted {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.status(user, purchase_id).await
+    }
+
+    /// Steps `worker` a fixed number of times.
+    async fn steps(&self, worker: &mut Worker, count: usize) {
+        for _ in 0..count {
+            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn events_of(&self, user: i64) -> Vec<AccountEvent> {
+        self.store
+            .read_stream(flow::user(user).stream().as_str(), 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| starledger_ledger::commands::decode(e).unwrap())
+            .collect()
+    }
+
+    async fn payments_recorded(&self, user: i64) -> Vec<u32> {
+        self.events_of(user)
+            .await
+            .into_iter()
+            .filter_map(|e| match e {
+                AccountEvent::FragmentOrderSent(sent) => Some(sent.attempt),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn failure_reason(&self, user: i64) -> Option<String> {
+        self.events_of(user)
+            .await
+            .into_iter()
+            .find_map(|e| match e {
+                AccountEvent::PurchaseFailed(failed) => Some(failed.reason),
+                _ => None,
+            })
+    }
+
+    async fn balances(&self, user: i64) -> (Decimal, Decimal) {
+        let account = self.account(user).await;
+        (account.available, account.reserved)
+    }
+
+    async fn finish(self) {
+        let report = testing::audit(self.store.as_ref()).await;
+        assert!(report.is_sound(), "the ledger is not sound: {report:?}");
+        self.backend.cleanup().await;
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::sqlite().await];
+    backends.extend(Backend::postgres().await);
+    backends
+}
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_purchase_is_paid_once_and_delivered() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(1, None).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 1, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        assert_eq!(world.payments_recorded(1).await, vec![1]);
+        // The reservation was captured: 10 credited, 0.25 spent.
+        assert_eq!(world.balances(1).await, (dec("9.75"), dec("0")));
+        // Nothing more happens, however long the worker runs.
+        world.steps(&mut worker, 20).await;
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        assert!(worker.orders.is_empty());
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_recipient_is_refunded_without_paying() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(2, Some("@gift_notfound")).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 2, purchase, PurchaseStatus::Failed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Failed);
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        assert_eq!(world.balances(2).await, (dec("10"), dec("0")));
+        let reason = world.failure_reason(2).await.unwrap();
+        assert!(reason.starts_with("recipient_not_found"), "{reason}");
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn kyc_required_is_refunded() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(3, Some("@needs_kyc_check")).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 3, purchase, PurchaseStatus::Failed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Failed);
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        assert_eq!(world.balances(3).await, (dec("10"), dec("0")));
+        let reason = world.failure_reason(3).await.unwrap();
+        assert!(reason.starts_with("kyc_required"), "{reason}");
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_session_pauses_orders_and_refunds_nothing() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(4, Some("@session_expired")).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        world.steps(&mut worker, 30).await;
+        // Still reserved: the customer's money is held, not refunded, not spent.
+        assert_eq!(world.status(4, purchase).await, PurchaseStatus::Reserved);
+        assert_eq!(world.balances(4).await, (dec("9.75"), dec("0.25")));
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        // An expired session stops every order, not just the one that found out.
+        let other = world.purchase(4, Some("@fine_friend")).await;
+        world.steps(&mut worker, 30).await;
+        assert_eq!(world.status(4, other).await, PurchaseStatus::Reserved);
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        // Once the blocked order is resolved (here by an admin's refund), the rest go through.
+        world
+            .ledger
+            .execute(
+                UserId::new(4).unwrap(),
+                AccountCommand::FailPurchase {
+                    purchase_id: purchase,
+                    reason: "admin: session renewed, order abandoned".into(),
+                },
+                &flow::context("admin-fail-4"),
+            )
+            .await
+            .unwrap();
+        let status = world
+            .run_until(&mut worker, 4, other, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_broadcasting_and_before_recording_pays_once_and_completes() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(5, None).await;
+        // The broadcast reaches the chain but its answer is lost, and then the worker cannot
+        // see the chain: it has paid, and recorded nothing after the payment. Then it dies.
+        world.chain.lose_answers.store(true, Ordering::SeqCst);
+        world.chain.blind.store(true, Ordering::SeqCst);
+        let mut first = world.worker(quick_settings(), "a");
+        world.steps(&mut first, 10).await;
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        assert_eq!(world.status(5, purchase).await, PurchaseStatus::OrderSent);
+        drop(first);
+
+        world.chain.lose_answers.store(false, Ordering::SeqCst);
+        world.chain.blind.store(false, Ordering::SeqCst);
+        let mut restarted = world.worker(quick_settings(), "b");
+        let status = world
+            .run_until(&mut restarted, 5, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.sandbox.payments_executed(), 1, "paid twice");
+        assert_eq!(world.payments_recorded(5).await, vec![1]);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_after_recording_and_before_broadcasting_sends_the_recorded_payment() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(6, None).await;
+        world.chain.lose_broadcasts.store(true, Ordering::SeqCst);
+        let mut first = world.worker(quick_settings(), "a");
+        world.steps(&mut first, 5).await;
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        assert_eq!(world.status(6, purchase).await, PurchaseStatus::OrderSent);
+        drop(first);
+
+        // The restarted worker signs with a different key material stand-in: if it paid with
+        // anything but the recorded message, the hashes would not match.
+        world.chain.lose_broadcasts.store(false, Ordering::SeqCst);
+        let mut restarted = world.worker(quick_settings(), "b");
+        let status = world
+            .run_until(&mut restarted, 6, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        assert_eq!(world.payments_recorded(6).await, vec![1]);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_payment_that_expired_unexecuted_is_replaced_by_one_new_attempt() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(7, None).await;
+        let settings = FulfilmentSettings {
+            payment_window: Duration::from_secs(11),
+            expiry_margin: Duration::ZERO,
+            ..quick_settings()
+        };
+        world.chain.lose_broadcasts.store(true, Ordering::SeqCst);
+        let mut worker = world.worker(settings.clone(), "a");
+        world.steps(&mut worker, 5).await;
+        assert_eq!(world.payments_recorded(7).await, vec![1]);
+        // Until its deadline has passed, the same payment is only re-sent, never replaced.
+        world.steps(&mut worker, 20).await;
+        assert_eq!(world.payments_recorded(7).await, vec![1]);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        world.chain.lose_broadcasts.store(false, Ordering::SeqCst);
+        let status = world
+            .run_until(&mut worker, 7, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.payments_recorded(7).await, vec![1, 2]);
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_paid_order_fragment_fails_is_refunded_and_a_hanging_one_is_not() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let failing = world.purchase(8, Some("@will_fail_friend")).await;
+        let hanging = world.purchase(8, Some("@will_hang_friend")).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 8, failing, PurchaseStatus::Failed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Failed);
+        let reason = world.failure_reason(8).await.unwrap();
+        assert!(reason.starts_with("fragment_failed"), "{reason}");
+        world.steps(&mut worker, 30).await;
+        // Paid and never confirmed: it stays open, holding the customer's reservation.
+        assert_eq!(world.status(8, hanging).await, PurchaseStatus::OrderSent);
+        assert_eq!(world.sandbox.payments_executed(), 2);
+        assert_eq!(world.balances(8).await, (dec("9.75"), dec("0.25")));
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_low_wallet_waits_instead_of_failing_orders() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        world.sandbox.set_balance(Nanotons(Nanotons::PER_TON / 10));
+        let purchase = world.purchase(9, None).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        world.steps(&mut worker, 20).await;
+        assert_eq!(world.status(9, purchase).await, PurchaseStatus::OrderPlaced);
+        assert_eq!(world.payments_recorded(9).await, Vec::<u32>::new());
+        world.sandbox.set_balance(Nanotons(100 * Nanotons::PER_TON));
+        // The pause after a low balance is long (the operator has to act); a restarted
+        // worker, like one after a top-up, looks at once.
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 9, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_price_above_what_the_customer_pays_is_refused_and_refunded() {
+    for backend in backends().await {
+        let mut world = world(backend).await;
+        // Fragment now wants 0.006 a star: 0.30 for 50 stars, more than the 0.25 reserved.
+        world.sandbox = Arc::new(SandboxFragment::new(
+            "0.006".parse().unwrap(),
+            Nanotons(1_000 * Nanotons::PER_TON),
+        ));
+        world.chain = FaultyChain::new(world.sandbox.clone());
+        let purchase = world.purchase(10, None).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 10, purchase, PurchaseStatus::Failed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Failed);
+        let reason = world.failure_reason(10).await.unwrap();
+        assert!(reason.starts_with("price_changed"), "{reason}");
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_ledger_never_pay_twice() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let mut purchases = Vec::new();
+        for user in 20..26 {
+            purchases.push((user, world.purchase(user, None).await));
+        }
+        // Two instances, each with its own command handler on the same log, as two processes
+        // whose lease broke would be.
+        let other_ledger = Arc::new(Ledger::new(world.backend.open(CommitMode::default()).await));
+        let mut a = world.worker(quick_settings(), "a");
+        let mut b = world.worker_on(other_ledger, quick_settings(), "b");
+        for _ in 0..200 {
+            let (ra, rb) = tokio::join!(
+                a.step(world.store.as_ref(), &world.stop),
+                b.step(world.store.as_ref(), &world.stop)
+            );
+            ra.unwrap();
+            rb.unwrap();
+            let mut done = true;
+            for (user, purchase) in &purchases {
+                done &= world.status(*user, *purchase).await == PurchaseStatus::Completed;
+            }
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for (user, purchase) in &purchases {
+            assert_eq!(
+                world.status(*user, *purchase).await,
+                PurchaseStatus::Completed
+            );
+            assert_eq!(world.payments_recorded(*user).await, vec![1]);
+        }
+        assert_eq!(
+            world.sandbox.payments_executed(),
+            purchases.len(),
+            "paid twice"
+        );
+        world.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_purchase_an_admin_resolved_is_left_alone() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let purchase = world.purchase(11, None).await;
+        world
+            .ledger
+            .execute(
+                UserId::new(11).unwrap(),
+                AccountCommand::FailPurchase {
+                    purchase_id: purchase,
+                    reason: "admin: refunded on request".into(),
+                },
+                &flow::context("admin-fail-11"),
+            )
+            .await
+            .unwrap();
+        let mut worker = world.worker(quick_settings(), "a");
+        world.steps(&mut worker, 10).await;
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        assert!(worker.orders.is_empty());
+        world.finish().await;
+    }
+}
