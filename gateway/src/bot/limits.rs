@@ -205,4 +205,30 @@ mod tests {
             Verdict::Refused { first: true }
         );
     }
+
+    #[tokio::test]
+    async fn instances_sharing_redis_share_the_count() {
+        let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+            eprintln!("TEST_REDIS_URL unset: the shared rate-limit test is skipped");
+            return;
+        };
+        let prefix = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let instance = || {
+            let link = Arc::new(RedisLink::new(&url, &prefix).unwrap());
+            RateLimiter::new(limits(3, Duration::from_secs(3600)), Some(link))
+        };
+        let (first, second) = (instance(), instance());
+        assert_eq!(first.check(7, Limit::Messages).await, Verdict::Allowed);
+        assert_eq!(second.check(7, Limit::Messages).await, Verdict::Allowed);
+        assert_eq!(first.check(7, Limit::Messages).await, Verdict::Allowed);
+        // The fourth, on either instance, is over the shared limit of three.
+        assert_eq!(
+            second.check(7, Limit::Messages).await,
+            Verdict::Refused { first: true }
+        );
+        assert_eq!(
+            first.check(7, Limit::Messages).await,
+            Verdict::Refused { first: false }
+        );
+    }
 }
