@@ -12,7 +12,7 @@
 //!   returns the same invoice;
 //! - the confirm button: the offer's token (the update that made the offer), so a repeated
 //!   or concurrent confirm reserves once; a confirm whose offer is gone buys nothing and says
-//!   what became of the order, if there is one.
+//!   what became of the order, if there is one (`orders.rs`).
 //!
 //! After a command the reply reads the read models at the command's position, so it shows
 //! the command's effect (read-your-writes).
@@ -21,8 +21,7 @@ use std::sync::Arc;
 
 use starledger_ledger::account::Rejection;
 use starledger_ledger::commands::CommandError;
-use starledger_ledger::events::Stars;
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId, Username};
+use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
 use starledger_ledger::money::Amount;
 use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
@@ -34,7 +33,8 @@ use teloxide::{Bot, RequestError};
 use super::command::{self, Command};
 use super::keyboards::{self, Action, HISTORY_PAGE};
 use super::limits::{Limit, Verdict};
-use super::session::{Awaiting, Offer};
+use super::orders::{buy_menu, cancel, confirm, offer};
+use super::session::Awaiting;
 use super::texts::{HistoryLine, Lang, Limited, Texts};
 use super::BotContext;
 use crate::shop::{self, ShopError};
@@ -48,11 +48,11 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn text(text: String) -> Self {
+    pub(super) fn text(text: String) -> Self {
         Self { text, markup: None }
     }
 
-    fn with(text: String, markup: InlineKeyboardMarkup) -> Self {
+    pub(super) fn with(text: String, markup: InlineKeyboardMarkup) -> Self {
         Self {
             text,
             markup: Some(markup),
@@ -77,31 +77,31 @@ impl From<Answer> for Outcome {
 }
 
 /// One user's message or button press, with what every step needs.
-struct Turn<'a> {
-    context: &'a BotContext,
-    user: UserId,
-    from: &'a User,
-    texts: Texts,
+pub(super) struct Turn<'a> {
+    pub(super) context: &'a BotContext,
+    pub(super) user: UserId,
+    pub(super) from: &'a User,
+    pub(super) texts: Texts,
     /// The Telegram update being handled.
-    update: u32,
+    pub(super) update: u32,
 }
 
 impl Turn<'_> {
-    fn state(&self) -> &crate::http::state::AppState {
+    pub(super) fn state(&self) -> &crate::http::state::AppState {
         &self.context.state
     }
 
-    fn currency(&self) -> &str {
+    pub(super) fn currency(&self) -> &str {
         self.context.state.currency.as_str()
     }
 
     /// `tg:{bot id}:{rest}`: keys of different bots (a token changed) never meet.
-    fn key(&self, rest: &str) -> Option<IdempotencyKey> {
+    pub(super) fn key(&self, rest: &str) -> Option<IdempotencyKey> {
         IdempotencyKey::parse(&format!("tg:{}:{rest}", self.context.bot_id)).ok()
     }
 
     /// Counts the step against `limit`; `Err` carries the refusal to show.
-    async fn allow(&self, limit: Limit) -> Result<(), Outcome> {
+    pub(super) async fn allow(&self, limit: Limit) -> Result<(), Outcome> {
         match self.context.limits.check(self.user.get(), limit).await {
             Verdict::Allowed => Ok(()),
             Verdict::Refused { first } => Err(Outcome::Limited {
@@ -117,7 +117,7 @@ impl Turn<'_> {
 
     /// Registers the user the first time they do anything that needs an account. A repeat
     /// (another update racing this one, another instance) is fine.
-    async fn ensure_registered(&self) -> Result<(), ShopError> {
+    pub(super) async fn ensure_registered(&self) -> Result<(), ShopError> {
         let known = self.state().queries.user(self.user.get()).await?;
         if known.is_some() {
             return Ok(());
@@ -149,7 +149,7 @@ impl Turn<'_> {
     }
 
     /// The user's available and reserved balance, at least as of `position`.
-    async fn balance(
+    pub(super) async fn balance(
         &self,
         position: Option<u64>,
     ) -> Result<(rust_decimal::Decimal, rust_decimal::Decimal), ShopError> {
@@ -165,7 +165,7 @@ impl Turn<'_> {
     }
 
     /// What the user sees when a step fails on our side or the ledger refuses it.
-    fn failure(&self, error: &ShopError) -> Answer {
+    pub(super) fn failure(&self, error: &ShopError) -> Answer {
         match error {
             ShopError::UnknownUser => Answer::text(self.texts.not_registered()),
             ShopError::Provider(_) => {
@@ -437,138 +437,6 @@ async fn recharge(turn: &Turn<'_>, amount: Amount, key: Option<IdempotencyKey>) 
             .into()
         }
         Err(error) => turn.failure(&error).into(),
-    }
-}
-
-fn buy_menu(turn: &Turn<'_>, recipient: Option<Username>) -> Outcome {
-    let shown = recipient.as_ref().map(ToString::to_string);
-    Answer::with(
-        turn.texts.buy_prompt(shown.as_deref()),
-        keyboards::buy_menu(turn.texts, recipient.as_ref()),
-    )
-    .into()
-}
-
-/// Prices an order and shows it with a confirm button; the offer waits in the session.
-async fn offer(turn: &Turn<'_>, stars: Stars, recipient: Option<Username>) -> Outcome {
-    if let Err(refused) = turn.allow(Limit::Operations).await {
-        return refused;
-    }
-    if let Err(error) = turn.ensure_registered().await {
-        return turn.failure(&error).into();
-    }
-    let price = match shop::quote(turn.state(), stars) {
-        Ok(price) => price,
-        Err(error) => return turn.failure(&error).into(),
-    };
-    let (available, _) = match turn.balance(None).await {
-        Ok(balance) => balance,
-        Err(error) => return turn.failure(&error).into(),
-    };
-    let token = u64::from(turn.update);
-    let mut session = turn.context.sessions.get(turn.user.get()).await;
-    session.offer = Some(Offer {
-        token,
-        stars,
-        recipient: recipient.clone(),
-    });
-    turn.context.sessions.put(turn.user.get(), &session).await;
-    let shown = recipient.as_ref().map(ToString::to_string);
-    Answer::with(
-        turn.texts.offer(
-            stars.get(),
-            shown.as_deref(),
-            price.value(),
-            available,
-            turn.currency(),
-        ),
-        keyboards::confirm(turn.texts, token),
-    )
-    .into()
-}
-
-/// The confirm button: reserves the offer's price, once.
-async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
-    if let Err(refused) = turn.allow(Limit::Operations).await {
-        return refused;
-    }
-    let Some(key) = turn.key(&format!("offer:{token}")) else {
-        return Answer::text(turn.texts.unavailable()).into();
-    };
-    let mut session = turn.context.sessions.get(turn.user.get()).await;
-    let Some(offer) = session.offer.clone().filter(|offer| offer.token == token) else {
-        return already_placed_or_expired(turn, &key).await;
-    };
-    // Counted only when an order is really placed: a dead button moves no money.
-    if let Err(refused) = turn.allow(Limit::Payments).await {
-        return refused;
-    }
-    match shop::purchase(
-        turn.state(),
-        turn.user,
-        offer.stars,
-        offer.recipient.clone(),
-        key,
-    )
-    .await
-    {
-        Ok(purchase) => {
-            // Cleared only now: a confirm that failed on our side can be pressed again.
-            session.offer = None;
-            turn.context.sessions.put(turn.user.get(), &session).await;
-            if purchase.executed.replayed {
-                // Another press (here or on another instance) placed it first.
-                let key = turn.key(&format!("offer:{token}"));
-                if let Some(key) = key {
-                    return already_placed_or_expired(turn, &key).await;
-                }
-            }
-            let (available, reserved) = match turn.balance(Some(purchase.executed.position)).await {
-                Ok(balance) => balance,
-                Err(error) => return turn.failure(&error).into(),
-            };
-            let event = purchase.event;
-            let shown = event.recipient.as_ref().map(ToString::to_string);
-            Answer::text(turn.texts.placed(
-                event.stars.get(),
-                shown.as_deref(),
-                event.price.value(),
-                available,
-                reserved,
-                turn.currency(),
-            ))
-            .into()
-        }
-        Err(error) => turn.failure(&error).into(),
-    }
-}
-
-/// A confirm whose offer is not open: if it was placed, say so with its status; otherwise
-/// it was cancelled, replaced or expired. Never buys.
-async fn already_placed_or_expired(turn: &Turn<'_>, key: &IdempotencyKey) -> Outcome {
-    let purchase = PurchaseId::derive(turn.user, key);
-    match turn.state().read.transaction(purchase.uuid()).await {
-        Ok(Some(row)) => Answer::text(turn.texts.already_placed(&row.status)).into(),
-        Ok(None) => Answer::text(turn.texts.offer_expired()).into(),
-        Err(error) => turn.failure(&ShopError::Read(error)).into(),
-    }
-}
-
-async fn cancel(turn: &Turn<'_>, token: u64) -> Outcome {
-    let mut session = turn.context.sessions.get(turn.user.get()).await;
-    if session
-        .offer
-        .as_ref()
-        .is_some_and(|offer| offer.token == token)
-    {
-        session.offer = None;
-        turn.context.sessions.put(turn.user.get(), &session).await;
-        return Answer::text(turn.texts.cancelled()).into();
-    }
-    // Not the open offer: it was confirmed, replaced or expired; say which.
-    match turn.key(&format!("offer:{token}")) {
-        Some(key) => already_placed_or_expired(turn, &key).await,
-        None => Answer::text(turn.texts.offer_expired()).into(),
     }
 }
 

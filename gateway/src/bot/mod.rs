@@ -1,7 +1,7 @@
 //! The Telegram bot (teloxide), run inside `starledger serve` when `TELEGRAM_TOKEN` is set.
 //!
 //! - [`command`]: slash commands parsed into the ledger's types.
-//! - [`flows`]: what each message and button press does.
+//! - [`flows`]: what each message and button press does; `orders`: the Stars order flow.
 //! - [`keyboards`]: inline keyboards and the button data they carry back.
 //! - [`texts`]: every word, in Russian and English.
 //! - [`limits`]: per-user rate limits (Redis, or in process).
@@ -22,6 +22,7 @@ pub mod flows;
 pub mod keyboards;
 pub mod limits;
 pub mod notifications;
+mod orders;
 pub mod redis_link;
 pub mod session;
 pub mod texts;
