@@ -13,8 +13,11 @@
 //! - [`lease`]: one instance at a time for background work that must not run twice.
 //! - [`reactor`]: checkpointed work that follows the log and acts outside the ledger.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
+//! - [`shop`]: registering, topping up and buying Stars, shared by the HTTP API and the bot.
+//! - [`bot`]: the Telegram bot (commands, keyboards, limits, sessions, notifications).
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
 
+pub mod bot;
 pub mod commands;
 pub mod config;
 pub mod fragment;
@@ -26,4 +29,5 @@ pub mod reactor;
 pub mod reconciler;
 pub mod resilience;
 pub mod serve;
+pub mod shop;
 pub mod storage;

@@ -1,5 +1,6 @@
 //! `starledger serve`: one process that runs the HTTP gateway, the projectors, the cache
-//! projector, the reconciler and the fulfilment worker, and stops them in order.
+//! projector, the reconciler, the fulfilment worker and (with `TELEGRAM_TOKEN`) the Telegram
+//! bot, and stops them in order.
 //!
 //! Start-up opens the databases, starts the background work, binds the port and only then
 //! answers. Shutdown (SIGTERM/SIGINT, or [`Application::stop`]) stops accepting, lets
@@ -49,6 +50,8 @@ pub enum StartError {
     },
     #[error("cannot set up the payment provider: {0}")]
     Provider(String),
+    #[error("cannot set up the Telegram bot: {0}")]
+    Bot(String),
     #[error("configuration error: {0}")]
     Config(#[from] crate::config::ConfigError),
 }
@@ -166,11 +169,25 @@ impl Application {
             ready_max_lag: READY_MAX_LAG,
             runtime: tokio::runtime::Handle::current(),
         });
+        let bot = crate::bot::start(
+            &config,
+            server.telegram.as_ref(),
+            state.clone(),
+            reactors,
+            stopped.clone(),
+        )
+        .map_err(|e| StartError::Bot(e.to_string()))?;
+        background.extend(bot.tasks);
+        let telegram_inbox = bot.inbox;
         let app_state = state.clone();
         let http = HttpServer::new(move || {
-            App::new()
-                .app_data(app_state.clone())
-                .app_data(crate::http::query_config())
+            let app = App::new().app_data(app_state.clone());
+            // Only in the bot's webhook mode; without it the route answers 404.
+            let app = match &telegram_inbox {
+                Some(inbox) => app.app_data(inbox.clone()),
+                None => app,
+            };
+            app.app_data(crate::http::query_config())
                 .wrap(from_fn(crate::http::measure))
                 .configure(crate::http::routes)
         })

@@ -7,6 +7,7 @@
 
 pub mod fragment;
 pub mod server;
+pub mod telegram;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -126,6 +126,8 @@ pub struct ServerConfig {
     pub trust_proxy_headers: bool,
     pub api_keys: Vec<ApiKey>,
     pub heleket: HeleketConfig,
+    /// The Telegram bot; `None` without `TELEGRAM_TOKEN` (the HTTP API runs alone).
+    pub telegram: Option<super::telegram::TelegramConfig>,
     pub fragment: super::fragment::FragmentConfig,
 }
 
@@ -150,6 +152,7 @@ impl ServerConfig {
             trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
             api_keys: api_keys(env)?,
             heleket: heleket(env)?,
+            telegram: super::telegram::telegram(env)?,
             fragment: super::fragment::fragment(env)?,
         })
     }

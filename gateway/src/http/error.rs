@@ -168,3 +168,22 @@ impl From<ProviderError> for ApiError {
         }
     }
 }
+
+impl From<crate::shop::ShopError> for ApiError {
+    fn from(error: crate::shop::ShopError) -> Self {
+        use crate::shop::ShopError;
+        match error {
+            ShopError::UnknownUser => Self::not_found("unknown_user", "no such user"),
+            ShopError::CurrencyMismatch { .. } => {
+                Self::unprocessable("currency_mismatch", error.to_string())
+            }
+            ShopError::Pricing { .. } => Self::unprocessable("invalid_stars", error.to_string()),
+            ShopError::Provider(error) => error.into(),
+            ShopError::Command(error) => error.into(),
+            ShopError::Read(error) => error.into(),
+            ShopError::UnexpectedEvent(_) => {
+                Self::unavailable("the ledger gave an unexpected answer", &error)
+            }
+        }
+    }
+}

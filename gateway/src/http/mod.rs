@@ -6,6 +6,7 @@
 //! - [`body`]: size-limited bodies and JSON parsing with clear errors.
 //! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
 //! - [`webhooks`]: `POST /webhooks/heleket`.
+//! - [`telegram`]: `POST /webhooks/telegram` (the bot's webhook mode).
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
 //! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
@@ -21,6 +22,7 @@ pub mod ops;
 pub mod purchases;
 pub mod sandbox;
 pub mod state;
+pub mod telegram;
 pub mod users;
 pub mod webhooks;
 
@@ -38,6 +40,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .configure(users::routes)
         .configure(webhooks::routes)
+        .configure(telegram::routes)
         .configure(admin::routes)
         .configure(purchases::routes)
         .configure(audit::routes)

@@ -10,10 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use starledger_ledger::account::AccountCommand;
-use starledger_ledger::commands::{CommandContext, Executed};
-use starledger_ledger::events::{AccountEvent, Actor, Invoice, Stars};
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::commands::Executed;
+use starledger_ledger::events::Stars;
+use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
 use starledger_ledger::money::Amount;
 use starledger_projections::rows::{BalanceRow, TransactionRow};
 use starledger_projections::store::MAX_HISTORY_PAGE;
@@ -23,7 +22,6 @@ use super::body::Body;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::config::server::Role;
-use crate::heleket::{InvoiceRequest, OrderId};
 
 /// Who may act for users, and who may only look.
 const ACT: &[Role] = &[Role::Service, Role::Admin];
@@ -109,20 +107,15 @@ async fn register(
     // One registration per user: repeating it (a second /start) returns the first answer.
     let key = IdempotencyKey::parse(&format!("register:{user}"))
         .map_err(|_| ApiError::bad_request("invalid_user_id", "unusable user id"))?;
-    let command = AccountCommand::Register {
-        username: request.username,
-        language: request.language,
-        currency: state.currency.clone(),
-    };
-    let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
-    let profile = match executed.events.first() {
-        Some(AccountEvent::UserRegistered(e)) => json!({
+    let registered =
+        crate::shop::register(&state, user, request.username, request.language, key).await?;
+    let (executed, projected) = (registered.executed, registered.projected);
+    let profile = match registered.event {
+        Some(e) => json!({
             "user_id": e.user_id, "username": e.username, "language": e.language,
             "currency": e.currency,
         }),
-        _ => json!({"user_id": user}),
+        None => json!({"user_id": user}),
     };
     let mut body = profile;
     body["position"] = json!(executed.position);
@@ -302,40 +295,8 @@ async fn recharge(
         None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
             .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "unusable key"))?,
     };
-    // Ask the ledger first, so no invoice is ever created for someone who is not a user.
-    if state.ledger.profile(user).await?.is_none() {
-        return Err(unknown_user());
-    }
-    let recharge_id = RechargeId::derive(user, &key);
-    let invoice = state
-        .provider
-        .create_invoice(&InvoiceRequest {
-            amount,
-            currency: state.currency.clone(),
-            order_id: OrderId::new(user, recharge_id),
-            url_callback: state.heleket.callback_url.clone(),
-            lifetime_seconds: state.heleket.invoice_lifetime_seconds,
-        })
-        .await?;
-    let command = AccountCommand::RequestRecharge {
-        recharge_id,
-        amount,
-        currency: state.currency.clone(),
-        invoice: Invoice {
-            uuid: invoice.uuid,
-            url: invoice.url,
-            expires_at: invoice.expires_at,
-        },
-    };
-    let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
-    let Some(AccountEvent::RechargeRequested(e)) = executed.events.first() else {
-        return Err(ApiError::unavailable(
-            "the ledger answered a recharge with another event",
-            &recharge_id,
-        ));
-    };
+    let recharge = crate::shop::recharge(&state, user, amount, key).await?;
+    let (executed, e, projected) = (recharge.executed, recharge.event, recharge.projected);
     Ok(created(
         &executed,
         json!({
@@ -392,37 +353,8 @@ async fn purchase(
             "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
         )
     })?;
-    // Prices are in the ledger currency: an account kept in another one (LEDGER_CURRENCY
-    // changed after it registered) cannot be charged them.
-    let profile = state.ledger.profile(user).await?.ok_or_else(unknown_user)?;
-    if profile.currency != state.currency {
-        return Err(ApiError::unprocessable(
-            "currency_mismatch",
-            format!(
-                "the account is kept in {}, prices are in {}",
-                profile.currency, state.currency
-            ),
-        ));
-    }
-    let price = state.pricing.quote(stars).map_err(|error| {
-        ApiError::unprocessable("invalid_stars", format!("no price for {stars:?}: {error}"))
-    })?;
-    let purchase_id = PurchaseId::derive(user, &key);
-    let command = AccountCommand::RequestPurchase {
-        purchase_id,
-        stars,
-        recipient,
-        price,
-    };
-    let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
-    let Some(AccountEvent::PurchaseRequested(e)) = executed.events.first() else {
-        return Err(ApiError::unavailable(
-            "the ledger answered a purchase with another event",
-            &purchase_id,
-        ));
-    };
+    let purchase = crate::shop::purchase(&state, user, stars, recipient, key).await?;
+    let (executed, e, projected) = (purchase.executed, purchase.event, purchase.projected);
     let balance = state
         .queries
         .balance(user.get(), Some(executed.position))

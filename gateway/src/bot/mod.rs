@@ -1,0 +1,314 @@
+//! The Telegram bot (teloxide), run inside `starledger serve` when `TELEGRAM_TOKEN` is set.
+//!
+//! - [`command`]: slash commands parsed into the ledger's types.
+//! - [`flows`]: what each message and button press does; `orders`: the Stars order flow.
+//! - [`keyboards`]: inline keyboards and the button data they carry back.
+//! - [`texts`]: every word, in Russian and English.
+//! - [`limits`]: per-user rate limits (Redis, or in process).
+//! - [`session`]: dialogue state between messages (Redis with a TTL, or in process).
+//! - [`notifications`]: status messages from the event log, a checkpointed reactor.
+//! - [`webhook`]: webhook mode's inbox and the dispatcher's listener over it.
+//! - [`delivery`]: what a failed Bot API call means; logging without the token.
+//! - [`redis_link`]: the Redis connection the limits and sessions share.
+//!
+//! Updates arrive by long polling (default; exactly one instance may poll) or by webhook
+//! (`PRODUCTION_DOMAIN` or `TELEGRAM_WEBHOOK_URL`): then `setWebhook` is called at start with
+//! the secret token, and `POST /webhooks/telegram` feeds the dispatcher. Either way the bot
+//! issues ledger commands through `crate::shop` and reads the projections; it owns no data.
+
+pub mod command;
+pub mod delivery;
+pub mod flows;
+pub mod keyboards;
+pub mod limits;
+pub mod notifications;
+mod orders;
+pub mod redis_link;
+pub mod session;
+pub mod texts;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
+use teloxide::dptree;
+use teloxide::payloads::SetWebhookSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{AllowedUpdate, Update};
+use teloxide::update_listeners::Polling;
+use teloxide::{Bot, RequestError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use self::limits::RateLimiter;
+use self::redis_link::RedisLink;
+use self::session::Sessions;
+use self::webhook::WebhookInbox;
+use crate::config::server::Secret;
+use crate::config::telegram::{TelegramConfig, TelegramMode};
+use crate::config::Config;
+use crate::http::state::AppState;
+use crate::reactor::{self, ReactorContext};
+
+/// Seconds a `getUpdates` call waits for updates (Telegram holds the request that long).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the dispatcher to finish what it is doing (a poll in flight
+/// ends within the poll timeout).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+/// Longest pause between attempts to reach Telegram at start.
+const MAX_START_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error("TELEGRAM_API_URL is not a URL")]
+    ApiUrl,
+    #[error("REDIS_URL does not parse ({0:?})")]
+    RedisUrl(redis::ErrorKind),
+}
+
+/// What every handler shares.
+pub struct BotContext {
+    pub state: web::Data<AppState>,
+    pub limits: RateLimiter,
+    pub sessions: Sessions,
+    /// The bot's own Telegram id (from `getMe`): part of every idempotency key.
+    pub bot_id: u64,
+    /// For `/command@bot_username` in groups and clients that add it.
+    pub bot_username: String,
+}
+
+/// The running bot: the webhook inbox (webhook mode) and the tasks to await at shutdown.
+/// Empty when the bot is off.
+#[derive(Default)]
+pub struct RunningBot {
+    pub inbox: Option<web::Data<WebhookInbox>>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts the bot when it is configured: the dispatcher (after `getMe`, and `setWebhook` or
+/// `deleteWebhook`, retried until Telegram answers) and the notifications reactor. Returns at
+/// once: the HTTP API does not wait for Telegram. Without a configuration it says so in one
+/// log line and starts nothing.
+pub fn start(
+    config: &Config,
+    telegram: Option<&TelegramConfig>,
+    state: web::Data<AppState>,
+    reactors: ReactorContext,
+    stop: watch::Receiver<bool>,
+) -> Result<RunningBot, BotError> {
+    let Some(telegram) = telegram else {
+        tracing::info!("TELEGRAM_TOKEN is not set: the Telegram bot is off");
+        return Ok(RunningBot::default());
+    };
+    let api_url =
+        reqwest::Url::parse(&format!("{}/", telegram.api_url)).map_err(|_| BotError::ApiUrl)?;
+    let bot = Bot::new(telegram.token.expose()).set_api_url(api_url);
+    // Limits and sessions share the read cache's Redis and key prefix (under `:bot:`).
+    let redis = config
+        .redis_url
+        .as_deref()
+        .map(|url| RedisLink::new(url, &config.cache_key_prefix).map(Arc::new))
+        .transpose()
+        .map_err(BotError::RedisUrl)?;
+    let limits = RateLimiter::new(telegram.limits, redis.clone());
+    let sessions = Sessions::new(telegram.session_ttl, redis);
+    let (inbox, receiver) = match &telegram.mode {
+        TelegramMode::Polling => (None, None),
+        TelegramMode::Webhook { secret, .. } => {
+            let (inbox, receiver) = WebhookInbox::new(secret.clone());
+            (Some(web::Data::new(inbox)), Some(receiver))
+        }
+    };
+    let notifier = notifications::Notifier::new(
+        bot.clone(),
+        telegram.token.clone(),
+        state.clone(),
+        stop.clone(),
+    );
+    let notifications = reactor::start(notifier, reactors, stop.clone());
+    let dispatcher = tokio::spawn(run(
+        bot,
+        telegram.clone(),
+        state,
+        limits,
+        sessions,
+        receiver,
+        stop,
+    ));
+    tracing::info!(
+        mode = match telegram.mode {
+            TelegramMode::Polling => "long polling",
+            TelegramMode::Webhook { .. } => "webhook",
+        },
+        "Telegram bot starting"
+    );
+    Ok(RunningBot {
+        inbox,
+        tasks: vec![notifications, dispatcher],
+    })
+}
+
+/// Repeats `call` with growing pauses until it succeeds or `stop` turns true.
+async fn persist<T, F, Fut>(
+    what: &str,
+    token: &Secret,
+    stop: &mut watch::Receiver<bool>,
+    mut call: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RequestError>>,
+{
+    let mut pause = Duration::from_millis(500);
+    while !*stop.borrow() {
+        match call().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                let wait = match delivery::classify(&error) {
+                    delivery::Failure::RetryAfter(wait) => wait,
+                    _ => pause,
+                };
+                tracing::warn!(
+                    error = %delivery::describe(&error, token),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "Telegram: {what} failed"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+                pause = (pause * 2).min(MAX_START_BACKOFF);
+            }
+        }
+    }
+    None
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    bot: Bot,
+    config: TelegramConfig,
+    state: web::Data<AppState>,
+    limits: RateLimiter,
+    sessions: Sessions,
+    inbox: Option<tokio::sync::mpsc::Receiver<Update>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let token = config.token.clone();
+    let Some(me) = persist("getMe", &token, &mut stop, || {
+        let bot = bot.clone();
+        async move { bot.get_me().await }
+    })
+    .await
+    else {
+        return;
+    };
+    let allowed = vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
+    match &config.mode {
+        TelegramMode::Webhook { url, secret } => {
+            let Ok(parsed) = reqwest::Url::parse(url) else {
+                tracing::error!("the Telegram webhook URL does not parse; the bot is off");
+                return;
+            };
+            let registered = persist("setWebhook", &token, &mut stop, || {
+                let request = bot
+                    .set_webhook(parsed.clone())
+                    .secret_token(secret.expose().to_owned())
+                    .allowed_updates(allowed.clone());
+                async move { request.await }
+            })
+            .await;
+            if registered.is_none() {
+                return;
+            }
+            tracing::info!(url = %url, "Telegram webhook registered");
+        }
+        TelegramMode::Polling => {
+            // A webhook left from webhook mode would make getUpdates fail.
+            let deleted = persist("deleteWebhook", &token, &mut stop, || {
+                let bot = bot.clone();
+                async move { bot.delete_webhook().await }
+            })
+            .await;
+            if deleted.is_none() {
+                return;
+            }
+        }
+    }
+    let context = Arc::new(BotContext {
+        state,
+        limits,
+        sessions,
+        bot_id: me.user.id.0,
+        // Every bot has a username; an answer without one only loses `/cmd@name` matching.
+        bot_username: me.user.username.clone().unwrap_or_default(),
+    });
+    let handler = dptree::entry()
+        .branch(Update::filter_message().endpoint(flows::on_message))
+        .branch(Update::filter_callback_query().endpoint(flows::on_callback));
+    let error_token = token.clone();
+    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+        .dependencies(dptree::deps![context])
+        .default_handler(|_| async {})
+        .error_handler(Arc::new(move |error: RequestError| {
+            let described = delivery::describe(&error, &error_token);
+            async move {
+                tracing::warn!(error = %described, "bot: a reply could not be sent");
+            }
+        }))
+        .build();
+    let shutdown = dispatcher.shutdown_token();
+    let listener_token = token.clone();
+    let listener_errors = Arc::new(move |error: RequestError| {
+        let described = delivery::describe(&error, &listener_token);
+        async move {
+            tracing::warn!(error = %described, "bot: getUpdates failed; retrying");
+        }
+    });
+    let mut task = match inbox {
+        // The inbox cannot fail; `listener_errors` is for getUpdates.
+        Some(receiver) => tokio::spawn(async move {
+            dispatcher
+                .dispatch_with_listener(
+                    webhook::listener(receiver),
+                    Arc::new(|never: std::convert::Infallible| async move { match never {} }),
+                )
+                .await;
+        }),
+        None => {
+            let polling = Polling::builder(bot)
+                .timeout(POLL_TIMEOUT)
+                .allowed_updates(allowed)
+                .build();
+            tokio::spawn(async move {
+                dispatcher
+                    .dispatch_with_listener(polling, listener_errors)
+                    .await;
+            })
+        }
+    };
+    tracing::info!(
+        bot = me.user.username.as_deref().unwrap_or("?"),
+        "Telegram bot running"
+    );
+    tokio::select! {
+        _ = &mut task => {
+            tracing::warn!("the Telegram dispatcher ended by itself");
+            return;
+        }
+        _ = stop.changed() => {}
+    }
+    match shutdown.shutdown() {
+        Ok(done) => {
+            if tokio::time::timeout(SHUTDOWN_GRACE, done).await.is_err() {
+                tracing::warn!("the Telegram dispatcher did not stop in time; abandoning it");
+                task.abort();
+            }
+        }
+        Err(_) => task.abort(),
+    }
+    let _ = task.await;
+    tracing::info!("Telegram bot stopped");
+}

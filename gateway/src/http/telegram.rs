@@ -1,0 +1,60 @@
+//! `POST /webhooks/telegram`: Telegram delivers bot updates here in webhook mode.
+//!
+//! The request must carry our secret in `X-Telegram-Bot-Api-Secret-Token` (checked in
+//! constant time); without it, or with another, the answer is 401 and nothing reaches the
+//! bot. A good update is queued for the dispatcher and acknowledged at once; the bot's own
+//! commands are idempotent on the update id, so Telegram's redelivery after a lost answer
+//! changes nothing. When the bot is off or polls instead, the route answers 404.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::body::Body;
+use super::error::ApiError;
+use crate::bot::webhook::WebhookInbox;
+
+/// The header Telegram puts the `secret_token` of `setWebhook` in.
+pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.route("/webhooks/telegram", web::post().to(telegram));
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("starledger_webhooks_total", "provider" => "telegram", "outcome" => outcome)
+        .increment(1);
+}
+
+async fn telegram(
+    inbox: Option<web::Data<WebhookInbox>>,
+    request: HttpRequest,
+    body: Body,
+) -> Result<HttpResponse, ApiError> {
+    let Some(inbox) = inbox else {
+        return Err(ApiError::not_found(
+            "not_found",
+            "this instance does not take Telegram webhooks",
+        ));
+    };
+    let secret = request
+        .headers()
+        .get(SECRET_HEADER)
+        .map(|value| value.as_bytes());
+    if !inbox.authorized(secret) {
+        count("refused");
+        tracing::warn!("Telegram webhook without the right secret token; refused");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_secret_token",
+            "the secret token is missing or wrong",
+        ));
+    }
+    let update: teloxide::types::Update = body.json()?;
+    inbox.deliver(update).map_err(|error| {
+        count("failed");
+        ApiError::unavailable("the bot cannot take updates now", &error)
+    })?;
+    count("queued");
+    Ok(HttpResponse::Ok().json(json!({"ok": true})))
+}

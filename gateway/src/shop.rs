@@ -1,0 +1,193 @@
+//! What the shop does for a user, in one place for every front door: register, top up
+//! (create the Heleket invoice and record the recharge) and buy Stars (price the order and
+//! reserve the money). The HTTP API (`http/users.rs`) and the Telegram bot (`bot/`) both call
+//! these, so an invoice or a reservation is made the same way whoever asks.
+//!
+//! Each function runs one ledger command under the caller's idempotency key, then waits
+//! (bounded) for the projections to show it, and says whether they do (`projected`), so the
+//! caller's next read sees its own write. Errors are typed; each caller decides what they
+//! look like to its user (an HTTP status, a chat message).
+
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::commands::{CommandContext, CommandError, Executed};
+use starledger_ledger::events::{
+    AccountEvent, Actor, Invoice, PurchaseRequested, RechargeRequested, Stars, UserRegistered,
+};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::money::{Amount, Currency};
+use starledger_ledger::pricing::PricingError;
+use starledger_projections::store::ReadError;
+
+use crate::heleket::{InvoiceRequest, OrderId, ProviderError};
+use crate::http::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShopError {
+    #[error("no such user")]
+    UnknownUser,
+    /// Prices are in the ledger currency; an account kept in another one (`LEDGER_CURRENCY`
+    /// changed after it registered) cannot be charged them.
+    #[error("the account is kept in {account}, prices are in {prices}")]
+    CurrencyMismatch { account: Currency, prices: Currency },
+    #[error("no price for {stars} stars: {source}")]
+    Pricing { stars: u32, source: PricingError },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The read models could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The ledger accepted the command but answered with another event: a bug, not input.
+    #[error("the ledger answered a {0} with another event")]
+    UnexpectedEvent(&'static str),
+}
+
+/// A registration, new or repeated.
+pub struct Registered {
+    pub executed: Executed,
+    /// The registration as first recorded (`None` only if the ledger answered oddly).
+    pub event: Option<UserRegistered>,
+    pub projected: bool,
+}
+
+/// A recorded recharge with its invoice.
+pub struct Recharge {
+    pub executed: Executed,
+    pub event: RechargeRequested,
+    pub projected: bool,
+}
+
+/// A recorded purchase: its price is reserved.
+pub struct Purchase {
+    pub executed: Executed,
+    pub event: PurchaseRequested,
+    pub projected: bool,
+}
+
+/// Registers `user`. A repeat under the same key returns the first registration.
+pub async fn register(
+    state: &AppState,
+    user: UserId,
+    username: Option<String>,
+    language: Option<String>,
+    key: IdempotencyKey,
+) -> Result<Registered, ShopError> {
+    let command = AccountCommand::Register {
+        username,
+        language,
+        currency: state.currency.clone(),
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let event = match executed.events.first() {
+        Some(AccountEvent::UserRegistered(e)) => Some(e.clone()),
+        _ => None,
+    };
+    Ok(Registered {
+        executed,
+        event,
+        projected,
+    })
+}
+
+/// Creates the Heleket invoice for a top-up of `amount` and records the recharge.
+///
+/// The recharge id, and through it the invoice's order id, derive from `key`: a retry asks
+/// Heleket for the same order (which answers with the same invoice) and the ledger records
+/// nothing new.
+pub async fn recharge(
+    state: &AppState,
+    user: UserId,
+    amount: Amount,
+    key: IdempotencyKey,
+) -> Result<Recharge, ShopError> {
+    // Ask the ledger first, so no invoice is ever created for someone who is not a user.
+    if state.ledger.profile(user).await?.is_none() {
+        return Err(ShopError::UnknownUser);
+    }
+    let recharge_id = RechargeId::derive(user, &key);
+    let invoice = state
+        .provider
+        .create_invoice(&InvoiceRequest {
+            amount,
+            currency: state.currency.clone(),
+            order_id: OrderId::new(user, recharge_id),
+            url_callback: state.heleket.callback_url.clone(),
+            lifetime_seconds: state.heleket.invoice_lifetime_seconds,
+        })
+        .await?;
+    let command = AccountCommand::RequestRecharge {
+        recharge_id,
+        amount,
+        currency: state.currency.clone(),
+        invoice: Invoice {
+            uuid: invoice.uuid,
+            url: invoice.url,
+            expires_at: invoice.expires_at,
+        },
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let Some(AccountEvent::RechargeRequested(event)) = executed.events.first().cloned() else {
+        return Err(ShopError::UnexpectedEvent("recharge"));
+    };
+    Ok(Recharge {
+        executed,
+        event,
+        projected,
+    })
+}
+
+/// Prices an order of `stars` for `user` (or as a gift to `recipient`) and reserves the
+/// price. The purchase id derives from `key`, so a repeated request buys once.
+pub async fn purchase(
+    state: &AppState,
+    user: UserId,
+    stars: Stars,
+    recipient: Option<Username>,
+    key: IdempotencyKey,
+) -> Result<Purchase, ShopError> {
+    let profile = state
+        .ledger
+        .profile(user)
+        .await?
+        .ok_or(ShopError::UnknownUser)?;
+    if profile.currency != state.currency {
+        return Err(ShopError::CurrencyMismatch {
+            account: profile.currency,
+            prices: state.currency.clone(),
+        });
+    }
+    let price = quote(state, stars)?;
+    let command = AccountCommand::RequestPurchase {
+        purchase_id: PurchaseId::derive(user, &key),
+        stars,
+        recipient,
+        price,
+    };
+    let context = CommandContext::new(key, Actor::User(user));
+    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
+    let projected = state.projected(executed.position).await;
+    let Some(AccountEvent::PurchaseRequested(event)) = executed.events.first().cloned() else {
+        return Err(ShopError::UnexpectedEvent("purchase"));
+    };
+    Ok(Purchase {
+        executed,
+        event,
+        projected,
+    })
+}
+
+/// The customer price of `stars` in the ledger currency.
+pub fn quote(state: &AppState, stars: Stars) -> Result<Amount, ShopError> {
+    state
+        .pricing
+        .quote(stars)
+        .map_err(|source| ShopError::Pricing {
+            stars: stars.get(),
+            source,
+        })
+}
