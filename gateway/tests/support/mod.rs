@@ -1,0 +1,10 @@
+//! Fakes of the outside services the Fragment fulfilment talks to, speaking their real wire
+//! formats, shared by the test binaries that need them:
+//!
+//! - [`toncenter`]: toncenter API v2 over a one-wallet chain that executes what the shop
+//!   wallet signs (seqno, expiry, signature and balance checked as the wallet contract does),
+//!   plus the JSON shapes of its answers.
+//!
+//! Each test binary uses only part of this, hence `allow(dead_code)` where it is declared.
+
+pub mod toncenter;
