@@ -3,8 +3,11 @@
 //!
 //! - [`toncenter`]: toncenter API v2 over a one-wallet chain that executes what the shop
 //!   wallet signs (seqno, expiry, signature and balance checked as the wallet contract does),
-//!   plus the JSON shapes of its answers.
+//!   plus the JSON shapes of its answers;
+//! - [`fragment`]: Fragment's web API (buy page with the API hash, form-encoded `/api` calls)
+//!   over orders that are delivered once the fake chain shows them paid.
 //!
 //! Each test binary uses only part of this, hence `allow(dead_code)` where it is declared.
 
+pub mod fragment;
 pub mod toncenter;
