@@ -634,3 +634,59 @@ async fn a_lost_payment_past_its_deadline_is_replaced_by_one_new_attempt() {
         world.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_payment_executed_but_not_yet_listed_is_never_paid_again_even_past_its_deadline() {
+    for backend in backends().await {
+        let recorder = metrics_recorder();
+        let metrics = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let world = world(backend, SHOP_SEQNO).await;
+        let purchase = world.purchase(8, None).await;
+        let settings = FulfilmentSettings {
+            payment_window: Duration::from_secs(11),
+            expiry_margin: Duration::ZERO,
+            ..quick_settings()
+        };
+        // The payment executes, but toncenter's index lags: the seqno has moved past it and
+        // no transaction shows it.
+        world.chain.index_behind(true);
+        let mut worker = world.worker(settings);
+        world.steps(&mut worker, 5).await;
+        assert_eq!(world.chain.executed().len(), 1);
+        assert_eq!(world.chain.seqno(), SHOP_SEQNO + 1);
+        let deadline = world.payments(8).await[0]
+            .valid_until
+            .expect("a recorded deadline");
+        for _ in 0..100 {
+            if Utc::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Past the deadline, but the moved seqno says the payment may have executed: no new
+        // attempt, no refund; once it has been unknown for a payment window, an operator is
+        // told.
+        for _ in 0..400 {
+            world.steps(&mut worker, 1).await;
+            if alerts(&metrics, "payment_unknown") > 0 {
+                break;
+            }
+        }
+        world.steps(&mut worker, 10).await;
+        assert_eq!(world.attempts(8).await, vec![1]);
+        assert_eq!(world.status(8, purchase).await, PurchaseStatus::OrderSent);
+        assert_eq!(world.failure_reason(8).await, None);
+        assert_eq!(world.chain.executed().len(), 1);
+        assert_eq!(alerts(&metrics, "payment_unknown"), 1);
+
+        world.chain.index_behind(false);
+        let status = world
+            .run_until(&mut worker, 8, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.chain.executed().len(), 1);
+        assert_eq!(world.attempts(8).await, vec![1]);
+        world.finish().await;
+    }
+}

@@ -10,7 +10,8 @@
 //! read with tonlib-core and hashed here, not with the code under test.
 //!
 //! Switches put faults exactly where a test wants them: broadcasts lost on the way (nothing
-//! executes), answers lost after executing, transaction lookups failing, and a wallet
+//! executes), answers lost after executing, transaction lookups failing, an indexer behind
+//! (the wallet's seqno has moved, its new transactions are not listed yet), and a wallet
 //! toncenter does not recognise (so its seqno comes from `runGetMethod`).
 
 use std::str::FromStr;
@@ -351,6 +352,10 @@ struct Chain {
     lose_broadcasts: bool,
     lose_answers: bool,
     fail_lookups: bool,
+    /// While true, transactions executed are not listed by `getTransactions`.
+    index_behind: bool,
+    /// How many of the newest transactions `getTransactions` leaves out.
+    unindexed: usize,
     unrecognised: bool,
 }
 
@@ -374,6 +379,8 @@ impl FakeChain {
                 lose_broadcasts: false,
                 lose_answers: false,
                 fail_lookups: false,
+                index_behind: false,
+                unindexed: 0,
                 unrecognised: false,
             })),
         }
@@ -407,6 +414,16 @@ impl FakeChain {
     /// `getTransactions` fails.
     pub fn fail_lookups(&self, on: bool) {
         self.chain().fail_lookups = on;
+    }
+
+    /// The indexer falls behind: what executes from now on is not listed until it catches
+    /// up (`false`), while the wallet's seqno and balance move at once.
+    pub fn index_behind(&self, on: bool) {
+        let mut chain = self.chain();
+        chain.index_behind = on;
+        if !on {
+            chain.unindexed = 0;
+        }
     }
 
     /// `getWalletInformation` does not recognise the wallet contract and gives no seqno.
@@ -616,6 +633,9 @@ impl Chain {
             Value::Array(out_msgs),
         );
         self.transactions.insert(0, tx);
+        if self.index_behind {
+            self.unindexed += 1;
+        }
         self.executed.push(Executed {
             message: message.to_owned(),
             seqno,
@@ -661,7 +681,7 @@ impl Chain {
         let page: Vec<Value> = self
             .transactions
             .iter()
-            .skip(start)
+            .skip(start.max(self.unindexed))
             .take(limit)
             .cloned()
             .collect();
