@@ -20,20 +20,18 @@ use starledger_gateway::fragment::ton::{
 use starledger_gateway::fragment::toncenter::{Toncenter, ToncenterSettings};
 use starledger_gateway::fragment::wallet::{same_address, ShopWallet, WalletVersion};
 use starledger_gateway::resilience::{BreakerSettings, RetryPolicy};
-use tonlib_core::cell::{ArcCell, BagOfCells, Cell, CellBuilder};
-use tonlib_core::tlb_types::block::message::{CommonMsgInfo, Message};
-use tonlib_core::tlb_types::tlb::TLB;
-use tonlib_core::TonAddress;
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+#[allow(dead_code)] // each test binary uses its own part of the shared fakes
+mod support;
+
+use support::toncenter::{
+    comment, error, executed, not_accepted, ok, transaction, Clock, FakeChain, FEE,
+    FRAGMENT_ADDRESS, TEST_PHRASE,
+};
 
 const API_KEY: &str = "toncenter-test-key-77ab";
-
-/// A public test phrase (tonlib-rs's test suite), never a real wallet's.
-const PHRASE: &str = "fancy carpet hello mandate penalty trial consider property top vicious \
-    exit rebuild tragic profit urban major total month holiday sudden rib gather media vicious";
-
-const FRAGMENT: &str = "EQBAjaOyi2wGWlk-EDkSabqqnF-MrrwMadnwqrurKpkla9nE";
 
 fn settings(server: &MockServer) -> ToncenterSettings {
     ToncenterSettings {
@@ -60,29 +58,7 @@ fn client(settings: ToncenterSettings) -> Toncenter {
 }
 
 fn wallet() -> ShopWallet {
-    ShopWallet::from_seed_phrase(&Secret::new(PHRASE), WalletVersion::V4R2).unwrap()
-}
-
-fn ok(result: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": result}))
-}
-
-fn error(status: u16, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .set_body_json(json!({"ok": false, "error": message, "code": status}))
-}
-
-/// What toncenter relays when the wallet contract throws on a broadcast message.
-fn not_accepted(exit_code: i32) -> ResponseTemplate {
-    error(
-        500,
-        &format!(
-            "LITE_SERVER_UNKNOWN: cannot apply external message to current state : External \
-             message was not accepted\nCannot run message on account: inbound external message \
-             rejected by transaction 4C6FE61A4B7925532DEE47DEED8367FB9E918D4B32A9B9EC270BEF9D9C65CA13:\
-             \nexitcode={exit_code}, steps=49, gas_used=0\n"
-        ),
-    )
+    ShopWallet::from_seed_phrase(&Secret::new(TEST_PHRASE), WalletVersion::V4R2).unwrap()
 }
 
 fn at(unix: i64) -> DateTime<Utc> {
@@ -91,131 +67,14 @@ fn at(unix: i64) -> DateTime<Utc> {
 
 fn payment() -> Vec<TransferMessage> {
     vec![TransferMessage {
-        destination: FRAGMENT.into(),
+        destination: FRAGMENT_ADDRESS.into(),
         amount: Nanotons(2_500_000_000),
         payload: Some(comment("Ref#abc123")),
     }]
 }
 
-fn comment(text: &str) -> String {
-    let mut cell = CellBuilder::new();
-    cell.store_u32(32, 0).unwrap().store_string(text).unwrap();
-    boc(&cell.build().unwrap().to_arc())
-}
-
-fn boc(cell: &ArcCell) -> String {
-    STANDARD.encode(
-        BagOfCells::new(std::slice::from_ref(cell))
-            .serialize(true)
-            .unwrap(),
-    )
-}
-
-fn root(message: &str) -> ArcCell {
-    BagOfCells::parse_base64(message)
-        .unwrap()
-        .single_root()
-        .unwrap()
-}
-
-fn hash_b64(cell: &Cell) -> String {
-    STANDARD.encode(cell.cell_hash().as_slice())
-}
-
 async fn requests(server: &MockServer) -> Vec<Request> {
     server.received_requests().await.unwrap()
-}
-
-/// A transaction of `wallet` in `getTransactions`' shape. `in_msg` is `None` for an
-/// incoming internal transfer (a top-up).
-fn transaction(wallet: &str, lt: u64, utime: i64, in_msg: Option<Value>, out_msgs: Value) -> Value {
-    let in_msg = in_msg.unwrap_or_else(|| {
-        json!({
-            "@type": "ext.message",
-            "hash": STANDARD.encode([lt as u8; 32]),
-            "source": "EQCD39VS5jcptHL8vMjEXrzGaRcCVYto7HUn4bpAOg8xqB2N",
-            "destination": wallet,
-            "value": "1000000000",
-            "extra_currencies": [],
-            "fwd_fee": "266669",
-            "ihr_fee": "0",
-            "created_lt": (lt - 1).to_string(),
-            "body_hash": "lqKW0iTyhcZ77pPDD4owkVfw2qNdxbh+QQt4YwoJz8c=",
-            "msg_data": {"@type": "msg.dataRaw", "body": "te6cckEBAQEAAgAAAEysuc0=", "init_state": ""},
-            "message": ""
-        })
-    });
-    json!({
-        "@type": "ext.transaction",
-        "address": {"@type": "accountAddress", "account_address": wallet},
-        "account": wallet,
-        "utime": utime,
-        "data": "te6cckEBAQEAAgAAAEysuc0=",
-        "transaction_id": {"@type": "internal.transactionId", "lt": lt.to_string(), "hash": STANDARD.encode([(lt % 251) as u8 + 1; 32])},
-        "fee": "2865627",
-        "storage_fee": "227",
-        "other_fee": "2865400",
-        "in_msg": in_msg,
-        "out_msgs": out_msgs
-    })
-}
-
-/// The incoming external message and outgoing transfers of the transaction that executes
-/// `message`, as toncenter shows them: read from the bag of cells with tonlib-core, not with
-/// the code under test.
-fn executed(message: &str, friendly_wallet: &str) -> (Value, Value) {
-    let root = root(message);
-    let mut parser = root.parser();
-    parser.load_u8(2).unwrap(); // ext_in_msg_info
-    parser.load_address().unwrap(); // src
-    parser.load_address().unwrap(); // dest
-    parser.load_coins().unwrap(); // import fee
-    if parser.load_bit().unwrap() {
-        assert!(parser.load_bit().unwrap(), "state init by reference");
-        parser.next_reference().unwrap();
-    }
-    assert!(parser.load_bit().unwrap(), "body by reference");
-    let body = parser.next_reference().unwrap();
-    let in_msg = json!({
-        "@type": "ext.message",
-        "hash": hash_b64(&root),
-        "source": "",
-        "destination": friendly_wallet,
-        "value": "0",
-        "extra_currencies": [],
-        "fwd_fee": "0",
-        "ihr_fee": "0",
-        "created_lt": "0",
-        "body_hash": hash_b64(&body),
-        "msg_data": {"@type": "msg.dataRaw", "body": boc(&body), "init_state": ""},
-        "message": ""
-    });
-    let out_msgs: Vec<Value> = body
-        .references()
-        .iter()
-        .map(|internal| {
-            let internal = Message::from_cell(internal).unwrap();
-            let CommonMsgInfo::Int(info) = internal.info else {
-                panic!("not an internal message")
-            };
-            let destination = TonAddress::from_msg_address(info.dest).unwrap();
-            json!({
-                "@type": "ext.message",
-                "hash": STANDARD.encode([7u8; 32]),
-                "source": friendly_wallet,
-                "destination": destination.to_base64_url_flags(!info.bounce, false),
-                "value": info.value.grams.amount.to_string(),
-                "extra_currencies": [],
-                "fwd_fee": "266669",
-                "ihr_fee": "0",
-                "created_lt": "48000000000002",
-                "body_hash": hash_b64(&internal.body.value),
-                "msg_data": {"@type": "msg.dataRaw", "body": boc(&internal.body.value), "init_state": ""},
-                "message": ""
-            })
-        })
-        .collect();
-    (in_msg, Value::Array(out_msgs))
 }
 
 // ---- wallet state ---------------------------------------------------------------------------
@@ -552,7 +411,7 @@ async fn the_transaction_is_found_on_the_second_page() {
     assert_eq!(found.message_hash, transfer.message_hash);
     assert_eq!(found.transfers.len(), 1);
     let sent = &found.transfers[0];
-    assert!(same_address(&sent.destination, FRAGMENT));
+    assert!(same_address(&sent.destination, FRAGMENT_ADDRESS));
     assert_eq!(sent.amount, Nanotons(2_500_000_000));
     assert_eq!(sent.payload, transfer.transfers[0].payload);
 }
@@ -616,100 +475,19 @@ async fn a_search_that_never_reaches_since_is_an_error_not_a_miss() {
 
 // ---- the wallet and the client against a chain that executes what they send ---------------
 
-/// A toncenter over a one-wallet chain: `sendBocReturnHash` executes a message whose seqno
-/// is the wallet's (and whose expiry is ahead), appending the transaction that
-/// `getTransactions` then shows; `getWalletInformation` reports the seqno.
-struct FakeChain {
-    friendly: String,
-    now: i64,
-    state: Mutex<Chain>,
-}
-
-#[derive(Default)]
-struct Chain {
-    seqno: u32,
-    /// Newest first.
-    transactions: Vec<Value>,
-}
-
-impl FakeChain {
-    fn execute(&self, message: &str) -> ResponseTemplate {
-        let root = root(message);
-        let mut parser = root.parser();
-        parser.load_u8(2).unwrap();
-        parser.load_address().unwrap();
-        parser.load_address().unwrap();
-        parser.load_coins().unwrap();
-        let deploys = parser.load_bit().unwrap();
-        if deploys {
-            parser.load_bit().unwrap();
-            parser.next_reference().unwrap();
-        }
-        parser.load_bit().unwrap();
-        let body = parser.next_reference().unwrap();
-        let mut body = body.parser();
-        body.load_bytes(64).unwrap(); // signature
-        body.load_u32(32).unwrap(); // subwallet id
-        let valid_until = i64::from(body.load_u32(32).unwrap());
-        let seqno = body.load_u32(32).unwrap();
-        let mut chain = self.state.lock().unwrap();
-        if valid_until <= self.now {
-            return not_accepted(36);
-        }
-        if seqno != chain.seqno {
-            return not_accepted(33);
-        }
-        if (chain.seqno == 0) != deploys {
-            return error(500, "LITE_SERVER_UNKNOWN: cannot apply external message to current state : External message was not accepted: cannot run message on account: inbound external message rejected by account before smart-contract execution");
-        }
-        chain.seqno += 1;
-        let (in_msg, out_msgs) = executed(message, &self.friendly);
-        let lt = 47_000_000_000_000 + u64::from(seqno) * 1_000;
-        let tx = transaction(&self.friendly, lt, self.now, Some(in_msg), out_msgs);
-        chain.transactions.insert(0, tx);
-        ok(json!({"@type": "raw.extMessageInfo", "hash": hash_b64(&root)}))
-    }
-}
-
-impl Respond for FakeChain {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        match request.url.path() {
-            "/api/v2/getWalletInformation" => {
-                let chain = self.state.lock().unwrap();
-                if chain.seqno == 0 {
-                    ok(
-                        json!({"wallet": false, "balance": "5000000000", "account_state": "uninitialized"}),
-                    )
-                } else {
-                    ok(
-                        json!({"wallet": true, "balance": "2000000000", "account_state": "active", "wallet_type": "wallet v4 r2", "seqno": chain.seqno, "wallet_id": 698983191}),
-                    )
-                }
-            }
-            "/api/v2/sendBocReturnHash" => {
-                let body: Value = serde_json::from_slice(&request.body).unwrap();
-                self.execute(body["boc"].as_str().unwrap())
-            }
-            "/api/v2/getTransactions" => {
-                let chain = self.state.lock().unwrap();
-                ok(Value::Array(chain.transactions.clone()))
-            }
-            other => error(404, &format!("no method {other}")),
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_payment_signed_by_the_wallet_executes_once_and_is_found() {
     let server = MockServer::start().await;
     let wallet = wallet();
     let now = 1_850_000_000;
+    let fake = FakeChain::new(
+        &wallet,
+        Nanotons(10 * Nanotons::PER_TON),
+        0,
+        Clock::Fixed(now),
+    );
     Mock::given(wiremock::matchers::any())
-        .respond_with(FakeChain {
-            friendly: wallet.friendly_address(true, false),
-            now,
-            state: Mutex::new(Chain::default()),
-        })
+        .respond_with(fake.clone())
         .mount(&server)
         .await;
     let chain = client(ToncenterSettings {
@@ -736,7 +514,10 @@ async fn a_payment_signed_by_the_wallet_executes_once_and_is_found() {
         .expect("the first payment executed");
     assert_eq!(found.message_hash, first.message_hash);
     assert_eq!(found.transfers.len(), 1);
-    assert!(same_address(&found.transfers[0].destination, FRAGMENT));
+    assert!(same_address(
+        &found.transfers[0].destination,
+        FRAGMENT_ADDRESS
+    ));
     assert_eq!(found.transfers[0].amount, first.transfers[0].amount);
     assert_eq!(found.transfers[0].payload, first.transfers[0].payload);
 
@@ -774,4 +555,22 @@ async fn a_payment_signed_by_the_wallet_executes_once_and_is_found() {
         Err(ChainError::Refused(_))
     ));
     assert_eq!(chain.wallet_state(&address).await.unwrap().seqno, 2);
+
+    // Two messages executed, each once, however often they were sent; each paid 2.5 TON
+    // and its fee.
+    let executions: Vec<u32> = fake.executed().iter().map(|e| e.seqno).collect();
+    assert_eq!(executions, vec![0, 1]);
+    assert_eq!(fake.broadcasts().len(), 4);
+    assert_eq!(
+        fake.balance(),
+        Nanotons(10 * Nanotons::PER_TON - 2 * (2_500_000_000 + FEE))
+    );
+    assert_eq!(
+        fake.executed()
+            .iter()
+            .map(|e| e.hash_norm.clone())
+            .collect::<Vec<_>>(),
+        vec![first.message_hash, second.message_hash],
+        "the wallet's message hash is the TEP-467 normalised hash"
+    );
 }
