@@ -25,8 +25,14 @@
 //! - **Refunding a delivered purchase.** A purchase is failed only before any payment was
 //!   recorded, after a recorded payment provably expired, or when Fragment itself reports the
 //!   order failed. An outcome the worker cannot know (a seqno consumed without our message
-//!   being found, Fragment silent long after payment) is re-checked and raised to an
-//!   operator, never guessed.
+//!   being found, a transaction that does not show the recorded transfers, Fragment saying
+//!   "pending" long after payment) is re-checked and raised to an operator, never guessed.
+//! - **Capturing without delivering.** A purchase completes when Fragment confirms delivery,
+//!   or — when Fragment gives no state at all for the order ([`OrderState::Unknown`]: its
+//!   state call is undocumented and may be refused) — on the chain's evidence: our recorded
+//!   transfers to Fragment, carrying the order's reference, executed, and Fragment was told.
+//!   That is how fragment.com itself sells; an order Fragment drops anyway is refunded to the
+//!   wallet and is for an operator (the completion is logged with a warning).
 //!
 //! State lives in the log ([`OpenOrders`] folds it); the checkpoint is the position before the
 //! oldest open purchase. Timers here only pace retries and alerts.
@@ -672,7 +678,14 @@ impl Worker {
             }
         }
         match market.order_state(request_id).await {
-            Ok(OrderState::Delivered) | Ok(OrderState::Unknown) => {
+            Ok(state @ (OrderState::Delivered | OrderState::Unknown)) => {
+                if state == OrderState::Unknown {
+                    tracing::warn!(
+                        purchase = %order.purchase_id,
+                        request = request_id,
+                        "Fragment gives no state for this paid order; completing on the chain's evidence of payment"
+                    );
+                }
                 let command = AccountCommand::CompletePurchase {
                     purchase_id: order.purchase_id,
                 };
