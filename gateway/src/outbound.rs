@@ -117,6 +117,29 @@ impl Call<'_> {
     }
 }
 
+/// The user agent our API clients send (Fragment's client sends a browser's instead).
+pub const USER_AGENT: &str = concat!("starledger/", env!("CARGO_PKG_VERSION"));
+
+/// An HTTP client for one provider: `timeout` per attempt, and redirects never followed — a
+/// followed redirect would re-send a signed body, a key header or session cookies to
+/// wherever it points, and none of our providers' APIs redirect a good request, so a
+/// redirect is read as a refusal.
+pub fn http_client(timeout: Duration, user_agent: &str) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+}
+
+/// `base` (without its trailing slashes) followed by `path`, if that is an http(s) URL with a
+/// host.
+pub fn endpoint(base: &str, path: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
 /// Sets the `starledger_circuit_breaker_open` gauge of `provider` from its breaker.
 pub fn publish_breaker(provider: &'static str, breaker: &CircuitBreaker) {
     let open = if breaker.is_open() { 1.0 } else { 0.0 };

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::Url;
 use serde_json::{json, Value};
 use starledger_gateway::fragment::client::{
     parse_fragment_cookies, CookieError, FragmentClient, FragmentSettings,
@@ -22,19 +21,18 @@ use starledger_ledger::ids::Username;
 use wiremock::matchers::{header, header_exists, method, path, query_param};
 use wiremock::{Match, Mock, MockBuilder, MockServer, Request, ResponseTemplate};
 
-const HASH: &str = "8c1e4f2a9b3d5e70a1";
+#[allow(dead_code)] // each test binary uses its own part of the shared fakes
+mod support;
+
+use support::fragment::{
+    answer, buy_page, cookie_config, form, login_page, HASH, SSID, TOKEN, TON_TOKEN,
+};
+
 const NEW_HASH: &str = "f00dfeed12345678ab";
-const SSID: &str = "5a6b7c8d9e0f1a2b3c_8734512093847561";
-const TOKEN: &str = "73676e56735445e81a379cafdf21b955736e4c73676ab28c26a9d636da5858ea959";
-const TON_TOKEN: &str = "Zm9vYmFyLXRvbi10b2tlbi1zZWNyZXQ";
 const REQ_ID: &str = "srK7xXWm2Hbd9pLz";
 const RECIPIENT_ID: &str = "pq3yV6Q0SmT8B2wz5rYj0IjsGx4hKd";
 const FRAGMENT_ADDRESS: &str = "EQBAjaOyi2wGWlk-EDkSabqqnF-MrrwMadnwqrurKpkla9nE";
 const PAYLOAD: &str = "te6ccgEBAQEAMgAAYAAAAABUZWxlZ3JhbSBTdGFycyAKClJlZiNaNkM2YmZuSFk";
-
-fn cookie_config() -> String {
-    format!("stel_ssid={SSID}; stel_dt=-180; stel_token={TOKEN}; stel_ton_token={TON_TOKEN}")
-}
 
 fn settings(server: &MockServer) -> FragmentSettings {
     FragmentSettings {
@@ -82,45 +80,8 @@ fn recipient() -> Recipient {
     }
 }
 
-/// The buy page as a logged-in browser gets it: the API URL sits JSON-escaped in the
-/// `Aj.init` config of an inline script.
-fn buy_page(hash: &str) -> ResponseTemplate {
-    let html = format!(
-        r#"<!DOCTYPE html>
-<html class=""><head><meta charset="utf-8"><title>Buy Telegram Stars</title>
-<link href="/css/auction.css?5" rel="stylesheet"></head>
-<body><div class="tm-header"><span class="tm-header-avatar"></span></div>
-<main class="tm-main js-main-content"><h1>Buy Stars</h1></main>
-<script src="/js/auction.js?47"></script>
-<script>Aj.init({{"version":1130,"apiUrl":"\/api?hash={hash}","uh":"5f6e","uns":true,"state":{{"mode":"new"}}}});</script>
-</body></html>"#
-    );
-    ResponseTemplate::new(200).set_body_raw(html, "text/html; charset=utf-8")
-}
-
-/// Fragment's page for a visitor without a session: a login button, no API config.
-fn login_page() -> ResponseTemplate {
-    let html = r#"<!DOCTYPE html><html><head><title>Fragment</title></head>
-<body><div class="tm-header"><button class="btn tm-header-button login-link" href="/login">Log in</button></div>
-<main><p>Log in to buy Telegram Stars.</p></main></body></html>"#;
-    ResponseTemplate::new(200).set_body_raw(html, "text/html; charset=utf-8")
-}
-
-fn answer(body: Value) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(body.to_string(), "application/json")
-}
-
 fn raw_answer(body: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.to_owned(), "application/json")
-}
-
-/// The form fields of a request body, decoded as a browser encodes them.
-fn form(request: &Request) -> HashMap<String, String> {
-    let body = String::from_utf8_lossy(&request.body);
-    // Url's query parser is the same application/x-www-form-urlencoded decoder.
-    Url::parse(&format!("http://form.invalid/?{body}"))
-        .map(|url| url.query_pairs().into_owned().collect())
-        .unwrap_or_default()
 }
 
 /// Matches a form-encoded API call to one method that carries the session cookies.

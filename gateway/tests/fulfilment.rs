@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 use starledger_gateway::fragment::fulfilment::{Fulfilment, FulfilmentSettings, Worker};
 use starledger_gateway::fragment::sandbox::SandboxFragment;
@@ -21,14 +20,17 @@ use starledger_gateway::fragment::ton::{
     ChainError, ChainTransaction, Nanotons, SignError, SignedTransfer, TonChain, TransferMessage,
     WalletAccount, WalletSigner, WalletState,
 };
-use starledger_ledger::account::{Account, AccountCommand, PurchaseStatus};
+use starledger_ledger::account::{AccountCommand, PurchaseStatus};
 use starledger_ledger::commands::Ledger;
-use starledger_ledger::events::{AccountEvent, Stars};
-use starledger_ledger::ids::{PurchaseId, UserId, Username};
-use starledger_ledger::money::{Amount, Currency};
-use starledger_ledger::store::{CommitMode, EventStore};
-use starledger_ledger::testing::{self, flow, Backend};
-use tokio::sync::watch;
+use starledger_ledger::ids::UserId;
+use starledger_ledger::money::Currency;
+use starledger_ledger::store::CommitMode;
+use starledger_ledger::testing::{flow, Backend};
+
+#[allow(dead_code)] // each test binary uses its own part of the shared support
+mod support;
+
+use support::shop::{backends, dec, quick_settings, Shop};
 
 /// A stand-in for the shop wallet's signing (the real wallet has tests of its own): the
 /// message encodes what was signed, and different signers sign differently.
@@ -127,42 +129,31 @@ impl TonChain for FaultyChain {
 }
 
 struct World {
-    backend: Backend,
-    store: Arc<dyn EventStore>,
-    ledger: Arc<Ledger>,
+    shop: Shop,
     sandbox: Arc<SandboxFragment>,
     chain: Arc<FaultyChain>,
-    stop: watch::Receiver<bool>,
-    _stop: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for World {
+    type Target = Shop;
+
+    fn deref(&self) -> &Shop {
+        &self.shop
+    }
 }
 
 /// 0.0045 TON a star in the sandbox; customers pay 0.005 (enough for 50 stars at 0.25).
 const PRICE_PER_STAR: &str = "0.0045";
 
 async fn world(backend: Backend) -> World {
-    let store = backend.open(CommitMode::default()).await;
     let sandbox = Arc::new(SandboxFragment::new(
         PRICE_PER_STAR.parse().unwrap(),
         Nanotons(1_000 * Nanotons::PER_TON),
     ));
-    let (stop_tx, stop) = watch::channel(false);
     World {
         chain: FaultyChain::new(sandbox.clone()),
-        ledger: Arc::new(Ledger::new(store.clone())),
-        backend,
-        store,
+        shop: Shop::open(backend).await,
         sandbox,
-        stop,
-        _stop: stop_tx,
-    }
-}
-
-fn quick_settings() -> FulfilmentSettings {
-    FulfilmentSettings {
-        tick: Duration::from_millis(5),
-        rebroadcast_every: Duration::from_millis(5),
-        session_pause: Duration::from_millis(50),
-        ..FulfilmentSettings::default()
     }
 }
 
@@ -189,119 +180,6 @@ impl World {
             0,
         )
     }
-
-    /// A funded user buying 50 stars for 0.25, for themselves or as a gift.
-    async fn purchase(&self, user: i64, gift_to: Option<&str>) -> PurchaseId {
-        let user = flow::user(user);
-        if self.ledger.profile(user).await.unwrap().is_none() {
-            flow::funded(&self.ledger, user, "10").await.unwrap();
-        }
-        let key = format!("buy-{}-{}", user.get(), gift_to.unwrap_or("self"));
-        let purchase_id = PurchaseId::derive(user, &flow::key(&key));
-        self.ledger
-            .execute(
-                user,
-                AccountCommand::RequestPurchase {
-                    purchase_id,
-                    stars: Stars::new(50).unwrap(),
-                    recipient: gift_to.map(|name| Username::parse(name).unwrap()),
-                    price: Amount::parse("0.25").unwrap(),
-                },
-                &flow::context(&key),
-            )
-            .await
-            .unwrap();
-        purchase_id
-    }
-
-    /// The account as the log has it (not as one command handler's cache has it: another
-    /// instance may have written since).
-    async fn account(&self, user: i64) -> Account {
-        Account::replay(&self.events_of(user).await)
-    }
-
-    async fn status(&self, user: i64, purchase_id: PurchaseId) -> PurchaseStatus {
-        self.account(user).await.purchases[&purchase_id].status
-    }
-
-    /// Steps `worker` until the purchase reaches `wanted` (or the bound runs out).
-    async fn run_until(
-        &self,
-        worker: &mut Worker,
-        user: i64,
-        purchase_id: PurchaseId,
-        wanted: PurchaseStatus,
-    ) -> PurchaseStatus {
-        for _ in 0..400 {
-            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
-            let status = self.status(user, purchase_id).await;
-            if status == wanted {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.status(user, purchase_id).await
-    }
-
-    /// Steps `worker` a fixed number of times.
-    async fn steps(&self, worker: &mut Worker, count: usize) {
-        for _ in 0..count {
-            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn events_of(&self, user: i64) -> Vec<AccountEvent> {
-        self.store
-            .read_stream(flow::user(user).stream().as_str(), 0)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| starledger_ledger::commands::decode(e).unwrap())
-            .collect()
-    }
-
-    async fn payments_recorded(&self, user: i64) -> Vec<u32> {
-        self.events_of(user)
-            .await
-            .into_iter()
-            .filter_map(|e| match e {
-                AccountEvent::FragmentOrderSent(sent) => Some(sent.attempt),
-                _ => None,
-            })
-            .collect()
-    }
-
-    async fn failure_reason(&self, user: i64) -> Option<String> {
-        self.events_of(user)
-            .await
-            .into_iter()
-            .find_map(|e| match e {
-                AccountEvent::PurchaseFailed(failed) => Some(failed.reason),
-                _ => None,
-            })
-    }
-
-    async fn balances(&self, user: i64) -> (Decimal, Decimal) {
-        let account = self.account(user).await;
-        (account.available, account.reserved)
-    }
-
-    async fn finish(self) {
-        let report = testing::audit(self.store.as_ref()).await;
-        assert!(report.is_sound(), "the ledger is not sound: {report:?}");
-        self.backend.cleanup().await;
-    }
-}
-
-async fn backends() -> Vec<Backend> {
-    let mut backends = vec![Backend::sqlite().await];
-    backends.extend(Backend::postgres().await);
-    backends
-}
-
-fn dec(text: &str) -> Decimal {
-    text.parse().unwrap()
 }
 
 #[tokio::test]
@@ -315,14 +193,14 @@ async fn a_purchase_is_paid_once_and_delivered() {
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.sandbox.payments_executed(), 1);
-        assert_eq!(world.payments_recorded(1).await, vec![1]);
+        assert_eq!(world.attempts(1).await, vec![1]);
         // The reservation was captured: 10 credited, 0.25 spent.
         assert_eq!(world.balances(1).await, (dec("9.75"), dec("0")));
         // Nothing more happens, however long the worker runs.
         world.steps(&mut worker, 20).await;
         assert_eq!(world.sandbox.payments_executed(), 1);
         assert!(worker.orders.is_empty());
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -340,7 +218,7 @@ async fn an_unknown_recipient_is_refunded_without_paying() {
         assert_eq!(world.balances(2).await, (dec("10"), dec("0")));
         let reason = world.failure_reason(2).await.unwrap();
         assert!(reason.starts_with("recipient_not_found"), "{reason}");
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -358,7 +236,7 @@ async fn kyc_required_is_refunded() {
         assert_eq!(world.balances(3).await, (dec("10"), dec("0")));
         let reason = world.failure_reason(3).await.unwrap();
         assert!(reason.starts_with("kyc_required"), "{reason}");
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -395,7 +273,7 @@ async fn an_expired_session_pauses_orders_and_refunds_nothing() {
             .run_until(&mut worker, 4, other, PurchaseStatus::Completed)
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -422,8 +300,8 @@ async fn a_crash_after_broadcasting_and_before_recording_pays_once_and_completes
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.sandbox.payments_executed(), 1, "paid twice");
-        assert_eq!(world.payments_recorded(5).await, vec![1]);
-        world.finish().await;
+        assert_eq!(world.attempts(5).await, vec![1]);
+        world.shop.finish().await;
     }
 }
 
@@ -448,8 +326,8 @@ async fn a_crash_after_recording_and_before_broadcasting_sends_the_recorded_paym
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.sandbox.payments_executed(), 1);
-        assert_eq!(world.payments_recorded(6).await, vec![1]);
-        world.finish().await;
+        assert_eq!(world.attempts(6).await, vec![1]);
+        world.shop.finish().await;
     }
 }
 
@@ -466,19 +344,19 @@ async fn a_payment_that_expired_unexecuted_is_replaced_by_one_new_attempt() {
         world.chain.lose_broadcasts.store(true, Ordering::SeqCst);
         let mut worker = world.worker(settings.clone(), "a");
         world.steps(&mut worker, 5).await;
-        assert_eq!(world.payments_recorded(7).await, vec![1]);
+        assert_eq!(world.attempts(7).await, vec![1]);
         // Until its deadline has passed, the same payment is only re-sent, never replaced.
         world.steps(&mut worker, 20).await;
-        assert_eq!(world.payments_recorded(7).await, vec![1]);
+        assert_eq!(world.attempts(7).await, vec![1]);
         tokio::time::sleep(Duration::from_secs(12)).await;
         world.chain.lose_broadcasts.store(false, Ordering::SeqCst);
         let status = world
             .run_until(&mut worker, 7, purchase, PurchaseStatus::Completed)
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
-        assert_eq!(world.payments_recorded(7).await, vec![1, 2]);
+        assert_eq!(world.attempts(7).await, vec![1, 2]);
         assert_eq!(world.sandbox.payments_executed(), 1);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -500,7 +378,7 @@ async fn a_paid_order_fragment_fails_is_refunded_and_a_hanging_one_is_not() {
         assert_eq!(world.status(8, hanging).await, PurchaseStatus::OrderSent);
         assert_eq!(world.sandbox.payments_executed(), 2);
         assert_eq!(world.balances(8).await, (dec("9.75"), dec("0.25")));
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -513,7 +391,7 @@ async fn a_low_wallet_waits_instead_of_failing_orders() {
         let mut worker = world.worker(quick_settings(), "a");
         world.steps(&mut worker, 20).await;
         assert_eq!(world.status(9, purchase).await, PurchaseStatus::OrderPlaced);
-        assert_eq!(world.payments_recorded(9).await, Vec::<u32>::new());
+        assert_eq!(world.attempts(9).await, Vec::<u32>::new());
         world.sandbox.set_balance(Nanotons(100 * Nanotons::PER_TON));
         // The pause after a low balance is long (the operator has to act); a restarted
         // worker, like one after a top-up, looks at once.
@@ -522,7 +400,7 @@ async fn a_low_wallet_waits_instead_of_failing_orders() {
             .run_until(&mut worker, 9, purchase, PurchaseStatus::Completed)
             .await;
         assert_eq!(status, PurchaseStatus::Completed);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -545,7 +423,7 @@ async fn a_price_above_what_the_customer_pays_is_refused_and_refunded() {
         let reason = world.failure_reason(10).await.unwrap();
         assert!(reason.starts_with("price_changed"), "{reason}");
         assert_eq!(world.sandbox.payments_executed(), 0);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -583,14 +461,14 @@ async fn two_workers_racing_on_one_ledger_never_pay_twice() {
                 world.status(*user, *purchase).await,
                 PurchaseStatus::Completed
             );
-            assert_eq!(world.payments_recorded(*user).await, vec![1]);
+            assert_eq!(world.attempts(*user).await, vec![1]);
         }
         assert_eq!(
             world.sandbox.payments_executed(),
             purchases.len(),
             "paid twice"
         );
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -615,6 +493,6 @@ async fn a_purchase_an_admin_resolved_is_left_alone() {
         world.steps(&mut worker, 10).await;
         assert_eq!(world.sandbox.payments_executed(), 0);
         assert!(worker.orders.is_empty());
-        world.finish().await;
+        world.shop.finish().await;
     }
 }

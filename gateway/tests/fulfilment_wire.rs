@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use chrono::Utc;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use rust_decimal::Decimal;
 use starledger_gateway::config::server::Secret;
 use starledger_gateway::fragment::client::{
     parse_fragment_cookies, FragmentClient, FragmentSettings,
@@ -28,14 +27,10 @@ use starledger_gateway::fragment::ton::{Nanotons, WalletAccount, WalletSigner};
 use starledger_gateway::fragment::toncenter::{Toncenter, ToncenterSettings};
 use starledger_gateway::fragment::wallet::{PayingWallet, ShopWallet, WalletVersion};
 use starledger_gateway::resilience::{BreakerSettings, RetryPolicy};
-use starledger_ledger::account::{Account, AccountCommand, PurchaseStatus};
-use starledger_ledger::commands::Ledger;
-use starledger_ledger::events::{AccountEvent, FragmentOrderSent, Stars};
-use starledger_ledger::ids::{PurchaseId, Username};
+use starledger_ledger::account::PurchaseStatus;
+use starledger_ledger::events::AccountEvent;
 use starledger_ledger::money::{Amount, Currency};
-use starledger_ledger::store::{CommitMode, EventStore};
-use starledger_ledger::testing::{self, flow, Backend};
-use tokio::sync::watch;
+use starledger_ledger::testing::Backend;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer};
 
@@ -43,6 +38,7 @@ use wiremock::{Mock, MockServer};
 mod support;
 
 use support::fragment::{cookie_config, form, has_session_cookies, FakeFragment};
+use support::shop::{backends, dec, quick_settings, Shop};
 use support::toncenter::{root, Clock, FakeChain, FEE, FRAGMENT_ADDRESS, TEST_PHRASE};
 
 /// What Fragment charges: 0.0045 TON a star, so 0.225 TON for the 50 stars a customer
@@ -59,15 +55,19 @@ const TON: u64 = Nanotons::PER_TON;
 const WALLET_BALANCE: u64 = 50 * TON;
 
 struct World {
-    backend: Backend,
-    store: Arc<dyn EventStore>,
-    ledger: Arc<Ledger>,
+    shop: Shop,
     chain: FakeChain,
     fragment: FakeFragment,
     toncenter_server: MockServer,
     fragment_server: MockServer,
-    stop: watch::Receiver<bool>,
-    _stop: watch::Sender<bool>,
+}
+
+impl std::ops::Deref for World {
+    type Target = Shop;
+
+    fn deref(&self) -> &Shop {
+        &self.shop
+    }
 }
 
 fn shop_wallet() -> ShopWallet {
@@ -82,7 +82,6 @@ fn shop_account() -> WalletAccount {
 /// the buyers (`tester`, the username every test user registers with) and one friend, both
 /// served locally.
 async fn world(backend: Backend, seqno: u32) -> World {
-    let store = backend.open(CommitMode::default()).await;
     let chain = FakeChain::new(&shop_wallet(), Nanotons(0), seqno, Clock::System);
     // One top-up older than any lookup looks back, two recent ones: finding (or not finding)
     // a payment pages through getTransactions.
@@ -102,26 +101,12 @@ async fn world(backend: Backend, seqno: u32) -> World {
         .respond_with(fragment.clone())
         .mount(&fragment_server)
         .await;
-    let (stop_tx, stop) = watch::channel(false);
     World {
-        ledger: Arc::new(Ledger::new(store.clone())),
-        backend,
-        store,
+        shop: Shop::open(backend).await,
         chain,
         fragment,
         toncenter_server,
         fragment_server,
-        stop,
-        _stop: stop_tx,
-    }
-}
-
-fn quick_settings() -> FulfilmentSettings {
-    FulfilmentSettings {
-        tick: Duration::from_millis(5),
-        rebroadcast_every: Duration::from_millis(5),
-        session_pause: Duration::from_millis(50),
-        ..FulfilmentSettings::default()
     }
 }
 
@@ -192,110 +177,6 @@ impl World {
         )
     }
 
-    /// A funded user buying 50 stars for 0.25, for themselves or as a gift.
-    async fn purchase(&self, user: i64, gift_to: Option<&str>) -> PurchaseId {
-        let user = flow::user(user);
-        if self.ledger.profile(user).await.unwrap().is_none() {
-            flow::funded(&self.ledger, user, "10").await.unwrap();
-        }
-        let key = format!("buy-{}-{}", user.get(), gift_to.unwrap_or("self"));
-        let purchase_id = PurchaseId::derive(user, &flow::key(&key));
-        self.ledger
-            .execute(
-                user,
-                AccountCommand::RequestPurchase {
-                    purchase_id,
-                    stars: Stars::new(50).unwrap(),
-                    recipient: gift_to.map(|name| Username::parse(name).unwrap()),
-                    price: Amount::parse("0.25").unwrap(),
-                },
-                &flow::context(&key),
-            )
-            .await
-            .unwrap();
-        purchase_id
-    }
-
-    async fn account(&self, user: i64) -> Account {
-        Account::replay(&self.events_of(user).await)
-    }
-
-    async fn status(&self, user: i64, purchase_id: PurchaseId) -> PurchaseStatus {
-        self.account(user).await.purchases[&purchase_id].status
-    }
-
-    /// Steps `worker` until the purchase reaches `wanted` (or the bound runs out).
-    async fn run_until(
-        &self,
-        worker: &mut Worker,
-        user: i64,
-        purchase_id: PurchaseId,
-        wanted: PurchaseStatus,
-    ) -> PurchaseStatus {
-        for _ in 0..400 {
-            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
-            let status = self.status(user, purchase_id).await;
-            if status == wanted {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.status(user, purchase_id).await
-    }
-
-    /// Steps `worker` a fixed number of times.
-    async fn steps(&self, worker: &mut Worker, count: usize) {
-        for _ in 0..count {
-            worker.step(self.store.as_ref(), &self.stop).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn events_of(&self, user: i64) -> Vec<AccountEvent> {
-        self.store
-            .read_stream(flow::user(user).stream().as_str(), 0)
-            .await
-            .unwrap()
-            .iter()
-            .map(|e| starledger_ledger::commands::decode(e).unwrap())
-            .collect()
-    }
-
-    /// The payments recorded for `user`'s purchases, in order.
-    async fn payments(&self, user: i64) -> Vec<FragmentOrderSent> {
-        self.events_of(user)
-            .await
-            .into_iter()
-            .filter_map(|e| match e {
-                AccountEvent::FragmentOrderSent(sent) => Some(sent),
-                _ => None,
-            })
-            .collect()
-    }
-
-    async fn attempts(&self, user: i64) -> Vec<u32> {
-        self.payments(user)
-            .await
-            .iter()
-            .map(|sent| sent.attempt)
-            .collect()
-    }
-
-    async fn failure_reason(&self, user: i64) -> Option<String> {
-        self.events_of(user)
-            .await
-            .into_iter()
-            .find_map(|e| match e {
-                AccountEvent::PurchaseFailed(failed) => Some(failed.reason),
-                _ => None,
-            })
-    }
-
-    async fn balances(&self, user: i64) -> (Decimal, Decimal) {
-        let account = self.account(user).await;
-        (account.available, account.reserved)
-    }
-
     /// How many `/api` calls of `method` Fragment received.
     async fn fragment_calls(&self, method: &str) -> usize {
         self.fragment_server
@@ -307,22 +188,6 @@ impl World {
             .filter(|r| form(r).get("method").map(String::as_str) == Some(method))
             .count()
     }
-
-    async fn finish(self) {
-        let report = testing::audit(self.store.as_ref()).await;
-        assert!(report.is_sound(), "the ledger is not sound: {report:?}");
-        self.backend.cleanup().await;
-    }
-}
-
-async fn backends() -> Vec<Backend> {
-    let mut backends = vec![Backend::sqlite().await];
-    backends.extend(Backend::postgres().await);
-    backends
-}
-
-fn dec(text: &str) -> Decimal {
-    text.parse().unwrap()
 }
 
 #[tokio::test]
@@ -405,7 +270,7 @@ async fn a_purchase_is_paid_once_over_the_wire_and_delivered() {
         assert_eq!(world.chain.executed().len(), 1);
         assert_eq!(world.chain.broadcasts().len(), 1);
         assert!(worker.orders.is_empty());
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -426,7 +291,7 @@ async fn an_unknown_recipient_is_refunded_and_nothing_is_paid() {
         assert!(world.fragment.orders().is_empty(), "no order opened");
         assert!(world.chain.broadcasts().is_empty(), "no payment sent");
         assert_eq!(world.chain.balance(), Nanotons(WALLET_BALANCE));
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -452,7 +317,7 @@ async fn kyc_required_is_refunded_and_alerts_an_operator() {
         assert!(world.payments(3).await.is_empty());
         assert!(world.chain.broadcasts().is_empty());
         assert_eq!(alerts(&metrics, "kyc_required"), 1);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -495,7 +360,7 @@ async fn a_crash_after_broadcasting_and_before_recording_pays_once_and_completes
             vec![executed[0].message.clone()]
         );
         assert_eq!(world.balances(4).await, (dec("9.75"), dec("0")));
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -541,7 +406,7 @@ async fn an_expired_session_pauses_orders_refunds_nothing_and_resumes_once_renew
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.chain.executed().len(), 2);
         assert_eq!(world.balances(5).await, (dec("9.5"), dec("0")));
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -568,7 +433,7 @@ async fn a_session_that_expires_after_paying_leaves_the_order_paid_and_not_refun
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.chain.executed().len(), 1);
         assert_eq!(world.attempts(6).await, vec![1]);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -631,7 +496,7 @@ async fn a_lost_payment_past_its_deadline_is_replaced_by_one_new_attempt() {
         assert_eq!(world.chain.paid_to(FRAGMENT_ADDRESS).len(), 1);
         assert_eq!(world.fragment_calls("getBuyStarsLink").await, 2);
         assert!(world.chain.seqno_get_methods() > 0);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }
 
@@ -687,6 +552,6 @@ async fn a_payment_executed_but_not_yet_listed_is_never_paid_again_even_past_its
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.chain.executed().len(), 1);
         assert_eq!(world.attempts(8).await, vec![1]);
-        world.finish().await;
+        world.shop.finish().await;
     }
 }

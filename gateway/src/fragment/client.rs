@@ -274,9 +274,7 @@ impl FragmentClient {
     pub fn new(settings: FragmentSettings) -> Result<Self, ClientError> {
         let base = settings.base_url.trim_end_matches('/');
         let endpoint = |path: &str| {
-            Url::parse(&format!("{base}{path}"))
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            outbound::endpoint(base, path)
                 .ok_or_else(|| ClientError::BaseUrl(settings.base_url.clone()))
         };
         let page_url = endpoint(STARS_PAGE)?;
@@ -288,13 +286,9 @@ impl FragmentClient {
             .cookies
             .header()
             .map_err(|_| ClientError::Cookies)?;
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            // A followed redirect would resend the cookies wherever it points; Fragment's API
-            // does not redirect a live session, so a redirect is read as a rejected one.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(BROWSER_USER_AGENT)
-            .build()?;
+        // Fragment does redirect a dead session (to its login): not followed, that reads as
+        // an expired session.
+        let http = outbound::http_client(settings.timeout, BROWSER_USER_AGENT)?;
         metrics::gauge!("starledger_circuit_breaker_open", "provider" => PROVIDER).set(0.0);
         Ok(Self {
             http,

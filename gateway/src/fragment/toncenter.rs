@@ -206,10 +206,7 @@ pub struct Toncenter {
 
 impl Toncenter {
     pub fn new(settings: ToncenterSettings) -> Result<Self, ClientError> {
-        let base = settings.base_url.trim_end_matches('/');
-        let base_url = Url::parse(&format!("{base}/"))
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+        let base_url = outbound::endpoint(&settings.base_url, "/")
             .ok_or_else(|| ClientError::BaseUrl(settings.base_url.clone()))?;
         let api_key = match settings.api_key.as_deref() {
             None => None,
@@ -226,13 +223,7 @@ impl Toncenter {
         if !(1..=100).contains(&settings.page_size) || settings.max_pages == 0 {
             return Err(ClientError::Paging);
         }
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            // A redirect would send the API key to wherever it points; toncenter's API does
-            // not redirect, so any redirect is a failure.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("starledger/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = outbound::http_client(settings.timeout, outbound::USER_AGENT)?;
         let breaker = CircuitBreaker::new(settings.breaker);
         publish_breaker(PROVIDER, &breaker);
         Ok(Self {

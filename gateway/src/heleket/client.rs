@@ -130,9 +130,7 @@ impl HeleketClient {
     pub fn new(settings: HeleketSettings) -> Result<Self, ClientError> {
         let base = settings.base_url.trim_end_matches('/');
         let endpoint = |path: &str| {
-            Url::parse(&format!("{base}{path}"))
-                .ok()
-                .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            outbound::endpoint(base, path)
                 .ok_or_else(|| ClientError::BaseUrl(settings.base_url.clone()))
         };
         let payment_url = endpoint("/v1/payment")?;
@@ -144,13 +142,7 @@ impl HeleketClient {
         if settings.api_key.is_empty() {
             return Err(ClientError::EmptyApiKey);
         }
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            // A redirected POST would re-send the signed body to wherever the redirect
-            // points; Heleket's API does not redirect, so any redirect is a refusal.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("starledger/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = outbound::http_client(settings.timeout, outbound::USER_AGENT)?;
         let breaker = CircuitBreaker::new(settings.breaker);
         publish_breaker(PROVIDER, &breaker);
         Ok(Self {

@@ -72,28 +72,28 @@ pub fn form(request: &Request) -> HashMap<String, String> {
 
 /// The buy page as a logged-in browser gets it: the API URL sits JSON-escaped in the
 /// `Aj.init` config of an inline script.
-fn buy_page() -> ResponseTemplate {
+pub fn buy_page(hash: &str) -> ResponseTemplate {
     let html = format!(
         r#"<!DOCTYPE html>
 <html class=""><head><meta charset="utf-8"><title>Buy Telegram Stars</title></head>
 <body><div class="tm-header"><span class="tm-header-avatar"></span></div>
 <main class="tm-main js-main-content"><h1>Buy Stars</h1></main>
 <script src="/js/auction.js?47"></script>
-<script>Aj.init({{"version":1130,"apiUrl":"\/api?hash={HASH}","uh":"5f6e","uns":true,"state":{{"mode":"new"}}}});</script>
+<script>Aj.init({{"version":1130,"apiUrl":"\/api?hash={hash}","uh":"5f6e","uns":true,"state":{{"mode":"new"}}}});</script>
 </body></html>"#
     );
     ResponseTemplate::new(200).set_body_raw(html, "text/html; charset=utf-8")
 }
 
 /// Fragment's page for a visitor without a session: a login button, no API config.
-fn login_page() -> ResponseTemplate {
+pub fn login_page() -> ResponseTemplate {
     let html = r#"<!DOCTYPE html><html><head><title>Fragment</title></head>
 <body><div class="tm-header"><button class="btn tm-header-button login-link" href="/login">Log in</button></div>
 <main><p>Log in to buy Telegram Stars.</p></main></body></html>"#;
     ResponseTemplate::new(200).set_body_raw(html, "text/html; charset=utf-8")
 }
 
-fn answer(body: Value) -> ResponseTemplate {
+pub fn answer(body: Value) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.to_string(), "application/json")
 }
 
@@ -351,7 +351,7 @@ impl Respond for FakeFragment {
         match (request.method.as_str(), request.url.path()) {
             ("GET", "/stars/buy") => {
                 if session {
-                    buy_page()
+                    buy_page(HASH)
                 } else {
                     market.login_pages += 1;
                     login_page()

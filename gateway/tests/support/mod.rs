@@ -5,9 +5,11 @@
 //!   wallet signs (seqno, expiry, signature and balance checked as the wallet contract does),
 //!   plus the JSON shapes of its answers;
 //! - [`fragment`]: Fragment's web API (buy page with the API hash, form-encoded `/api` calls)
-//!   over orders that are delivered once the fake chain shows them paid.
+//!   over orders that are delivered once the fake chain shows them paid;
+//! - [`shop`]: a real ledger with customers buying Stars, and the worker stepped against it.
 //!
 //! Each test binary uses only part of this, hence `allow(dead_code)` where it is declared.
 
 pub mod fragment;
+pub mod shop;
 pub mod toncenter;
