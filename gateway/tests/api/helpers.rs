@@ -1,22 +1,15 @@
 //! Starts a real `starledger serve` (in this process, on a free port) against a fresh
-//! PostgreSQL database and a Redis key prefix of its own, and talks to it over HTTP.
-//!
-//! Without `TEST_DATABASE_URL` the app runs on a fresh SQLite file instead (and says so);
-//! without `TEST_REDIS_URL` it caches in process only. The Heleket side is the sandbox, which
-//! pays invoices by sending correctly signed webhooks to the app's own endpoint.
+//! database and a Redis key prefix of its own (see `support::app`), and talks to it over
+//! HTTP. The Heleket side is the sandbox, which pays invoices by sending correctly signed
+//! webhooks to the app's own endpoint.
 
-use std::collections::HashMap;
 use std::future::Future;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use starledger_gateway::config::server::ServerConfig;
-use starledger_gateway::config::{Config, Env};
 use starledger_gateway::heleket::sign::sign_webhook;
-use starledger_gateway::serve::Application;
-use starledger_gateway::storage;
-use starledger_ledger::testing;
+
+use crate::support::app::{launch, Database, Running};
 
 pub const SERVICE_KEY: &str = "service-key-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
@@ -30,8 +23,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     handle: actix_web::dev::ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    database: Option<(PgConnectOptions, String)>,
-    _dir: tempfile::TempDir,
+    database: Database,
 }
 
 /// Extra environment for one test's app.
@@ -45,61 +37,23 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut vars: HashMap<String, String> = HashMap::new();
-    let mut database = None;
-    match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    {
-        Some(url) => {
-            let (server, name, database_url) = testing::create_database(&url).await;
-            vars.insert("DATABASE_URL".into(), database_url);
-            database = Some((server, name));
-        }
-        None => {
-            eprintln!("TEST_DATABASE_URL unset: this API test runs on SQLite");
-            vars.insert(
-                "STARLEDGER_SQLITE_PATH".into(),
-                dir.path().join("ledger.db").display().to_string(),
-            );
-        }
-    }
-    if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
-        vars.insert("REDIS_URL".into(), redis);
-        vars.insert(
-            "CACHE_KEY_PREFIX".into(),
-            format!("test_{}", uuid::Uuid::new_v4().simple()),
-        );
-    }
-    for (name, value) in [
-        ("WEBHOOK_HOST", "127.0.0.1"),
-        ("WEBHOOK_PORT", "0"),
-        ("HTTP_WORKERS", "2"),
-        ("HELEKET_MODE", "sandbox"),
-        ("API_KEY", HELEKET_KEY),
-        ("DATABASE_POOL_SIZE", "8"),
-    ] {
-        vars.insert(name.into(), value.into());
-    }
-    vars.insert(
-        "STARLEDGER_API_KEYS".into(),
-        format!("bot:service:{SERVICE_KEY},alice:admin:{ADMIN_KEY},carol:auditor:{AUDITOR_KEY}"),
-    );
-    for (name, value) in options.vars {
-        vars.insert(name.into(), value);
-    }
-    let env = Env(move |name: &str| vars.get(name).cloned());
-    let config = Config::from_env(&env).expect("test config");
-    let server_config = ServerConfig::from_env(&env).expect("test server config");
-    storage::migrate(&config.storage).await.expect("migrate");
-    let app = Application::build(config, server_config)
-        .await
-        .expect("the app starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let state = app.state();
-    let server = tokio::spawn(app.run_until_stopped());
+    let database = Database::new().await;
+    let mut settings = vec![
+        ("API_KEY", HELEKET_KEY.to_owned()),
+        (
+            "STARLEDGER_API_KEYS",
+            format!(
+                "bot:service:{SERVICE_KEY},alice:admin:{ADMIN_KEY},carol:auditor:{AUDITOR_KEY}"
+            ),
+        ),
+    ];
+    settings.extend(options.vars);
+    let Running {
+        base,
+        state,
+        handle,
+        server,
+    } = launch(&database, &settings).await;
     TestApp {
         base,
         state,
@@ -107,7 +61,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         handle,
         server,
         database,
-        _dir: dir,
     }
 }
 
@@ -118,9 +71,7 @@ impl TestApp {
         drop(self.http);
         self.handle.stop(true).await;
         let _ = self.server.await;
-        if let Some((server, name)) = self.database {
-            testing::drop_database(&server, &name).await;
-        }
+        self.database.drop_database().await;
     }
 
     pub fn url(&self, path: &str) -> String {

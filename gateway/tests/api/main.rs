@@ -10,4 +10,7 @@ mod input;
 mod live_heleket;
 mod purchases;
 mod recharges;
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part of the shared support
+mod support;
 mod webhooks;

@@ -10,4 +10,7 @@ mod journey;
 mod limits;
 mod notifications;
 mod repeats;
+#[path = "../support/mod.rs"]
+#[allow(dead_code)] // each test binary uses its own part of the shared support
+mod support;
 mod webhook;

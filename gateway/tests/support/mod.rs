@@ -6,10 +6,12 @@
 //!   plus the JSON shapes of its answers;
 //! - [`fragment`]: Fragment's web API (buy page with the API hash, form-encoded `/api` calls)
 //!   over orders that are delivered once the fake chain shows them paid;
-//! - [`shop`]: a real ledger with customers buying Stars, and the worker stepped against it.
+//! - [`shop`]: a real ledger with customers buying Stars, and the worker stepped against it;
+//! - [`app`]: the real `serve` on a database and Redis prefix of its own.
 //!
 //! Each test binary uses only part of this, hence `allow(dead_code)` where it is declared.
 
+pub mod app;
 pub mod fragment;
 pub mod shop;
 pub mod toncenter;

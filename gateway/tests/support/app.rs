@@ -1,0 +1,111 @@
+//! Starting the real `starledger serve` for a black-box test: a database and a Redis key
+//! prefix of its own (a SQLite file and in-process caches without `TEST_DATABASE_URL` /
+//! `TEST_REDIS_URL`), kept across restarts of the app until the test drops them, and the app
+//! on a free port of this process.
+
+use std::collections::HashMap;
+
+use actix_web::web;
+use sqlx::postgres::PgConnectOptions;
+use starledger_gateway::config::server::ServerConfig;
+use starledger_gateway::config::{Config, Env};
+use starledger_gateway::http::state::AppState;
+use starledger_gateway::serve::Application;
+use starledger_gateway::storage;
+use starledger_ledger::testing;
+
+/// A database (and Redis prefix) that outlives one run of the app.
+pub struct Database {
+    vars: HashMap<String, String>,
+    postgres: Option<(PgConnectOptions, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Database {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = HashMap::new();
+        let mut postgres = None;
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+        {
+            Some(url) => {
+                let (server, name, database_url) = testing::create_database(&url).await;
+                vars.insert("DATABASE_URL".into(), database_url);
+                postgres = Some((server, name));
+            }
+            None => {
+                eprintln!("TEST_DATABASE_URL unset: this test runs on SQLite");
+                vars.insert(
+                    "STARLEDGER_SQLITE_PATH".into(),
+                    dir.path().join("ledger.db").display().to_string(),
+                );
+            }
+        }
+        if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+            vars.insert("REDIS_URL".into(), redis);
+            vars.insert(
+                "CACHE_KEY_PREFIX".into(),
+                format!("test_{}", uuid::Uuid::new_v4().simple()),
+            );
+        } else {
+            eprintln!("TEST_REDIS_URL unset: caches, limits and sessions stay in process");
+        }
+        Self {
+            vars,
+            postgres,
+            _dir: dir,
+        }
+    }
+
+    pub async fn drop_database(self) {
+        if let Some((server, name)) = self.postgres {
+            testing::drop_database(&server, &name).await;
+        }
+    }
+}
+
+/// A running app.
+pub struct Running {
+    pub base: String,
+    pub state: web::Data<AppState>,
+    pub handle: actix_web::dev::ServerHandle,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Migrates `database` and starts `serve` on it with `settings` (on top of the database's
+/// own and of a local, sandboxed default: loopback, a free port, two workers, the sandbox
+/// Heleket).
+pub async fn launch(database: &Database, settings: &[(&str, String)]) -> Running {
+    let mut vars = database.vars.clone();
+    for (name, value) in [
+        ("WEBHOOK_HOST", "127.0.0.1"),
+        ("WEBHOOK_PORT", "0"),
+        ("HTTP_WORKERS", "2"),
+        ("HELEKET_MODE", "sandbox"),
+        ("DATABASE_POOL_SIZE", "8"),
+    ] {
+        vars.insert(name.into(), value.into());
+    }
+    for (name, value) in settings {
+        vars.insert((*name).into(), value.clone());
+    }
+    let env = Env(move |name: &str| vars.get(name).cloned());
+    let config = Config::from_env(&env).expect("test config");
+    let server_config = ServerConfig::from_env(&env).expect("test server config");
+    storage::migrate(&config.storage).await.expect("migrate");
+    let app = Application::build(config, server_config)
+        .await
+        .expect("the app starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let state = app.state();
+    let server = tokio::spawn(app.run_until_stopped());
+    Running {
+        base,
+        state,
+        handle,
+        server,
+    }
+}
