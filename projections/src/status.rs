@@ -1,5 +1,5 @@
-//! Where each projector stands: its checkpoint and how far behind the log it is, in events
-//! and in seconds. Shown by `starledger projections status`, the admin API and `/readyz`.
+//! Where each projector (and each reactor that keeps a checkpoint beside them) stands: its
+//! checkpoint and how far behind the log it is, in events and in seconds. Shown by `starledger projections status`, the admin API and `/readyz`.
 
 use chrono::{DateTime, Utc};
 use starledger_ledger::store::EventStore;
@@ -12,7 +12,7 @@ use crate::store::ReadStore;
 /// One projector's position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectorStatus {
-    pub name: &'static str,
+    pub name: String,
     pub checkpoint: u64,
     pub lag_events: u64,
     /// Age of the oldest event the projector has not applied yet (0 when caught up).
@@ -28,10 +28,23 @@ pub async fn status(
 ) -> Result<(u64, Vec<ProjectorStatus>), ProjectionError> {
     let head = events.head().await?.position;
     let checkpoints = read.checkpoints().await?;
-    let names = Table::ALL
+    let known: Vec<&str> = Table::ALL
         .iter()
         .map(|t| t.name())
-        .chain([cache_projector::CHECKPOINT]);
+        .chain([cache_projector::CHECKPOINT])
+        .collect();
+    // Then whatever else keeps a checkpoint here: the gateway's reactors (fulfilment,
+    // notifications), which follow the log the same way.
+    let others = checkpoints
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|name| !known.contains(name));
+    let names: Vec<String> = known
+        .iter()
+        .copied()
+        .chain(others)
+        .map(str::to_owned)
+        .collect();
     let mut statuses = Vec::new();
     for name in names {
         let checkpoint = checkpoints.iter().find(|c| c.name == name);

@@ -252,6 +252,20 @@ async fn the_worker_delivers_refunds_and_leaves_paid_orders_to_operators_in_sand
             .starts_with("sandbox-req-"),
         "{own_row}"
     );
+    // The worker keeps its place beside the projectors, where operators see it.
+    let status: Value = app
+        .get("/v1/admin/projections", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fulfilment = status["projectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "fulfilment")
+        .cloned();
+    assert!(fulfilment.is_some(), "{status}");
     app.assert_sound().await;
     app.stop().await;
 }
