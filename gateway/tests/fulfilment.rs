@@ -6,7 +6,7 @@
 //! worker starts from the same ledger and the same (outside) world. The chain can be made to
 //! lose broadcasts or answer nothing for a while, to put the crash exactly where a test wants.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,6 +79,8 @@ struct FaultyChain {
     lose_answers: AtomicBool,
     /// Looking for transactions fails.
     blind: AtomicBool,
+    /// The wallet state is read from a node this far behind: its seqno is stale.
+    seqno_behind: AtomicU32,
 }
 
 impl FaultyChain {
@@ -88,6 +90,7 @@ impl FaultyChain {
             lose_broadcasts: AtomicBool::new(false),
             lose_answers: AtomicBool::new(false),
             blind: AtomicBool::new(false),
+            seqno_behind: AtomicU32::new(0),
         })
     }
 }
@@ -99,7 +102,11 @@ impl TonChain for FaultyChain {
     }
 
     async fn wallet_state(&self, address: &str) -> Result<WalletState, ChainError> {
-        self.inner.wallet_state(address).await
+        let mut state = self.inner.wallet_state(address).await?;
+        state.seqno = state
+            .seqno
+            .saturating_sub(self.seqno_behind.load(Ordering::SeqCst));
+        Ok(state)
     }
 
     async fn broadcast(&self, transfer: &SignedTransfer) -> Result<(), ChainError> {
@@ -493,6 +500,35 @@ async fn a_purchase_an_admin_resolved_is_left_alone() {
         world.steps(&mut worker, 10).await;
         assert_eq!(world.sandbox.payments_executed(), 0);
         assert!(worker.orders.is_empty());
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stale_seqno_after_a_payment_makes_the_next_one_wait_not_collide() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let first = world.purchase(30, None).await;
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 30, first, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        // The API now answers from a node that has not seen that payment yet.
+        world.chain.seqno_behind.store(1, Ordering::SeqCst);
+        let second = world.purchase(31, None).await;
+        world.steps(&mut worker, 20).await;
+        // Signing with the consumed seqno would make a payment that can never execute (and
+        // an outcome nobody could tell): the order waits instead.
+        assert_eq!(world.status(31, second).await, PurchaseStatus::OrderPlaced);
+        assert!(world.attempts(31).await.is_empty());
+        world.chain.seqno_behind.store(0, Ordering::SeqCst);
+        let status = world
+            .run_until(&mut worker, 31, second, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.attempts(31).await, vec![1]);
+        assert_eq!(world.sandbox.payments_executed(), 2);
         world.shop.finish().await;
     }
 }

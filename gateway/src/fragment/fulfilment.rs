@@ -208,6 +208,8 @@ pub struct Worker {
     alerted: HashSet<(PurchaseId, &'static str)>,
     paused_until: Option<Instant>,
     balance_checked_at: Option<Instant>,
+    /// One past the highest seqno seen executed: the least the wallet's seqno can be now.
+    next_seqno: u32,
 }
 
 impl Worker {
@@ -224,6 +226,7 @@ impl Worker {
             alerted: HashSet::new(),
             paused_until: None,
             balance_checked_at: None,
+            next_seqno: 0,
         }
     }
 
@@ -405,8 +408,12 @@ impl Worker {
         if let Some(wait) = self.paused() {
             return Progress::Wait(wait);
         }
+        // In flight: recorded, with a seqno (a payment recorded without one was written after
+        // the fact), and not yet seen executed or its seqno consumed (`paid_at`).
         let in_flight = self.orders.paying().any(|other| {
-            other.purchase_id != order.purchase_id && !self.paid_at.contains_key(&other.purchase_id)
+            other.purchase_id != order.purchase_id
+                && !self.paid_at.contains_key(&other.purchase_id)
+                && matches!(&other.stage, Stage::Paying { payment, .. } if payment.seqno.is_some())
         });
         if in_flight {
             // One payment in flight at a time: two signed with the same seqno would have one
@@ -446,6 +453,11 @@ impl Worker {
             Err(error) => return self.chain_error(order, error),
         };
         self.observe_balance(wallet_state.balance);
+        if wallet_state.seqno < self.next_seqno {
+            // The API answers from a state older than a payment we have seen execute: a
+            // message signed with that seqno would be refused. Ask again shortly.
+            return Progress::Wait(self.fulfilment.settings.tick);
+        }
         let needed = total
             .checked_add(self.fulfilment.settings.fee_reserve)
             .unwrap_or(Nanotons(u64::MAX));
@@ -573,6 +585,7 @@ impl Worker {
                     self.paid_at
                         .entry(order.purchase_id)
                         .or_insert_with(Instant::now);
+                    self.next_seqno = self.next_seqno.max(seqno.saturating_add(1));
                     tracing::debug!(purchase = %order.purchase_id, tx = %transaction.hash, "payment executed");
                     return self.after_payment(order, request_id, message).await;
                 }
