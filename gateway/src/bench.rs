@@ -1,8 +1,9 @@
-//! `starledger bench ledger|projections|http`: throughput on PostgreSQL.
+//! `starledger bench ledger|projections|http|all`: throughput on PostgreSQL.
 //!
 //! `ledger` (here): how many purchase commands per second the ledger sustains.
 //! `projections` (here): rebuild and `audit verify` over a generated log.
 //! `http` ([`crate::bench_http`]): the running service, over HTTP.
+//! `all` ([`crate::bench_all`]): the three in turn, judged against DESIGN.md's targets.
 //!
 //! Each run creates a scratch database on the given PostgreSQL server, funds the accounts,
 //! then lets many concurrent clients issue `RequestPurchase` commands (load, decide, append
@@ -40,6 +41,8 @@ pub enum Target {
     Projections(ProjectionsBench),
     /// The running service over HTTP: signed webhooks and cached balance reads.
     Http(crate::bench_http::HttpBench),
+    /// Every DESIGN.md performance target (the three above in turn), in one table.
+    All(crate::bench_all::AllBench),
 }
 
 #[derive(Args)]
@@ -49,7 +52,7 @@ pub struct ProjectionsBench {
     database_url: Option<String>,
     /// Roughly how many events to generate.
     #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
+    pub(crate) events: u64,
     /// Concurrent clients generating them.
     #[arg(long, default_value_t = 512)]
     clients: u64,
@@ -66,7 +69,7 @@ pub struct LedgerBench {
     database_url: Option<String>,
     /// Commands per batched run.
     #[arg(long, default_value_t = 100_000)]
-    commands: u64,
+    pub(crate) commands: u64,
     /// Commands for the one-transaction-per-command run (it is much slower).
     #[arg(long, default_value_t = 5_000)]
     unbatched_commands: u64,
@@ -90,12 +93,14 @@ pub async fn run(target: Target, config: &Config) -> anyhow::Result<ExitCode> {
         }
         Target::Projections(options) => {
             let url = server_url(options.database_url.clone(), config)?;
-            with_scratch_database(&url, options.keep_database, |db| {
+            let rows = with_scratch_database(&url, options.keep_database, |db| {
                 projections_bench(&options, db)
             })
             .await?;
+            print_projections_table(&rows);
         }
         Target::Http(options) => return crate::bench_http::run(options, config).await,
+        Target::All(options) => return crate::bench_all::run(options, config).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -155,15 +160,8 @@ fn print_ledger_table(rows: &[Row]) {
             row.p99.as_secs_f64() * 1e3
         );
     }
-    let rate = |name: &str| {
-        rows.iter()
-            .find(|r| r.name.starts_with(name))
-            .map(|r| r.commands as f64 / r.elapsed.as_secs_f64())
-    };
-    if let (Some(batched), Some(naive)) = (
-        rate("postgres, group commit"),
-        rate("postgres, one transaction"),
-    ) {
+    let rate = |name: &str| rows.iter().find(|r| r.name == name).map(Row::rate);
+    if let (Some(batched), Some(naive)) = (rate(MANY_ACCOUNTS), rate(NAIVE)) {
         println!(
             "\ngroup commit vs. one transaction per command: {:.1}×",
             batched / naive
@@ -171,15 +169,27 @@ fn print_ledger_table(rows: &[Row]) {
     }
 }
 
-struct Row {
-    name: String,
-    commands: u64,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
+/// One ledger scenario's result.
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) commands: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
 }
 
-async fn run_scenarios(
+impl Row {
+    pub(crate) fn rate(&self) -> f64 {
+        self.commands as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Names of the ledger scenarios, as `bench all` looks them up.
+pub(crate) const MANY_ACCOUNTS: &str = "postgres, group commit, many accounts";
+pub(crate) const NAIVE: &str = "postgres, one transaction per command";
+pub(crate) const HOT_ACCOUNT: &str = "postgres, group commit, one hot account";
+
+pub(crate) async fn run_scenarios(
     options: &LedgerBench,
     database: PgConnectOptions,
 ) -> anyhow::Result<Vec<Row>> {
@@ -195,7 +205,7 @@ async fn run_scenarios(
     let accounts = fund(&grouped, 1, options.accounts).await?;
     rows.push(
         drive(
-            "postgres, group commit, many accounts",
+            MANY_ACCOUNTS,
             Arc::new(Ledger::new(grouped.clone())),
             &accounts,
             options.commands,
@@ -209,7 +219,7 @@ async fn run_scenarios(
         Arc::new(PostgresStore::open(pool.clone(), CommitMode::PerAppend).await?);
     rows.push(
         drive(
-            "postgres, one transaction per command",
+            NAIVE,
             Arc::new(Ledger::new(naive)),
             &accounts,
             options.unbatched_commands,
@@ -222,7 +232,7 @@ async fn run_scenarios(
     let hot = fund(&grouped, 1_000_000, 1).await?;
     rows.push(
         drive(
-            "postgres, group commit, one hot account",
+            HOT_ACCOUNT,
             Arc::new(Ledger::new(grouped.clone())),
             &hot,
             options.commands / 2,
@@ -374,12 +384,19 @@ async fn drive(
     Ok(row)
 }
 
+/// One timed pass over the generated log: what it was, how many events, how long.
+pub(crate) type ProjectionRow = (&'static str, u64, Duration);
+
+/// Names of the projection scenarios, as `bench all` looks them up.
+pub(crate) const REBUILD: &str = "rebuild users + balances + transactions";
+pub(crate) const VERIFY_LOG: &str = "audit verify (hash chain + trial balance)";
+
 /// Generates about `options.events` events (users registering, topping up, buying, orders
 /// completing and failing), then times a rebuild of every projection and `audit verify`.
-async fn projections_bench(
+pub(crate) async fn projections_bench(
     options: &ProjectionsBench,
     database: PgConnectOptions,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<ProjectionRow>> {
     use starledger_projections::model::Table;
     use starledger_projections::store::ReadStore;
 
@@ -480,11 +497,7 @@ async fn projections_bench(
         |_, _| {},
     )
     .await?;
-    rows.push((
-        "rebuild users + balances + transactions",
-        report.events,
-        started.elapsed(),
-    ));
+    rows.push((REBUILD, report.events, started.elapsed()));
 
     let started = Instant::now();
     let verified = starledger_projections::audit::verify(&events, None).await?;
@@ -493,11 +506,7 @@ async fn projections_bench(
         "the generated log does not verify: {:?}",
         verified.ledger.findings
     );
-    rows.push((
-        "audit verify (hash chain + trial balance)",
-        verified.ledger.events,
-        started.elapsed(),
-    ));
+    rows.push((VERIFY_LOG, verified.ledger.events, started.elapsed()));
 
     let started = Instant::now();
     let verified = starledger_projections::audit::verify(&events, Some(&read)).await?;
@@ -508,6 +517,11 @@ async fn projections_bench(
         started.elapsed(),
     ));
 
+    pool.close().await;
+    Ok(rows)
+}
+
+fn print_projections_table(rows: &[ProjectionRow]) {
     println!(
         "\n{:<44} {:>10} {:>9} {:>12}",
         "scenario", "events", "seconds", "events/s"
@@ -516,9 +530,7 @@ async fn projections_bench(
         println!(
             "{name:<44} {count:>10} {:>9.2} {:>12.0}",
             elapsed.as_secs_f64(),
-            count as f64 / elapsed.as_secs_f64()
+            *count as f64 / elapsed.as_secs_f64()
         );
     }
-    pool.close().await;
-    Ok(())
 }

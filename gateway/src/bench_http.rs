@@ -93,6 +93,17 @@ pub struct HttpBench {
 }
 
 pub async fn run(options: HttpBench, config: &Config) -> anyhow::Result<ExitCode> {
+    let report = measure(&options, config).await?;
+    report.print(&options);
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs both scenarios on a scratch database and returns what they found.
+pub(crate) async fn measure(options: &HttpBench, config: &Config) -> anyhow::Result<Report> {
     anyhow::ensure!(
         options.users > 0 && options.connections > 0,
         "--users and --connections must be at least 1"
@@ -104,28 +115,22 @@ pub async fn run(options: HttpBench, config: &Config) -> anyhow::Result<ExitCode
         "--webhook-rate must be a positive number"
     );
     let url = server_url(options.database_url.clone(), config)?;
-    let report =
-        with_scratch_database(&url, options.keep_database, |db| bench(&options, &url, db)).await?;
-    report.print(&options);
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    with_scratch_database(&url, options.keep_database, |db| bench(options, &url, db)).await
 }
 
 /// What a run found: the rows of the table and whether the log agrees with the answers.
-struct Report {
+pub(crate) struct Report {
     /// `/proc/loadavg` when the timed phases began: other work on the machine shows here.
-    load_before: String,
-    rows: Vec<Row>,
+    pub(crate) load_before: String,
+    /// The webhooks, then the cached reads.
+    pub(crate) rows: Vec<Row>,
     /// The cache's mode and what it counted during the timed reads.
-    cache: (&'static str, CacheStats),
-    problems: Vec<String>,
+    pub(crate) cache: (&'static str, CacheStats),
+    pub(crate) problems: Vec<String>,
 }
 
 impl Report {
-    fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.problems.is_empty() && self.rows.iter().all(|row| row.errors == 0)
     }
 
@@ -174,25 +179,25 @@ impl Report {
 }
 
 /// One timed scenario.
-struct Row {
-    name: String,
-    requests: u64,
-    elapsed: Duration,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) requests: u64,
+    pub(crate) elapsed: Duration,
     /// Microseconds per request, sorted.
     latencies: Vec<u32>,
-    errors: u64,
+    pub(crate) errors: u64,
     /// Peak resident set size of the process after the scenario, in kB.
-    peak_rss_kb: u64,
+    pub(crate) peak_rss_kb: u64,
 }
 
 impl Row {
-    fn percentile_ms(&self, p: f64) -> f64 {
+    pub(crate) fn percentile_ms(&self, p: f64) -> f64 {
         let index = ((self.latencies.len() as f64 * p) as usize)
             .min(self.latencies.len().saturating_sub(1));
         self.latencies.get(index).copied().unwrap_or_default() as f64 / 1e3
     }
 
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
@@ -785,7 +790,7 @@ fn status_kb(field: &str) -> u64 {
 }
 
 /// The first three fields of `/proc/loadavg`: whether something else was using the cores.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()
@@ -798,7 +803,7 @@ fn load_average() -> String {
 
 /// The command as it was typed, with any password in a URL replaced: the line is meant to be
 /// pasted into reports.
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     std::env::args()
         .map(|arg| {
             let (flag, value) = match arg.split_once('=') {

@@ -1,33 +1,53 @@
-//! Ledger commands as the gateway runs them: counted and timed for `/metrics` by command and
-//! outcome (recorded, replayed, the rejection's code, or a failure).
+//! Ledger commands as the gateway runs them: each in a task of its own, counted and timed for
+//! `/metrics` by command and outcome (recorded, replayed, the rejection's code, or a failure).
+//!
+//! Why a task of its own: a request can be dropped half way (its deadline passed, see
+//! `http::deadline`, or the client went away), and `Ledger::execute` keeps per-account state
+//! in memory between queueing an append and learning its outcome. Run to completion in its
+//! own task, a command always settles that state (cleared on success, dropped on failure), so
+//! a retry with the same idempotency key finds either the recorded events or nothing, never
+//! a half-remembered command.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use starledger_ledger::account::AccountCommand;
 use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
 use starledger_ledger::ids::UserId;
+use starledger_ledger::store::StoreError;
 
-/// Runs `command` for `user` and records the outcome.
+/// Runs `command` for `user` to completion, whether or not the caller keeps waiting, and
+/// records the outcome.
 pub async fn execute(
-    ledger: &Ledger,
+    ledger: &Arc<Ledger>,
     user: UserId,
     command: AccountCommand,
     context: &CommandContext,
 ) -> Result<Executed, CommandError> {
-    let name = command.name();
-    let started = Instant::now();
-    let result = ledger.execute(user, command, context).await;
-    let outcome = match &result {
-        Ok(executed) if executed.replayed => "replayed",
-        Ok(_) => "recorded",
-        Err(CommandError::Rejected(rejection)) => rejection.code(),
-        Err(CommandError::IdempotencyKeyReused(_)) => "idempotency_key_reused",
-        Err(CommandError::TooManyConflicts(_)) => "too_many_conflicts",
-        Err(_) => "failed",
-    };
-    metrics::counter!("starledger_commands_total", "command" => name, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("starledger_command_seconds", "command" => name)
-        .record(started.elapsed().as_secs_f64());
-    result
+    let (ledger, context) = (ledger.clone(), context.clone());
+    let task = tokio::spawn(async move {
+        let name = command.name();
+        let started = Instant::now();
+        let result = ledger.execute(user, command, &context).await;
+        let outcome = match &result {
+            Ok(executed) if executed.replayed => "replayed",
+            Ok(_) => "recorded",
+            Err(CommandError::Rejected(rejection)) => rejection.code(),
+            Err(CommandError::IdempotencyKeyReused(_)) => "idempotency_key_reused",
+            Err(CommandError::TooManyConflicts(_)) => "too_many_conflicts",
+            Err(_) => "failed",
+        };
+        metrics::counter!("starledger_commands_total", "command" => name, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("starledger_command_seconds", "command" => name)
+            .record(started.elapsed().as_secs_f64());
+        result
+    });
+    match task.await {
+        Ok(result) => result,
+        // A panic in the ledger stays a panic, as if it had happened on the caller's task.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(_) => Err(CommandError::Store(StoreError::Closed)),
+    }
 }

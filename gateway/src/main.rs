@@ -5,12 +5,14 @@
 //! - `starledger migrate`: create or upgrade the database schema.
 //! - `starledger projections status|rebuild|run`: the read models.
 //! - `starledger audit verify|balances|export`: what auditors run.
-//! - `starledger bench ledger|projections|http`: throughput on PostgreSQL and over HTTP.
+//! - `starledger bench ledger|projections|http|all`: throughput on PostgreSQL and over HTTP;
+//!   `all` judges every DESIGN.md target in one table.
 //!
 //! Errors become `anyhow` only here, at the edge, and are printed with their causes.
 
 mod audit_cmd;
 mod bench;
+mod bench_all;
 mod bench_http;
 mod demo;
 mod projections_cmd;

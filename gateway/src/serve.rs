@@ -31,6 +31,7 @@ use crate::heleket::sandbox::Sandbox;
 use crate::heleket::PaymentProvider;
 use crate::http::admin::RebuildJobs;
 use crate::http::auth::ApiKeys;
+use crate::http::deadline::RequestTimeout;
 use crate::http::state::{AppState, HeleketSettings, Limits};
 use crate::reactor::ReactorContext;
 use crate::reconciler::Reconciler;
@@ -157,6 +158,7 @@ impl Application {
                 max_body_bytes: server.max_body_bytes,
                 read_your_writes: server.read_your_writes,
                 trust_proxy_headers: server.trust_proxy_headers,
+                request_timeout: server.request_timeout,
             },
             heleket: HeleketSettings {
                 api_key: server.heleket.mode.api_key().clone(),
@@ -180,6 +182,7 @@ impl Application {
         background.extend(bot.tasks);
         let telegram_inbox = bot.inbox;
         let app_state = state.clone();
+        let request_timeout = server.request_timeout;
         let http = HttpServer::new(move || {
             let app = App::new().app_data(app_state.clone());
             // Only in the bot's webhook mode; without it the route answers 404.
@@ -188,6 +191,9 @@ impl Application {
                 None => app,
             };
             app.app_data(crate::http::query_config())
+                .app_data(RequestTimeout(request_timeout))
+                // Registered before `measure`, so `measure` wraps it and counts its 503s.
+                .wrap(from_fn(crate::http::deadline::enforce))
                 .wrap(from_fn(crate::http::measure))
                 .configure(crate::http::routes)
         })

@@ -19,6 +19,7 @@ use starledger_ledger::pricing::PricingError;
 use starledger_projections::store::ReadError;
 
 use crate::heleket::{InvoiceRequest, OrderId, ProviderError};
+use crate::http::deadline::Deadline;
 use crate::http::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,7 @@ pub async fn register(
     username: Option<String>,
     language: Option<String>,
     key: IdempotencyKey,
+    deadline: &Deadline,
 ) -> Result<Registered, ShopError> {
     let command = AccountCommand::Register {
         username,
@@ -80,7 +82,7 @@ pub async fn register(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, deadline).await;
     let event = match executed.events.first() {
         Some(AccountEvent::UserRegistered(e)) => Some(e.clone()),
         _ => None,
@@ -102,6 +104,7 @@ pub async fn recharge(
     user: UserId,
     amount: Amount,
     key: IdempotencyKey,
+    deadline: &Deadline,
 ) -> Result<Recharge, ShopError> {
     // Ask the ledger first, so no invoice is ever created for someone who is not a user.
     if state.ledger.profile(user).await?.is_none() {
@@ -130,7 +133,7 @@ pub async fn recharge(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, deadline).await;
     let Some(AccountEvent::RechargeRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("recharge"));
     };
@@ -149,6 +152,7 @@ pub async fn purchase(
     stars: Stars,
     recipient: Option<Username>,
     key: IdempotencyKey,
+    deadline: &Deadline,
 ) -> Result<Purchase, ShopError> {
     let profile = state
         .ledger
@@ -170,7 +174,7 @@ pub async fn purchase(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, deadline).await;
     let Some(AccountEvent::PurchaseRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("purchase"));
     };

@@ -274,6 +274,55 @@ fn every_registered_route_is_documented_and_nothing_else() {
     );
 }
 
+/// The codes a documented response allows in `error.code` (`$ref`s resolved).
+fn error_codes(doc: &Value, response: &Value) -> BTreeSet<String> {
+    let response = resolve(doc, response);
+    let schema = &response["content"]["application/json"]["schema"];
+    schema["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|part| part.pointer("/properties/error/properties/code/enum"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_operation_under_the_request_deadline_documents_its_503() {
+    use starledger_gateway::http::deadline::UNBOUNDED;
+    let doc = document();
+    let operations = documented_operations(&doc);
+    for path in UNBOUNDED {
+        assert!(
+            operations.keys().any(|(_, documented)| documented == path),
+            "{path} is exempt from the deadline but is no route"
+        );
+    }
+    let mut problems = Vec::new();
+    for ((method, path), operation) in &operations {
+        if UNBOUNDED.contains(&path.as_str()) {
+            continue;
+        }
+        let Some(response) = operation["responses"].get("503") else {
+            problems.push(format!("{method} {path}: no 503 response"));
+            continue;
+        };
+        if !error_codes(&doc, response).contains("deadline_exceeded") {
+            problems.push(format!("{method} {path}: 503 without `deadline_exceeded`"));
+        }
+        if resolve(&doc, response)["headers"]
+            .get("Retry-After")
+            .is_none()
+        {
+            problems.push(format!("{method} {path}: 503 without Retry-After"));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
 /// What a handler's source says about its callers and its inputs.
 struct Handler {
     authenticated: bool,

@@ -1,34 +1,27 @@
 //! Crash safety of `starledger serve`: under a mixed load (registrations, recharges, signed
 //! `paid` webhooks, some delivered twice, and purchases) the server is killed with SIGKILL at
-//! a random moment and started again on the same PostgreSQL database, several times. The
-//! clients keep going and retry what failed with the same idempotency keys, as a real bot and
-//! Heleket would. Afterwards every request that got a 2xx must have its event in the log,
-//! nothing may be recorded twice, no balance may be negative, and `starledger audit verify`
-//! must find the log and every projection sound.
+//! a random moment and started again on the same ledger, several times. The clients keep
+//! going and retry what failed with the same idempotency keys, as a real bot and Heleket
+//! would. Afterwards every request that got a 2xx must have its event in the log, nothing may
+//! be recorded twice, no balance may be negative, and `starledger audit verify` must find the
+//! log and every projection sound.
 //!
-//! PostgreSQL only (`TEST_DATABASE_URL`): without it the test says why and passes.
+//! Run on PostgreSQL (`TEST_DATABASE_URL`, with Redis when `TEST_REDIS_URL` is set; without
+//! it that half says why and passes) and on the embedded SQLite file (always).
 //! `STARLEDGER_CRASH_ROUNDS` raises the number of kills (3 by default) for a soak.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use md5::{Digest, Md5};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
-use starledger_e2e::{free_port, starledger};
+use starledger_e2e::{
+    order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment, Server,
+    AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+};
 
-const SERVICE_KEY: &str = "service-key-0123456789";
-const AUDITOR_KEY: &str = "auditor-key-0123456789";
-/// Only to read the projectors' lag (`GET /v1/admin/projections`) before the final checks.
-const ADMIN_KEY: &str = "admin-key-0123456789ab";
-const HELEKET_KEY: &str = "heleket-crash-test-api-key";
 const CLIENTS: i64 = 6;
 const RECHARGE_AMOUNT: &str = "10";
 /// The smallest purchase: many of them fit in one recharge, so none is refused for funds.
@@ -36,194 +29,6 @@ const STARS: i64 = 50;
 /// How long one request may keep failing (the server being down or starting) before the
 /// test gives up: far longer than a restart takes.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
-
-/// A scratch database that is dropped however the test ends.
-struct ScratchDatabase {
-    server: PgConnectOptions,
-    name: String,
-    url: String,
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        // Drop may run inside the test's runtime (or while panicking): drop the database from
-        // a runtime of its own on another thread.
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the database")
-                .block_on(async {
-                    if let Ok(mut admin) = server.connect().await {
-                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = admin.execute(drop.as_str()).await;
-                    }
-                });
-        })
-        .join();
-    }
-}
-
-impl ScratchDatabase {
-    /// An empty database with a fresh name on the server `url` names.
-    async fn create(url: &str) -> ScratchDatabase {
-        let server: PgConnectOptions = url.parse().expect("TEST_DATABASE_URL parses");
-        let name = format!("starledger_crash_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = server
-            .connect()
-            .await
-            .expect("connect to TEST_DATABASE_URL");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create the scratch database");
-        let (server_part, _) = url
-            .split('?')
-            .next()
-            .unwrap_or(url)
-            .rsplit_once('/')
-            .expect("TEST_DATABASE_URL names a database");
-        let url = format!("{server_part}/{name}");
-        ScratchDatabase { server, name, url }
-    }
-}
-
-/// What every `starledger` process of this test is started with.
-struct Setup {
-    database: ScratchDatabase,
-    redis: Option<(String, String)>,
-    port: u16,
-    logs: tempfile::TempDir,
-}
-
-impl Setup {
-    fn command(&self, subcommand: &[&str]) -> Command {
-        let mut command = starledger();
-        command
-            .args(subcommand)
-            .env("DATABASE_URL", &self.database.url)
-            .env("HELEKET_MODE", "sandbox")
-            .env("API_KEY", HELEKET_KEY)
-            .env("WEBHOOK_HOST", "127.0.0.1")
-            .env("WEBHOOK_PORT", self.port.to_string())
-            .env("HTTP_WORKERS", "2")
-            .env(
-                "STARLEDGER_API_KEYS",
-                format!(
-                    "bot:service:{SERVICE_KEY},aud:auditor:{AUDITOR_KEY},ops:admin:{ADMIN_KEY}"
-                ),
-            );
-        if let Some((url, prefix)) = &self.redis {
-            command
-                .env("REDIS_URL", url)
-                .env("CACHE_KEY_PREFIX", prefix);
-        }
-        command
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// A running `starledger serve`; killed if the test panics, so no server outlives it.
-struct Server {
-    child: Option<Child>,
-    stderr: PathBuf,
-}
-
-impl Server {
-    /// Starts an instance; `generation` names its stderr file, kept for failure messages.
-    fn start(setup: &Setup, generation: u32) -> Server {
-        let stderr = setup.logs.path().join(format!("serve-{generation}.log"));
-        let file = std::fs::File::create(&stderr).expect("create the stderr file");
-        let child = setup
-            .command(&["serve"])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("start starledger serve");
-        Server {
-            child: Some(child),
-            stderr,
-        }
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("the server is running")
-    }
-
-    fn stderr_tail(&self) -> String {
-        tail(&self.stderr)
-    }
-
-    async fn wait_healthy(&mut self, http: &reqwest::Client, base: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(answer) = http.get(format!("{base}/healthz")).send().await {
-                if answer.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child().try_wait() {
-                panic!(
-                    "serve exited with {status} before answering /healthz; stderr:\n{}",
-                    self.stderr_tail()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not answer /healthz within 60 s; stderr:\n{}",
-                self.stderr_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends `signal` (`KILL`, `TERM`) and waits for the process to end.
-    async fn signal_and_wait(&mut self, signal: &str) -> std::process::ExitStatus {
-        let pid = self.child().id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill -{signal} {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child().try_wait().expect("wait for serve") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not stop within 40 s of SIG{signal}; stderr:\n{}",
-                self.stderr_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A random number below `bound`, from a v4 UUID's random bits (no `rand` dependency).
-fn random_below(bound: u64) -> u64 {
-    (uuid::Uuid::new_v4().as_u128() % u128::from(bound)) as u64
-}
 
 /// What the clients saw, shared by all of them.
 #[derive(Default)]
@@ -340,27 +145,14 @@ impl Client {
     }
 }
 
-/// Signs a webhook as Heleket does: `md5(base64(body) + API_KEY)`, the body encoded as PHP's
-/// `json_encode` writes it. Written out here rather than taken from `starledger-gateway`: a
-/// dev-dependency on the gateway makes every `cargo test` of this crate and the binary build
-/// in `starledger()` rebuild the gateway in turn. For these bodies (no `/`, ASCII only, keys
-/// in insertion order) serde_json writes exactly PHP's bytes.
-fn sign_webhook(mut body: Value) -> Value {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(body.to_string());
-    let mut hasher = Md5::new();
-    hasher.update(encoded.as_bytes());
-    hasher.update(HELEKET_KEY.as_bytes());
-    body["sign"] = json!(hex::encode(hasher.finalize()));
-    body
-}
-
 /// A `paid` webhook for `recharge` as Heleket sends it, signed with the test's API key.
 fn paid_webhook(recharge: &Value, user: i64) -> Value {
-    let recharge_id = recharge["recharge_id"].as_str().unwrap().replace('-', "");
-    sign_webhook(json!({
+    let order_id = order_id(user, recharge);
+    sign_webhook(
+        json!({
             "type": "payment",
             "uuid": recharge["invoice_uuid"],
-            "order_id": format!("sl_{user}_{recharge_id}"),
+            "order_id": order_id,
             "amount": recharge["amount"],
             "payment_amount": RECHARGE_AMOUNT,
             "merchant_amount": RECHARGE_AMOUNT,
@@ -368,8 +160,10 @@ fn paid_webhook(recharge: &Value, user: i64) -> Value {
             "status": "paid",
             "currency": "TON",
             "additional_data": "crash test",
-        "txid": format!("tx-{recharge_id}")
-    }))
+            "txid": format!("tx-{order_id}")
+        }),
+        HELEKET_KEY,
+    )
 }
 
 /// One client: registers its user, then repeats recharge → paid webhook (every other one
@@ -460,34 +254,6 @@ fn merge(all: Vec<Acknowledged>) -> Acknowledged {
     total
 }
 
-/// Waits until the SQL projectors have applied the whole log, so the read models the final
-/// checks (and `audit verify`) compare are complete, not just consistent.
-async fn wait_for_projections(client: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = client.get("/v1/admin/projections", ADMIN_KEY).await;
-        let behind: Vec<&Value> = status["projectors"]
-            .as_array()
-            .expect("projectors")
-            .iter()
-            .filter(|p| {
-                matches!(
-                    p["name"].as_str(),
-                    Some("users" | "balances" | "transactions")
-                ) && p["lag_events"] != 0
-            })
-            .collect();
-        if behind.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "projections did not catch up within 30 s: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Sends every acknowledged purchase and webhook once more with the same key: each must be
 /// answered as a repeat of the first, with the same id, and append nothing.
 async fn replay_acknowledged(client: &Client, seen: &Acknowledged) {
@@ -511,24 +277,6 @@ async fn replay_acknowledged(client: &Client, seen: &Acknowledged) {
             answer.body
         );
     }
-}
-
-/// The log, read by `starledger audit export` (the operator's tool, not the server).
-fn export_log(setup: &Setup) -> Vec<Value> {
-    let output = setup
-        .command(&["audit", "export"])
-        .output()
-        .expect("run starledger audit export");
-    assert!(
-        output.status.success(),
-        "audit export failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("UTF-8 export")
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("an NDJSON line"))
-        .collect()
 }
 
 /// How often each id (`data.<field>`) occurs in events of `event_type`.
@@ -556,36 +304,21 @@ fn assert_once(counts: &HashMap<String, usize>, ids: &BTreeSet<&str>, what: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_server_keeps_every_acknowledged_request_and_duplicates_nothing() {
-    let Some(url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-    else {
-        eprintln!("skipping the crash test: set TEST_DATABASE_URL=postgres://… to run it");
-        return;
-    };
-    let rounds: u32 = std::env::var("STARLEDGER_CRASH_ROUNDS")
-        .ok()
-        .map(|r| r.parse().expect("STARLEDGER_CRASH_ROUNDS is a number"))
-        .unwrap_or(3);
-    let setup = Setup {
-        database: ScratchDatabase::create(&url).await,
-        redis: std::env::var("TEST_REDIS_URL")
-            .ok()
-            .map(|url| (url, format!("crash_{}", uuid::Uuid::new_v4().simple()))),
-        // Every restart reuses this port, so the clients keep one address.
-        port: free_port(),
-        logs: tempfile::tempdir().expect("a directory for the servers' stderr"),
-    };
-    let migrated = setup
-        .command(&["migrate"])
-        .output()
-        .expect("run starledger migrate");
-    assert!(
-        migrated.status.success(),
-        "migrate failed: {}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    if let Some(deployment) = Deployment::postgres("the crash test").await {
+        crash_under_load(deployment).await;
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_server_on_the_embedded_sqlite_file_keeps_every_acknowledged_request() {
+    crash_under_load(Deployment::sqlite()).await;
+}
+
+/// The scenario, on any backend: every restart reuses the deployment's port, so the
+/// clients keep one address.
+async fn crash_under_load(setup: Deployment) {
+    let rounds = soak("STARLEDGER_CRASH_ROUNDS", 3);
+    eprintln!("crash test on {}", setup.name());
     let client = Client {
         // Bounded, so a request to a server that stopped answering fails and is retried.
         http: reqwest::Client::builder()
@@ -604,7 +337,7 @@ async fn killed_server_keeps_every_acknowledged_request_and_duplicates_nothing()
         .map(|n| tokio::spawn(run_client(client.clone(), 7000 + n, stop.clone())))
         .collect();
 
-    for generation in 1..=rounds {
+    for generation in 1..=rounds as u32 {
         let delay = 100 + random_below(1400);
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let status = server.signal_and_wait("KILL").await;
@@ -648,28 +381,12 @@ async fn killed_server_keeps_every_acknowledged_request_and_duplicates_nothing()
         "the load acknowledged no purchase: nothing was tested"
     );
 
-    wait_for_projections(&client).await;
+    wait_for_projections(&client.http, &client.base).await;
     replay_acknowledged(&client, &seen).await;
     let balances = client.get("/v1/audit/balances", AUDITOR_KEY).await;
-    let status = server.signal_and_wait("TERM").await;
-    assert!(
-        status.success(),
-        "serve did not stop cleanly on SIGTERM ({status}); stderr:\n{}",
-        server.stderr_tail()
-    );
-
-    let verified = setup
-        .command(&["audit", "verify"])
-        .output()
-        .expect("run starledger audit verify");
-    assert!(
-        verified.status.success(),
-        "audit verify found the ledger unsound:\n{}{}",
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
-
-    let log = export_log(&setup);
+    server.stop().await;
+    setup.verify();
+    let log = setup.export();
     let requested = occurrences(&log, "RechargeRequested", "recharge_id");
     let settled = occurrences(&log, "RechargeSettled", "recharge_id");
     let purchased = occurrences(&log, "PurchaseRequested", "purchase_id");

@@ -137,6 +137,7 @@ impl Turn<'_> {
             self.from.username.clone(),
             language,
             key,
+            &self.state().deadline(),
         )
         .await
         {
@@ -417,7 +418,15 @@ async fn recharge(turn: &Turn<'_>, amount: Amount, key: Option<IdempotencyKey>) 
     if let Err(error) = turn.ensure_registered().await {
         return turn.failure(&error).into();
     }
-    match shop::recharge(turn.state(), turn.user, amount, key).await {
+    match shop::recharge(
+        turn.state(),
+        turn.user,
+        amount,
+        key,
+        &turn.state().deadline(),
+    )
+    .await
+    {
         Ok(recharge) => {
             let event = recharge.event;
             let text = turn.texts.invoice(

@@ -70,7 +70,10 @@ impl Notifier {
         };
         // Bounded: a projection far behind still gets the message out, just without the
         // balance after it.
-        let projected = self.state.projected(event.position).await;
+        let projected = self
+            .state
+            .projected(event.position, &self.state.deadline())
+            .await;
         let profile = self
             .state
             .queries

@@ -84,6 +84,7 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
         offer.stars,
         offer.recipient.clone(),
         key,
+        &turn.state().deadline(),
     )
     .await
     {

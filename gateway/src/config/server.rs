@@ -118,8 +118,12 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long a command's answer waits for the projections to show it.
+    /// How long a command's answer waits for the projections to show it (never past the
+    /// request's deadline).
     pub read_your_writes: Duration,
+    /// Every request is answered within this (see `http::deadline`), 503 if its work is not
+    /// done by then.
+    pub request_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that overwrites it).
@@ -147,6 +151,11 @@ impl ServerConfig {
                 "READ_YOUR_WRITES_TIMEOUT_MS",
                 2_000u64,
                 0..=60_000,
+            )?),
+            request_timeout: Duration::from_millis(env.number(
+                "REQUEST_TIMEOUT_MS",
+                5_000u64,
+                500..=600_000,
             )?),
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30, 1..=600)?,
             trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
@@ -319,6 +328,7 @@ mod tests {
     fn sandbox_needs_no_credentials() {
         let config = config(&[SANDBOX]).unwrap();
         assert_eq!(config.port, 8001);
+        assert_eq!(config.request_timeout, Duration::from_secs(5));
         assert!(config.api_keys.is_empty());
         assert!(matches!(config.heleket.mode, HeleketMode::Sandbox { .. }));
         assert_eq!(config.heleket.callback_url, None);
@@ -378,6 +388,8 @@ mod tests {
             ("STARLEDGER_API_KEYS", "b@d:service:0123456789abcdef"),
             ("WEBHOOK_PORT", "70000"),
             ("MAX_BODY_BYTES", "1"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+            ("REQUEST_TIMEOUT_MS", "5s"),
             ("HELEKET_MODE", "test"),
             ("HELEKET_ALLOWED_IPS", "31.133.220.8, nope"),
             ("HELEKET_INVOICE_LIFETIME", "60"),

@@ -19,6 +19,7 @@ use starledger_projections::rebuild::{rebuild, RebuildSettings};
 
 use super::auth::Caller;
 use super::body::Body;
+use super::deadline::Deadline;
 use super::error::ApiError;
 use super::state::AppState;
 use super::users::{created, idempotency_key, user_id};
@@ -51,6 +52,7 @@ struct AdjustmentRequest {
 async fn adjust(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     request: HttpRequest,
     path: web::Path<String>,
     body: Body,
@@ -76,7 +78,7 @@ async fn adjust(
     };
     let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, &deadline).await;
     let Some(AccountEvent::BalanceAdjusted(e)) = executed.events.first() else {
         return Err(ApiError::unavailable(
             "the ledger answered an adjustment with another event",

@@ -4,6 +4,7 @@
 //! - [`error`]: typed `{"error":{"code","message"}}` answers.
 //! - [`auth`]: API keys and roles.
 //! - [`body`]: size-limited bodies and JSON parsing with clear errors.
+//! - [`deadline`]: every request answered within `REQUEST_TIMEOUT_MS`.
 //! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
 //! - [`webhooks`]: `POST /webhooks/heleket`.
 //! - [`telegram`]: `POST /webhooks/telegram` (the bot's webhook mode).
@@ -17,6 +18,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod ops;
 pub mod purchases;
@@ -76,8 +78,15 @@ pub async fn measure(
     let route = request
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.call(request).await?;
-    let status = response.status().as_u16().to_string();
+    // An error here is an answer too (a passed deadline, see `deadline`): count it with
+    // the status actix will send for it.
+    let response = next.call(request).await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    }
+    .as_u16()
+    .to_string();
     metrics::counter!(
         "starledger_http_requests_total",
         "method" => method.clone(), "route" => route.clone(), "status" => status
@@ -88,5 +97,5 @@ pub async fn measure(
         "method" => method, "route" => route
     )
     .record(started.elapsed().as_secs_f64());
-    Ok(response)
+    response
 }

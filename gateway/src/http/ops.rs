@@ -83,8 +83,10 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    // Gauges that are cheaper to read at scrape time than to keep current.
-    if let Ok(head) = state.events.head().await {
+    // Gauges that are cheaper to read at scrape time than to keep current. Bounded like the
+    // readiness probe: /metrics has no request deadline, and a scrape during a database
+    // outage should still show the rest.
+    if let Ok(Ok(head)) = tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
         metrics::gauge!("starledger_log_head_position").set(head.position as f64);
         for (table, position) in state.projections.borrow().iter() {
             metrics::gauge!("starledger_projection_lag_events", "projector" => table.name())

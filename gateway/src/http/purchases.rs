@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::auth::Caller;
 use super::body::Body;
+use super::deadline::Deadline;
 use super::error::ApiError;
 use super::state::AppState;
 use super::users::{created, transaction_json};
@@ -96,6 +97,7 @@ async fn deliver(
     caller: Caller,
     path: web::Path<String>,
     body: Body,
+    deadline: Deadline,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ADMIN)?;
     let request: DeliverRequest = body.json_or_default()?;
@@ -103,7 +105,7 @@ async fn deliver(
     let command = AccountCommand::CompletePurchase { purchase_id };
     let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
     tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?request.note, "purchase marked delivered");
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, &deadline).await;
     Ok(created(
         &executed,
         json!({"purchase_id": purchase_id, "status": "completed", "admin": caller.name,
@@ -126,6 +128,7 @@ async fn fail(
     caller: Caller,
     path: web::Path<String>,
     body: Body,
+    deadline: Deadline,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ADMIN)?;
     let request: FailRequest = body.json()?;
@@ -145,7 +148,7 @@ async fn fail(
     };
     let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
     tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");
-    let projected = state.projected(executed.position).await;
+    let projected = state.projected(executed.position, &deadline).await;
     Ok(created(
         &executed,
         json!({"purchase_id": purchase_id, "status": "refunded", "admin": caller.name,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::admin::RebuildJobs;
 use super::auth::ApiKeys;
+use super::deadline::Deadline;
 use crate::config::server::Secret;
 use crate::heleket::sandbox::Sandbox;
 use crate::heleket::PaymentProvider;
@@ -25,9 +26,12 @@ use crate::heleket::PaymentProvider;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_body_bytes: usize,
-    /// How long a command's answer waits for projections to show it.
+    /// How long a command's answer waits for projections to show it (at most what the
+    /// request's deadline leaves, see [`Deadline::budget`]).
     pub read_your_writes: Duration,
     pub trust_proxy_headers: bool,
+    /// `REQUEST_TIMEOUT_MS`: how long a request may take; the bot holds its replies to it too.
+    pub request_timeout: Duration,
 }
 
 /// What the webhook endpoint and invoice creation need to know about Heleket.
@@ -66,14 +70,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Waits, at most the read-your-writes timeout, until the SQL projections show
-    /// `position`. Returns whether they do; a timeout is not an error, because the command
-    /// is already durable — the answer just says the read side is behind.
-    pub async fn projected(&self, position: u64) -> bool {
+    /// A deadline for work outside an HTTP request that answers someone all the same (the
+    /// bot's replies, its notifications): `REQUEST_TIMEOUT_MS` from now.
+    pub fn deadline(&self) -> Deadline {
+        Deadline::after(self.limits.request_timeout)
+    }
+
+    /// Waits, at most the read-your-writes timeout and never past what `deadline` leaves,
+    /// until the SQL projections show `position`. Returns whether they do; a timeout is not
+    /// an error, because the command is already durable — the answer just says the read side
+    /// is behind.
+    pub async fn projected(&self, position: u64, deadline: &Deadline) -> bool {
         runtime::wait_for(
             self.projections.clone(),
             position,
-            self.limits.read_your_writes,
+            deadline.budget(self.limits.read_your_writes),
         )
         .await
         .is_ok()

@@ -19,6 +19,7 @@ use starledger_projections::store::MAX_HISTORY_PAGE;
 
 use super::auth::Caller;
 use super::body::Body;
+use super::deadline::Deadline;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::config::server::Role;
@@ -94,6 +95,7 @@ struct RegisterRequest {
 async fn register(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ACT)?;
@@ -107,8 +109,15 @@ async fn register(
     // One registration per user: repeating it (a second /start) returns the first answer.
     let key = IdempotencyKey::parse(&format!("register:{user}"))
         .map_err(|_| ApiError::bad_request("invalid_user_id", "unusable user id"))?;
-    let registered =
-        crate::shop::register(&state, user, request.username, request.language, key).await?;
+    let registered = crate::shop::register(
+        &state,
+        user,
+        request.username,
+        request.language,
+        key,
+        &deadline,
+    )
+    .await?;
     let (executed, projected) = (registered.executed, registered.projected);
     let profile = match registered.event {
         Some(e) => json!({
@@ -159,12 +168,13 @@ struct BalanceQuery {
 async fn balance(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     path: web::Path<String>,
     query: web::Query<BalanceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(LOOK)?;
     let user = user_id(&path)?;
-    reach(&state, query.min_position).await?;
+    reach(&state, &deadline, query.min_position).await?;
     let row = state
         .queries
         .balance(user.get(), query.min_position)
@@ -174,9 +184,13 @@ async fn balance(
 
 /// Waits (bounded) for the projections to reach `min_position`, for a caller reading its own
 /// write; refuses with 503 if they do not get there in time.
-async fn reach(state: &AppState, min_position: Option<u64>) -> Result<(), ApiError> {
+async fn reach(
+    state: &AppState,
+    deadline: &Deadline,
+    min_position: Option<u64>,
+) -> Result<(), ApiError> {
     match min_position {
-        Some(position) if !state.projected(position).await => Err(ApiError::new(
+        Some(position) if !state.projected(position, deadline).await => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "projection_lagging",
             format!("the read models have not reached position {position} yet; try again"),
@@ -230,6 +244,7 @@ struct HistoryQuery {
 async fn transactions(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -242,7 +257,7 @@ async fn transactions(
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
-    reach(&state, query.min_position).await?;
+    reach(&state, &deadline, query.min_position).await?;
     if state.queries.user(user.get()).await?.is_none() {
         return Err(unknown_user());
     }
@@ -280,6 +295,7 @@ pub fn amount(field: &str, text: &str) -> Result<Amount, ApiError> {
 async fn recharge(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     request: HttpRequest,
     path: web::Path<String>,
     body: Body,
@@ -295,7 +311,7 @@ async fn recharge(
         None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
             .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "unusable key"))?,
     };
-    let recharge = crate::shop::recharge(&state, user, amount, key).await?;
+    let recharge = crate::shop::recharge(&state, user, amount, key, &deadline).await?;
     let (executed, e, projected) = (recharge.executed, recharge.event, recharge.projected);
     Ok(created(
         &executed,
@@ -323,6 +339,7 @@ struct PurchaseRequest {
 async fn purchase(
     state: web::Data<AppState>,
     caller: Caller,
+    deadline: Deadline,
     request: HttpRequest,
     path: web::Path<String>,
     body: Body,
@@ -353,7 +370,7 @@ async fn purchase(
             "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
         )
     })?;
-    let purchase = crate::shop::purchase(&state, user, stars, recipient, key).await?;
+    let purchase = crate::shop::purchase(&state, user, stars, recipient, key, &deadline).await?;
     let (executed, e, projected) = (purchase.executed, purchase.event, purchase.projected);
     let balance = state
         .queries
