@@ -8,7 +8,9 @@
 
 pub mod batch;
 pub mod plan;
+#[cfg(feature = "stores")]
 pub mod postgres;
+#[cfg(feature = "stores")]
 pub mod sqlite;
 pub mod tail;
 
@@ -150,6 +152,7 @@ pub enum StoreError {
     Closed,
 }
 
+#[cfg(feature = "stores")]
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         StoreError::Database(error.to_string())
