@@ -31,6 +31,23 @@ pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
 /// The Heleket API key the sandbox signs its webhooks with (and the tests sign theirs).
 pub const HELEKET_KEY: &str = "heleket-e2e-test-api-key";
 
+/// The variables cargo gives a test process about the crate under test (see "Environment
+/// variables Cargo sets for crates"), which were not in the environment of the `cargo test`
+/// that built everything.
+fn set_by_cargo_for_this_test(variable: &str) -> bool {
+    variable.starts_with("CARGO_PKG_")
+        || variable.starts_with("CARGO_BIN_")
+        || matches!(
+            variable,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+        )
+}
+
 /// The `starledger` binary of this workspace, built (or brought up to date) once per test run:
 /// `cargo test` does not build another package's binary, and a stale one would test old code.
 pub fn starledger() -> Command {
@@ -43,13 +60,20 @@ pub fn starledger() -> Command {
         // `cargo test --workspace --no-run`, not `cargo build --bin starledger`: the README's
         // test command has just built the binary with the features of the whole test build
         // (the ledger's `testing`, dev-dependencies' tokio and hyper features), so this finds
-        // it fresh. A plain build resolves features without the dev-dependencies and
-        // rebuilt the gateway and much below it: three minutes of every CI run.
-        let status = Command::new(env!("CARGO"))
+        // it fresh. A plain build resolves features without the dev-dependencies, and the
+        // variables cargo sets for this test process would reach the build scripts that
+        // watch them (ring's watches CARGO_MANIFEST_DIR): either rebuilt ring, rustls, sqlx
+        // and everything above them, two to three minutes of every CI run.
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
             .args(["test", "--workspace", "--no-run", "--quiet"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
+            .current_dir(&root);
+        for (variable, _) in std::env::vars_os() {
+            if set_by_cargo_for_this_test(&variable.to_string_lossy()) {
+                cargo.env_remove(&variable);
+            }
+        }
+        let status = cargo.status().expect("run cargo test --no-run");
         assert!(status.success(), "building starledger failed");
     });
     let mut command = Command::new(binary);
