@@ -122,6 +122,13 @@ fn page() -> MockBuilder {
     Mock::given(method("GET")).and(path("/stars/buy"))
 }
 
+/// A local Fragment whose buy page carries [`HASH`]; each test mounts the API answers.
+async fn fragment_with_buy_page() -> MockServer {
+    let server = MockServer::start().await;
+    page().respond_with(buy_page(HASH)).mount(&server).await;
+    server
+}
+
 async fn requests(server: &MockServer) -> Vec<Request> {
     server.received_requests().await.unwrap()
 }
@@ -288,8 +295,7 @@ async fn a_whole_order_goes_through_every_call_with_fragments_wire_format() {
 
 #[tokio::test]
 async fn a_price_given_as_a_json_number_is_read_exactly() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(&server)
@@ -310,8 +316,7 @@ async fn a_price_given_as_a_json_number_is_read_exactly() {
 
 #[tokio::test]
 async fn a_price_with_more_than_nine_decimals_is_a_bad_response_not_a_rounding() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(&server)
@@ -331,8 +336,7 @@ async fn a_price_with_more_than_nine_decimals_is_a_bad_response_not_a_rounding()
 
 #[tokio::test]
 async fn an_unknown_username_is_recipient_not_found_and_asked_once() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"error": "No Telegram users found."})))
         .expect(1)
@@ -351,8 +355,7 @@ async fn an_unknown_username_is_recipient_not_found_and_asked_once() {
 
 #[tokio::test]
 async fn a_username_that_is_no_user_is_recipient_not_found() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({
             "error": "This username is not assigned to a user. Stars can only be sent to Telegram users."
@@ -369,8 +372,7 @@ async fn a_username_that_is_no_user_is_recipient_not_found() {
     );
 
     // An answer without a recipient says the same.
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"ok": true, "found": {}})))
         .mount(&server)
@@ -387,8 +389,7 @@ async fn a_username_that_is_no_user_is_recipient_not_found() {
 
 #[tokio::test]
 async fn an_account_that_needs_kyc_gets_kyc_required() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("getBuyStarsLink", HASH)
         .respond_with(answer(json!({"ok": true, "need_verify": true})))
         .expect(1)
@@ -419,8 +420,7 @@ async fn a_login_page_instead_of_the_buy_page_is_session_expired_without_retries
 
 #[tokio::test]
 async fn access_denied_from_the_api_is_session_expired_without_retries() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"error": "Access denied"})))
         .expect(1)
@@ -465,8 +465,7 @@ async fn a_redirect_or_401_is_session_expired_and_is_not_followed() {
 
 #[tokio::test]
 async fn a_session_without_a_connected_wallet_names_its_ton_token() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(&server)
@@ -524,8 +523,7 @@ async fn a_stale_hash_is_scraped_again_once_and_the_call_succeeds() {
 
 #[tokio::test]
 async fn a_hash_that_stays_stale_is_scraped_only_once_then_a_bad_response() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"error": "Bad request"})))
         .mount(&server)
@@ -565,8 +563,7 @@ async fn server_errors_and_rate_limits_are_retried_until_fragment_answers() {
 
 #[tokio::test]
 async fn a_fragment_that_keeps_failing_is_unavailable_after_exactly_the_allowed_attempts() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(ResponseTemplate::new(503))
         .expect(3)
@@ -606,8 +603,7 @@ async fn a_cloudflare_challenge_is_retried_and_then_unavailable() {
 
 #[tokio::test]
 async fn a_slow_fragment_times_out_as_unavailable() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"ok": true})).set_delay(Duration::from_secs(2)))
         .mount(&server)
@@ -628,8 +624,7 @@ async fn a_slow_fragment_times_out_as_unavailable() {
 
 #[tokio::test]
 async fn after_the_threshold_of_failures_calls_are_refused_without_reaching_fragment() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("checkReq", HASH)
         .respond_with(ResponseTemplate::new(500))
         .mount(&server)
@@ -659,8 +654,7 @@ async fn after_the_threshold_of_failures_calls_are_refused_without_reaching_frag
 
 #[tokio::test]
 async fn refusals_do_not_open_the_breaker() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("searchStarsRecipient", HASH)
         .respond_with(answer(json!({"error": "No Telegram users found."})))
         .mount(&server)
@@ -680,8 +674,7 @@ async fn refusals_do_not_open_the_breaker() {
 
 #[tokio::test]
 async fn a_moving_price_is_synced_and_tried_again_then_refused_as_price_changed() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(&server)
@@ -705,8 +698,7 @@ async fn a_moving_price_is_synced_and_tried_again_then_refused_as_price_changed(
     assert_eq!(order.cost, Nanotons(234_500_000));
     assert_eq!(api_requests(&server, "updateStarsBuyState").await.len(), 2);
 
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(&server)
@@ -747,8 +739,7 @@ async fn order_state_is_unknown_when_fragment_cannot_say() {
 
 #[tokio::test]
 async fn a_garbled_answer_is_a_bad_response() {
-    let server = MockServer::start().await;
-    page().respond_with(buy_page(HASH)).mount(&server).await;
+    let server = fragment_with_buy_page().await;
     api("getBuyStarsLink", HASH)
         .respond_with(raw_answer(
             r#"{"ok":true,"transaction":{"messages":[{"address":"#,
