@@ -128,6 +128,49 @@ impl Slot {
     }
 }
 
+/// A command's events applied to the cached account before the writer has answered for them.
+///
+/// If the caller goes away first (its future dropped by a timeout, a `select!` or shutdown),
+/// the append may still commit or may fail, and this handler will never hear which. The cached
+/// account is then forgotten and reloads from the log when next used, rather than keep events
+/// whose fate is unknown: they would show in [`Ledger::account`], hold the account in memory
+/// (an entry in flight is never evicted), and make a retry of the same command wait for an
+/// answer that never comes and then find no events under its key.
+struct Unanswered {
+    slot: Option<Arc<Mutex<Slot>>>,
+}
+
+impl Unanswered {
+    fn armed(slot: &Arc<Mutex<Slot>>) -> Self {
+        Self {
+            slot: Some(Arc::clone(slot)),
+        }
+    }
+
+    /// The writer answered: the caller is still here and handles the answer itself.
+    fn disarm(&mut self) {
+        self.slot = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        if let Ok(mut cached) = slot.try_lock() {
+            cached.invalidate();
+            return;
+        }
+        // Another command holds the account right now: forget it as soon as that one is done.
+        // (Without a runtime, which only a process tearing down lacks, the next append's
+        // expected version still catches the difference and reloads.)
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { slot.lock().await.invalidate() });
+        }
+    }
+}
+
 /// Decodes a stored event of an account stream.
 pub fn decode(event: &RecordedEvent) -> Result<AccountEvent, DecodeError> {
     AccountEvent::decode(&event.event_type, event.schema_version, &event.data)
@@ -254,6 +297,11 @@ impl Ledger {
         let mut conflicts = 0;
         let duplicate_deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
         while conflicts < MAX_ATTEMPTS {
+            // Declared before the lock guard below, so that if this future is dropped while
+            // holding the lock, the guard is released first and the account can be forgotten
+            // at once.
+            let mut unanswered;
+            let cached = Arc::clone(&slot);
             let (ticket, events, ids) = {
                 let mut slot = slot.lock().await;
                 if !slot.loaded {
@@ -296,6 +344,7 @@ impl Ledger {
                     slot.invalidate();
                     return Err(CommandError::Invariant(violation));
                 }
+                unanswered = Unanswered::armed(&cached);
                 // Queue while still holding the stream's lock: the next command on this
                 // stream decides on top of this one and must reach the writer after it.
                 let ticket = self.store.enqueue(request).await;
@@ -306,6 +355,7 @@ impl Ledger {
                 Ok(ticket) => ticket.await,
                 Err(refused) => Err(refused),
             };
+            unanswered.disarm();
             match answer {
                 Ok(outcome) if !outcome.replayed => {
                     let mut slot = slot.lock().await;

@@ -2,6 +2,7 @@
 //! instances, and concurrent purchases on one account that must never overdraw it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use starledger_ledger::account::{AccountCommand, Rejection};
@@ -335,3 +336,72 @@ on_every_backend!(
     concurrent_purchases_never_overdraw,
     pipelined_commands_on_one_account_stay_consistent,
 );
+
+/// A caller that gives up while its append waits (a request deadline, a `select!`), and an
+/// append that then fails: the handler forgets what it had assumed, so the account reads as
+/// the log has it (not with a reservation that was never stored), and a retry of the same
+/// command executes instead of waiting for an answer that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_command_whose_append_fails_leaves_no_trace() {
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres { pool, .. } = &backend else {
+        unreachable!("Backend::postgres gives a PostgreSQL backend")
+    };
+    let store = backend.open(CommitMode::default()).await;
+    let ledger = Ledger::new(store.clone());
+    let alice = user(1);
+    funded(&ledger, alice, "10").await.unwrap();
+    let head = store.head().await.unwrap().position;
+
+    // Hold the log's head row: the writer's next transaction waits for it.
+    let mut blocker = pool.begin().await.unwrap();
+    sqlx::query("SELECT position FROM ledger_head FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        ledger.execute(alice, purchase(alice, "p1", "4"), &context("api:p1")),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the append should still be waiting");
+
+    // The append fails: the connection it waits on is cut.
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(cut, 1, "one append was waiting for the head row");
+    blocker.rollback().await.unwrap();
+
+    let account = ledger.account(alice).await.unwrap();
+    assert_eq!(
+        (account.available, account.reserved),
+        (Decimal::from(10), Decimal::ZERO),
+        "the cached account is the log's"
+    );
+    assert_eq!(store.head().await.unwrap().position, head);
+
+    let retried = tokio::time::timeout(
+        Duration::from_secs(10),
+        ledger.execute(alice, purchase(alice, "p1", "4"), &context("api:p1")),
+    )
+    .await
+    .expect("the retry is answered")
+    .unwrap();
+    assert!(!retried.replayed, "the first attempt stored nothing");
+    assert_eq!(
+        ledger.account(alice).await.unwrap().available,
+        Decimal::from(6)
+    );
+    assert_eq!(store.head().await.unwrap().position, head + 1);
+    let report = audit(store.as_ref()).await;
+    assert!(report.is_sound(), "{:?}", report.findings);
+    backend.cleanup().await;
+}
