@@ -2,11 +2,11 @@
 //! `/metrics` by command and outcome (recorded, replayed, the rejection's code, or a failure).
 //!
 //! Why a task of its own: a request can be dropped half way (its deadline passed, see
-//! `http::deadline`, or the client went away), and `Ledger::execute` keeps per-account state
-//! in memory between queueing an append and learning its outcome. Run to completion in its
-//! own task, a command always settles that state (cleared on success, dropped on failure), so
-//! a retry with the same idempotency key finds either the recorded events or nothing, never
-//! a half-remembered command.
+//! `http::deadline`, or the client went away). The ledger copes with a dropped caller (it
+//! forgets the account's cached state and reloads it from the log), but a command that has
+//! started should still finish: its conflict retries run and its outcome is counted here, so
+//! a 503 `deadline_exceeded` means "still in progress" and a retry with the same idempotency
+//! key returns its result.
 
 use std::sync::Arc;
 use std::time::Instant;

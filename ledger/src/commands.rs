@@ -301,7 +301,7 @@ impl Ledger {
             // holding the lock, the guard is released first and the account can be forgotten
             // at once.
             let mut unanswered;
-            let cached = Arc::clone(&slot);
+            let account_slot = &slot; // `slot` names the locked account inside the block
             let (ticket, events, ids) = {
                 let mut slot = slot.lock().await;
                 if !slot.loaded {
@@ -344,7 +344,7 @@ impl Ledger {
                     slot.invalidate();
                     return Err(CommandError::Invariant(violation));
                 }
-                unanswered = Unanswered::armed(&cached);
+                unanswered = Unanswered::armed(account_slot);
                 // Queue while still holding the stream's lock: the next command on this
                 // stream decides on top of this one and must reach the writer after it.
                 let ticket = self.store.enqueue(request).await;

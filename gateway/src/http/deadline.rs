@@ -8,7 +8,8 @@
 //! `Retry-After`, in the API's error format.
 //!
 //! Dropping a handler must leave nothing half done. Ledger commands therefore run in a task
-//! of their own ([`crate::commands::execute`]) that finishes by itself: a command may still
+//! of their own ([`crate::commands::execute`]) that finishes by itself (and the ledger
+//! forgets its cached state for any caller that goes away unanswered): a command may still
 //! commit after its request was answered 503. So the answer says the outcome is unknown,
 //! and the safe next step is what it always is after a 5xx, a retry with the same
 //! Idempotency-Key (or the same webhook): it returns the first result if there was one and
