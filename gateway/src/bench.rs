@@ -464,6 +464,7 @@ pub(crate) async fn projections_bench(
                             AccountCommand::FailPurchase {
                                 purchase_id: ids[1],
                                 reason: "recipient not found".into(),
+                                force: false,
                             },
                         ),
                     ];

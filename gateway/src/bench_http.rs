@@ -46,7 +46,7 @@ use starledger_projections::cache::CacheStats;
 use crate::bench::{server_url, with_scratch_database};
 
 /// The key the sandbox signs webhooks with; the bench signs its own with the same one.
-const HELEKET_KEY: &str = "bench-heleket-api-key";
+const HELEKET_KEY: &str = "bench-heleket-api-key-0123456789abcdef";
 /// The service-role API key the balance reads present.
 const SERVICE_KEY: &str = "bench-service-key-0123456789";
 /// First user id: Telegram-sized ids, so nothing gets an easier path for small numbers.
@@ -497,6 +497,8 @@ fn sign_webhooks(
             "payment_amount": RECHARGE_AMOUNT,
             "merchant_amount": RECHARGE_AMOUNT,
             "currency": currency.as_str(),
+            "payer_currency": currency.as_str(),
+            "payer_amount": RECHARGE_AMOUNT,
             "network": "ton",
             "status": "paid",
             "is_final": true,

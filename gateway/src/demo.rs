@@ -1,7 +1,9 @@
 //! `starledger demo`: one account's whole life on the embedded ledger, then an audit.
 //!
 //! Runs on a SQLite file with no servers and no credentials. Every step goes through the
-//! real command handler and event store. The Heleket outcomes are stated by the demo; the
+//! real command handler and event store. The Heleket outcomes are stated by the demo (as the
+//! reports the Heleket adapter makes of its webhooks, judged by the ledger's money rules: a
+//! credit, a refund reversed into a debt, a payment in the wrong coin sent to review); the
 //! Stars orders are fulfilled by the real fulfilment worker against the sandbox Fragment
 //! (`FRAGMENT_MODE=sandbox`), which delivers a gift and refunds one nobody can receive.
 
@@ -12,14 +14,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use rust_decimal::Decimal;
-use starledger_ledger::account::AccountCommand;
+use starledger_ledger::account::{AccountCommand, PaymentReport, ReportedOutcome, ReviewDecision};
 use starledger_ledger::audit::LogAudit;
 use starledger_ledger::commands::{decode, CommandContext, CommandError, Executed, Ledger};
-use starledger_ledger::events::{AccountEvent, Actor, Invoice, PaidStatus, Stars};
+use starledger_ledger::events::{AccountEvent, Actor, Invoice, Stars};
 use starledger_ledger::ids::{
     AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
 };
-use starledger_ledger::money::{Amount, SignedAmount};
+use starledger_ledger::money::{Amount, Currency, SignedAmount};
 use starledger_ledger::store::sqlite::SqliteStore;
 use starledger_ledger::store::{CommitMode, EventStore};
 
@@ -137,12 +139,20 @@ impl Demo {
 
     async fn balances(&self) -> anyhow::Result<String> {
         let account = self.ledger.account(self.user).await?;
-        Ok(format!(
+        let mut shown = format!(
             "available {} {c}, reserved {} {c}",
             account.available.normalize(),
             account.reserved.normalize(),
             c = self.config.currency
-        ))
+        );
+        if !account.debt.is_zero() {
+            shown.push_str(&format!(
+                ", owed {} {}",
+                account.debt.normalize(),
+                self.config.currency
+            ));
+        }
+        Ok(shown)
     }
 }
 
@@ -197,12 +207,13 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
     )
     .await??;
 
-    let settle = AccountCommand::SettleRecharge {
+    let settle = payment(
         recharge_id,
-        status: PaidStatus::PaidOver,
-        paid: Amount::parse("10.5")?,
-        txid: Some("demo-tx-1".into()),
-    };
+        "paid_over",
+        &currency,
+        currency.as_str(),
+        "10.5",
+    );
     demo.run_step(
         "Heleket webhook: paid_over, 10.5 paid → credit 10.5",
         settle.clone(),
@@ -283,9 +294,117 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
         Actor::Admin("carol".into()),
     )
     .await??;
+    println!("    balance: {}", demo.balances().await?);
+
+    demo.run_step(
+        "Heleket webhook: refund_paid for the first top-up → reverse",
+        payment(
+            recharge_id,
+            "refund_paid",
+            &currency,
+            currency.as_str(),
+            "10.5",
+        ),
+        "heleket:demo-invoice-1:refund_paid",
+        Actor::Heleket,
+    )
+    .await??;
+    println!("    balance: {}", demo.balances().await?);
+    // Refused, so nothing is stored: on a second run over the same file the debt was paid
+    // long ago, and the step is shown as such rather than buying for real.
+    if demo.ledger.account(user).await?.debt.is_zero() {
+        demo.step += 1;
+        println!(
+            "{:>2}. {:<58} → skipped: no debt is open (the demo ran on this file before)",
+            demo.step, "/buy_stars 50 while a debt is open"
+        );
+    } else {
+        demo.run_step(
+            "/buy_stars 50 while a debt is open",
+            AccountCommand::RequestPurchase {
+                purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:6")?),
+                stars: Stars::new(50)?,
+                recipient: None,
+                price: config.pricing.quote(Stars::new(50)?)?,
+            },
+            "tg:update:6",
+            Actor::User(user),
+        )
+        .await?
+        .err()
+        .context("the demo expected a purchase in debt to be refused")?;
+    }
+
+    let second = RechargeId::derive(user, &Demo::key("tg:update:7")?);
+    demo.run_step(
+        &format!("/recharge 5 → Heleket invoice for 5 {currency}"),
+        AccountCommand::RequestRecharge {
+            recharge_id: second,
+            amount: Amount::parse("5")?,
+            currency: currency.clone(),
+            invoice: Invoice {
+                uuid: "demo-invoice-2".into(),
+                url: "https://pay.heleket.com/pay/demo-invoice-2".into(),
+                expires_at: Utc::now() + Duration::hours(1),
+            },
+        },
+        "tg:update:7",
+        Actor::User(user),
+    )
+    .await??;
+    demo.run_step(
+        "Heleket webhook: paid, but 30 USDT → needs review",
+        payment(second, "paid", &currency, "USDT", "30"),
+        "heleket:demo-invoice-2:paid",
+        Actor::Heleket,
+    )
+    .await??;
+    demo.run_step(
+        &format!("admin carol reviews: credit 4.9 {currency}, debt first"),
+        AccountCommand::ResolveRecharge {
+            recharge_id: second,
+            decision: ReviewDecision::Credit(Amount::parse("4.9")?),
+            admin: "carol".into(),
+            reason: "Heleket support converted the USDT to 4.9 TON".into(),
+        },
+        "admin:resolve:demo-invoice-2",
+        Actor::Admin("carol".into()),
+    )
+    .await??;
     println!("    balance: {}\n", demo.balances().await?);
 
     print_log_and_verify(store.as_ref()).await
+}
+
+/// What the Heleket adapter reports of a webhook: `status`, `paid` of `coin` on an invoice
+/// in the ledger's `currency`.
+fn payment(
+    recharge_id: RechargeId,
+    status: &str,
+    currency: &Currency,
+    coin: &str,
+    paid: &str,
+) -> AccountCommand {
+    let outcome = match status {
+        "paid" => ReportedOutcome::Paid,
+        "paid_over" => ReportedOutcome::PaidOver,
+        _ => ReportedOutcome::Failed,
+    };
+    AccountCommand::RecordPayment {
+        recharge_id,
+        report: PaymentReport {
+            outcome,
+            provider_status: status.into(),
+            invoice_currency: Some(currency.to_string()),
+            paid_currency: Some(coin.into()),
+            paid_amount: Some(paid.into()),
+            txid: Some(format!("demo-tx-{status}")),
+            facts: serde_json::json!({"status": status, "payer_currency": coin,
+                "payment_amount": paid})
+            .to_string(),
+        },
+        overpay_tolerance_percent: 10,
+    }
 }
 
 async fn print_log_and_verify(store: &dyn EventStore) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,8 @@
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`lease`]: one instance at a time for background work that must not run twice.
 //! - [`reactor`]: checkpointed work that follows the log and acts outside the ledger.
+//! - [`settlement`]: what Heleket says about a payment, confirmed and recorded through the
+//!   ledger's money rules; one path for webhooks and the reconciler.
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`shop`]: registering, topping up and buying Stars, shared by the HTTP API and the bot.
 //! - [`bot`]: the Telegram bot (commands, keyboards, limits, sessions, notifications).
@@ -29,5 +31,6 @@ pub mod reactor;
 pub mod reconciler;
 pub mod resilience;
 pub mod serve;
+pub mod settlement;
 pub mod shop;
 pub mod storage;

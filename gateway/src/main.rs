@@ -5,6 +5,7 @@
 //! - `starledger migrate`: create or upgrade the database schema.
 //! - `starledger projections status|rebuild|run`: the read models.
 //! - `starledger audit verify|balances|export`: what auditors run.
+//! - `starledger recharges review|credit|reject`: recharges that wait for an operator.
 //! - `starledger bench ledger|projections|http|all`: throughput on PostgreSQL and over HTTP;
 //!   `all` judges every DESIGN.md target in one table.
 //!
@@ -16,6 +17,7 @@ mod bench_all;
 mod bench_http;
 mod demo;
 mod projections_cmd;
+mod recharges_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: audit_cmd::AuditCommand,
     },
+    /// Recharges that need review or are on hold: list, credit, reject.
+    Recharges {
+        #[command(subcommand)]
+        command: recharges_cmd::RechargesCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -112,6 +119,7 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCod
         }
         Command::Projections { command } => projections_cmd::run(command, &config).await,
         Command::Audit { command } => audit_cmd::run(command, &config).await,
+        Command::Recharges { command } => recharges_cmd::run(command, &config).await,
         Command::Bench { target } => bench::run(target, &config).await,
     }
 }

@@ -1,9 +1,10 @@
-//! The reconciler: recharges still pending after their invoice expired are asked about with
-//! `payment/info`, and settled or failed from the answer.
+//! The reconciler: recharges still pending (or on hold) after their invoice expired are
+//! asked about with `payment/info`, and settled from the answer through the same
+//! [`Settlement`] a webhook goes through (same rules, same idempotency key
+//! `heleket:{uuid}:{status}`, so whichever arrives second records nothing).
 //!
 //! Webhooks can be lost (our endpoint down for longer than Heleket retries, a proxy
-//! misconfigured). The reconciler uses the same idempotency key a webhook with that status
-//! would (`heleket:{uuid}:{status}`), so whichever arrives second records nothing. An invoice
+//! misconfigured). An invoice
 //! the provider does not know is failed, not credited; if it is paid later after all, the
 //! late `paid` is still credited (the ledger allows a settle after a local failure).
 
@@ -11,16 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use starledger_ledger::account::{AccountCommand, Rejection};
-use starledger_ledger::commands::{CommandContext, CommandError, Ledger};
-use starledger_ledger::events::{Actor, PaidStatus};
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::commands::{CommandContext, CommandError};
+use starledger_ledger::events::Actor;
 use starledger_ledger::ids::{IdempotencyKey, RechargeId, UserId};
 use starledger_projections::rows::TransactionRow;
 use starledger_projections::store::{ReadStore, StatusFilter};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::heleket::{OrderId, PaymentProvider, PaymentStatus, ProviderError};
+use crate::heleket::{OrderId, ProviderError};
+use crate::settlement::{SettleError, Settled, Settlement, Source};
 
 /// How long after expiry an invoice is left to its webhooks before being asked about.
 pub const GRACE: Duration = Duration::from_secs(120);
@@ -32,15 +34,16 @@ const BATCH: u32 = 200;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Round {
     pub examined: usize,
+    /// Recorded something from Heleket's answer (a credit, a hold, a review, a failure, …).
     pub settled: usize,
+    /// Failed because Heleket does not know the invoice.
     pub failed: usize,
     pub still_pending: usize,
 }
 
 pub struct Reconciler {
-    pub ledger: Arc<Ledger>,
+    pub settlement: Arc<Settlement>,
     pub read: Arc<dyn ReadStore>,
-    pub provider: Arc<dyn PaymentProvider>,
 }
 
 impl Reconciler {
@@ -63,7 +66,8 @@ impl Reconciler {
         })
     }
 
-    /// One pass over the pending recharges whose invoices expired before `now - GRACE`.
+    /// One pass over the pending and held recharges whose invoices expired before
+    /// `now - GRACE`.
     pub async fn round(&self, now: DateTime<Utc>) -> Result<Round, ProviderError> {
         let mut round = Round::default();
         let cutoff = now - chrono::Duration::from_std(GRACE).unwrap_or_default();
@@ -93,77 +97,53 @@ impl Reconciler {
         Ok(round)
     }
 
-    /// Asks about one recharge and records what the provider says. Provider outages end the
-    /// round (`Err`); a refusal by the ledger is logged and the next recharge is tried.
+    /// Asks about one recharge and settles it from the answer, as a webhook would be.
+    /// Provider outages end the round (`Err`); anything else is logged and the next recharge
+    /// is tried.
     async fn reconcile(&self, row: &TransactionRow) -> Result<Outcome, ProviderError> {
         let Ok(user) = UserId::new(row.user_id) else {
             return Ok(Outcome::Pending);
         };
         let order = OrderId::new(user, RechargeId::from_uuid(row.id));
-        let recharge_id = order.recharge;
         let invoice_uuid = row.external_id.clone().unwrap_or_default();
-        let (key, command, outcome) = match self.provider.payment_info(&order).await {
-            Ok(info) => match &info.status {
-                PaymentStatus::Paid | PaymentStatus::PaidOver => {
-                    let Ok(paid) = info.credited() else {
-                        tracing::warn!(%order, "paid invoice without a usable amount; left pending");
-                        return Ok(Outcome::Pending);
-                    };
-                    let status = if info.status == PaymentStatus::PaidOver {
-                        PaidStatus::PaidOver
-                    } else {
-                        PaidStatus::Paid
-                    };
-                    (
-                        format!("heleket:{}:{}", info.uuid, info.status.as_str()),
-                        AccountCommand::SettleRecharge {
-                            recharge_id,
-                            status,
-                            paid,
-                            txid: info.txid.clone(),
-                        },
-                        Outcome::Settled,
-                    )
-                }
-                PaymentStatus::Failed(status) => (
-                    format!("heleket:{}:{status}", info.uuid),
-                    AccountCommand::FailRecharge {
-                        recharge_id,
-                        reason: format!("heleket status {status}"),
-                    },
-                    Outcome::Failed,
-                ),
-                PaymentStatus::Pending(_) | PaymentStatus::Unknown(_) => {
-                    return Ok(Outcome::Pending)
+        let settlement = &self.settlement;
+        match settlement.provider.payment_info(&order, None).await {
+            Ok(info) => match settlement
+                .settle(order, &info.payment, Source::PaymentInfo)
+                .await
+            {
+                Ok(Settled::Recorded { .. } | Settled::Duplicate { .. }) => Ok(Outcome::Settled),
+                Ok(_) => Ok(Outcome::Pending),
+                Err(SettleError::Unconfirmable(error)) => Err(error),
+                Err(error) => {
+                    tracing::warn!(%order, %error, "reconciler could not record the invoice's state");
+                    Ok(Outcome::Pending)
                 }
             },
-            Err(ProviderError::NotFound(_)) => (
-                format!("reconcile:{}:not_found", recharge_id),
-                AccountCommand::FailRecharge {
-                    recharge_id,
+            Err(ProviderError::NotFound(_)) => {
+                let Ok(key) =
+                    IdempotencyKey::parse(&format!("reconcile:{}:not_found", order.recharge))
+                else {
+                    return Ok(Outcome::Pending);
+                };
+                let command = AccountCommand::FailRecharge {
+                    recharge_id: order.recharge,
                     reason: format!("invoice {invoice_uuid} unknown to the payment provider"),
-                },
-                Outcome::Failed,
-            ),
+                };
+                let context = CommandContext::new(key, Actor::System);
+                match crate::commands::execute(&settlement.ledger, user, command, &context).await {
+                    Ok(_) | Err(CommandError::Rejected(_)) => Ok(Outcome::Failed),
+                    Err(error) => {
+                        tracing::warn!(%order, %error, "reconciler could not fail the recharge");
+                        Ok(Outcome::Pending)
+                    }
+                }
+            }
             Err(ProviderError::Refused(reason) | ProviderError::BadResponse(reason)) => {
                 tracing::warn!(%order, %reason, "payment/info unusable; left pending");
-                return Ok(Outcome::Pending);
-            }
-            Err(error) => return Err(error),
-        };
-        let Ok(key) = IdempotencyKey::parse(&key) else {
-            return Ok(Outcome::Pending);
-        };
-        let context = CommandContext::new(key, Actor::System);
-        match crate::commands::execute(&self.ledger, user, command, &context).await {
-            Ok(_) => Ok(outcome),
-            Err(CommandError::Rejected(
-                Rejection::RechargeAlreadySettled(_) | Rejection::RechargeAlreadyFailed(_),
-            )) => Ok(outcome),
-            Err(error) => {
-                tracing::warn!(%order, %error, "reconciler could not record the invoice's state");
                 Ok(Outcome::Pending)
             }
+            Err(error) => Err(error),
         }
     }
 }

@@ -35,6 +35,7 @@ use crate::http::deadline::RequestTimeout;
 use crate::http::state::{AppState, HeleketSettings, Limits};
 use crate::reactor::ReactorContext;
 use crate::reconciler::Reconciler;
+use crate::settlement::Settlement;
 use crate::storage::{self, OpenError};
 
 /// Projection lag, in events, above which `/readyz` reports not ready.
@@ -108,6 +109,21 @@ impl Application {
             .unwrap_or_else(|| format!("{own_base}/webhooks/heleket"));
 
         let ledger = Arc::new(Ledger::new(events.clone()));
+        let settlement = Arc::new(Settlement {
+            ledger: ledger.clone(),
+            provider: provider.clone(),
+            currency: config.currency.clone(),
+            overpay_tolerance_percent: server.heleket.overpay_tolerance_percent,
+            confirm_webhooks: server.heleket.confirm_webhooks,
+        });
+        if !server.heleket.confirm_webhooks
+            && matches!(
+                server.heleket.mode,
+                crate::config::server::HeleketMode::Live { .. }
+            )
+        {
+            tracing::warn!("HELEKET_CONFIRM_WEBHOOKS is off in live mode: a signed webhook is credited without asking payment/info");
+        }
         let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
         let cache = Arc::new(ReadCache::new(config.cache_settings()).await);
         let (stop, stopped) = watch::channel(false);
@@ -119,9 +135,8 @@ impl Application {
         )];
         background.push(
             Reconciler {
-                ledger: ledger.clone(),
+                settlement: settlement.clone(),
                 read: read.clone(),
-                provider: provider.clone(),
             }
             .start(server.heleket.reconcile_interval, stopped.clone()),
         );
@@ -150,6 +165,7 @@ impl Application {
             queries: Queries::new(read.clone(), cache),
             projections: runner.progress(),
             provider,
+            settlement,
             sandbox,
             keys,
             currency: config.currency.clone(),
@@ -165,6 +181,7 @@ impl Application {
                 allowed_ips: server.heleket.allowed_ips.clone(),
                 callback_url,
                 invoice_lifetime_seconds: server.heleket.invoice_lifetime_seconds,
+                network: server.heleket.network.clone(),
             },
             metrics: metrics_handle(),
             rebuilds: RebuildJobs::default(),

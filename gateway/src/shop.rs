@@ -116,6 +116,7 @@ pub async fn recharge(
         .create_invoice(&InvoiceRequest {
             amount,
             currency: state.currency.clone(),
+            network: state.heleket.network.clone(),
             order_id: OrderId::new(user, recharge_id),
             url_callback: state.heleket.callback_url.clone(),
             lifetime_seconds: state.heleket.invoice_lifetime_seconds,

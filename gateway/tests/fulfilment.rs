@@ -271,6 +271,7 @@ async fn an_expired_session_pauses_orders_and_refunds_nothing() {
                 AccountCommand::FailPurchase {
                     purchase_id: purchase,
                     reason: "admin: session renewed, order abandoned".into(),
+                    force: false,
                 },
                 &flow::context("admin-fail-4"),
             )
@@ -491,6 +492,7 @@ async fn a_purchase_an_admin_resolved_is_left_alone() {
                 AccountCommand::FailPurchase {
                     purchase_id: purchase,
                     reason: "admin: refunded on request".into(),
+                    force: false,
                 },
                 &flow::context("admin-fail-11"),
             )

@@ -75,6 +75,7 @@ fn invoice_request(order_id: OrderId) -> InvoiceRequest {
     InvoiceRequest {
         amount: Amount::parse("12.50").unwrap(),
         currency: Currency::parse("USDT").unwrap(),
+        network: "tron".into(),
         order_id,
         url_callback: "https://shop.example/heleket/webhook".into(),
         lifetime_seconds: 3_600,
@@ -156,7 +157,9 @@ async fn create_invoice_sends_a_signed_body_and_reads_the_invoice() {
             "currency": "USDT",
             "order_id": order_id.to_string(),
             "url_callback": "https://shop.example/heleket/webhook",
-            "lifetime": 3600
+            "lifetime": 3600,
+            // The payer may pay only in the invoice's coin, on its network.
+            "currencies": [{"currency": "USDT", "network": "tron"}]
         })
     );
     assert!(
@@ -244,11 +247,11 @@ async fn rate_limits_are_retried_too() {
         .await;
 
     let info = client(settings(&server))
-        .payment_info(&order_id)
+        .payment_info(&order_id, None)
         .await
         .unwrap();
 
-    assert_eq!(info.status, PaymentStatus::Pending("check".into()));
+    assert_eq!(info.payment.status, PaymentStatus::Pending("check".into()));
     assert_eq!(requests(&server).await.len(), 2);
 }
 
@@ -354,7 +357,10 @@ async fn an_unreachable_server_is_unavailable() {
         max_delay: Duration::from_millis(5),
     };
 
-    let error = client(settings).payment_info(&order()).await.unwrap_err();
+    let error = client(settings)
+        .payment_info(&order(), None)
+        .await
+        .unwrap_err();
 
     assert!(matches!(error, ProviderError::Unavailable(_)), "{error:?}");
 }
@@ -399,7 +405,7 @@ async fn an_invoice_for_another_order_is_not_accepted() {
         .await;
 
     let error = client(settings(&server))
-        .payment_info(&order())
+        .payment_info(&order(), None)
         .await
         .unwrap_err();
 
@@ -436,7 +442,7 @@ async fn after_the_threshold_of_failures_calls_are_refused_without_reaching_hele
             .unwrap_err();
         assert_eq!(error, ProviderError::CircuitOpen);
         assert_eq!(
-            client.payment_info(&order()).await.unwrap_err(),
+            client.payment_info(&order(), None).await.unwrap_err(),
             ProviderError::CircuitOpen
         );
     }
@@ -548,18 +554,49 @@ async fn payment_info_reads_a_paid_invoice() {
         .await;
 
     let info = client(settings(&server))
-        .payment_info(&order_id)
+        .payment_info(&order_id, None)
         .await
         .unwrap();
 
-    assert_eq!(info.status, PaymentStatus::Paid);
-    assert!(info.is_final);
-    assert_eq!(info.order_id, order_id.to_string());
-    assert_eq!(info.credited().unwrap().to_string(), "12.5");
-    assert_eq!(info.txid.as_deref(), Some("0xabc"));
+    assert_eq!(info.payment.status, PaymentStatus::Paid);
+    assert!(info.payment.is_final);
+    assert_eq!(info.payment.order_id, order_id.to_string());
+    assert_eq!(info.payment.payment_amount.as_deref(), Some("12.50"));
+    assert_eq!(info.payment.txid.as_deref(), Some("0xabc"));
     let sent = requests(&server).await;
     let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(body, json!({"order_id": order_id.to_string()}));
+}
+
+#[tokio::test]
+async fn payment_info_by_uuid_asks_for_that_invoice_and_refuses_an_answer_about_another() {
+    let server = MockServer::start().await;
+    let order_id = order();
+    Mock::given(method("POST"))
+        .and(path("/v1/payment/info"))
+        .and(SignedWith(API_KEY))
+        .respond_with(ok(invoice_result(&order_id, "paid")))
+        .mount(&server)
+        .await;
+    let client = client(settings(&server));
+
+    let info = client
+        .payment_info(&order_id, Some("26109ba0-b05b-4ee0-93d1-fd62c822ce95"))
+        .await
+        .unwrap();
+    assert_eq!(info.payment.uuid, "26109ba0-b05b-4ee0-93d1-fd62c822ce95");
+    let sent = requests(&server).await;
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"uuid": "26109ba0-b05b-4ee0-93d1-fd62c822ce95"})
+    );
+
+    let error = client
+        .payment_info(&order_id, Some("0b6b2a2c-0000-4000-8000-000000000000"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ProviderError::BadResponse(_)), "{error:?}");
 }
 
 #[tokio::test]
@@ -585,7 +622,7 @@ async fn an_unknown_order_is_not_found() {
     for _ in 0..2 {
         let order_id = order();
         assert_eq!(
-            client.payment_info(&order_id).await.unwrap_err(),
+            client.payment_info(&order_id, None).await.unwrap_err(),
             ProviderError::NotFound(order_id.to_string())
         );
     }

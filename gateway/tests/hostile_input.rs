@@ -11,10 +11,42 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use starledger_gateway::heleket::sign::{php_json_encode, sign_webhook, verify_webhook};
 use starledger_gateway::heleket::{OrderId, Webhook};
-use starledger_ledger::events::{AccountEvent, CURRENT_VERSIONS};
-use starledger_ledger::money::{Amount, MAX_AMOUNT, MAX_SCALE};
+use starledger_ledger::account::{decide, Account, AccountCommand};
+use starledger_ledger::events::{AccountEvent, Invoice, CURRENT_VERSIONS};
+use starledger_ledger::ids::{RechargeId, UserId};
+use starledger_ledger::money::{Amount, Currency, MAX_AMOUNT, MAX_SCALE};
 
 const KEY: &str = "merchant-test-key";
+
+/// An account of user 1 with a pending recharge of 10 TON.
+fn pending_recharge_of_ten() -> (Account, RechargeId) {
+    let user = UserId::new(1).unwrap();
+    let recharge_id =
+        RechargeId::from_uuid(uuid::Uuid::from_u128(0x0123456789abcdef0123456789abcdef));
+    let mut account = Account::default();
+    for command in [
+        AccountCommand::Register {
+            username: None,
+            language: None,
+            currency: Currency::ton(),
+        },
+        AccountCommand::RequestRecharge {
+            recharge_id,
+            amount: Amount::parse("10").unwrap(),
+            currency: Currency::ton(),
+            invoice: Invoice {
+                uuid: "u-1".into(),
+                url: "https://pay.example/u-1".into(),
+                expires_at: chrono::Utc::now(),
+            },
+        },
+    ] {
+        for event in decide(user, &account, &command).unwrap() {
+            account.evolve(&event);
+        }
+    }
+    (account, recharge_id)
+}
 
 fn config() -> ProptestConfig {
     ProptestConfig {
@@ -91,18 +123,38 @@ proptest! {
     }
 
     #[test]
-    fn webhook_fields_never_panic_and_never_credit_an_invalid_amount(object in json_object(), amount in json_value(), status in "(paid|paid_over|cancel|check|[a-z_]{0,12})") {
+    fn webhook_fields_never_panic_and_never_credit_an_invalid_amount(
+        object in json_object(),
+        amount in json_value(),
+        status in "(paid|paid_over|wrong_amount|locked|refund_fail|cancel|check|[a-z_]{0,12})",
+        payer_currency in "(TON|USDT|ton|[A-Z]{0,6})",
+    ) {
         let mut object = object;
         object.insert("uuid".into(), Value::from("u-1"));
         object.insert("order_id".into(), Value::from("sl_1_0123456789abcdef0123456789abcdef"));
         object.insert("currency".into(), Value::from("TON"));
+        object.insert("payer_currency".into(), Value::from(payer_currency.clone()));
         object.insert("status".into(), Value::from(status));
         object.insert("payment_amount".into(), amount);
         if let Ok(webhook) = Webhook::from_verified(&Value::Object(object)) {
-            if let Ok(credited) = webhook.credited() {
-                prop_assert!(credited.value() > Decimal::ZERO);
-                prop_assert!(credited.value() <= MAX_AMOUNT);
-                prop_assert!(credited.value().scale() <= MAX_SCALE);
+            // Whatever the fields say, the ledger credits only a valid amount, in its own
+            // coin, within the invoice plus the tolerance.
+            let Some(report) = webhook.payment.report() else { return Ok(()) };
+            let (account, recharge_id) = pending_recharge_of_ten();
+            let command = AccountCommand::RecordPayment {
+                recharge_id,
+                report,
+                overpay_tolerance_percent: 10,
+            };
+            if let Ok(events) = decide(UserId::new(1).unwrap(), &account, &command) {
+                if let Some(AccountEvent::RechargeSettled(settled)) = events.first() {
+                    let credited = settled.credited.value();
+                    prop_assert_eq!(payer_currency.as_str(), "TON");
+                    prop_assert!(credited > Decimal::ZERO);
+                    prop_assert!(credited <= Decimal::from(11));
+                    prop_assert!(credited <= MAX_AMOUNT);
+                    prop_assert!(credited.scale() <= MAX_SCALE);
+                }
             }
         }
     }

@@ -118,23 +118,18 @@ impl LogAudit {
             .and_then(|id| account.purchases.get(&id))
             .is_some_and(|purchase| !purchase.status.is_open());
         account.evolve(&event);
-        let negative = (account.available < Decimal::ZERO || account.reserved < Decimal::ZERO)
-            .then(|| {
-                format!(
-                    "available {}, reserved {}",
-                    account.available, account.reserved
-                )
-            });
+        // The same typed invariants the command handler checks before every append.
+        let broken = account.check_invariants().err();
         if resolved_twice {
             self.report(Finding::ReservationResolvedTwice {
                 position: recorded.position,
             });
         }
-        if let Some(reason) = negative {
+        if let Some(violation) = broken {
             self.report(Finding::Invariant {
                 stream: recorded.stream_id.clone(),
                 position: recorded.position,
-                reason,
+                reason: violation.to_string(),
             });
         }
     }

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use rust_decimal::Decimal;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -454,7 +453,8 @@ fn new_event(
 }
 
 /// The invariants checked on every decision before it may be appended: each event's
-/// postings balance, and the account's balances stay non-negative.
+/// postings balance, and the account after it keeps every account invariant — the same
+/// typed check `audit verify` runs after each event of the log.
 fn check_decision(events: &[AccountEvent], account: &Account) -> Result<(), String> {
     for event in events {
         let unbalanced = unbalanced_currencies(event.postings());
@@ -465,11 +465,7 @@ fn check_decision(events: &[AccountEvent], account: &Account) -> Result<(), Stri
             ));
         }
     }
-    if account.available < Decimal::ZERO || account.reserved < Decimal::ZERO {
-        return Err(format!(
-            "balance would go negative (available {}, reserved {})",
-            account.available, account.reserved
-        ));
-    }
-    Ok(())
+    account
+        .check_invariants()
+        .map_err(|violation| violation.to_string())
 }

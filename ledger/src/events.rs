@@ -10,6 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use rust_decimal::Decimal;
+
 use crate::ids::{AdjustmentId, PurchaseId, RechargeId, UserId, Username};
 use crate::money::{Amount, Currency, SignedAmount};
 use crate::postings::Posting;
@@ -69,12 +71,56 @@ pub struct Invoice {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Heleket statuses that credit the balance.
+/// Why a recharge was credited: the provider's status, or an operator's decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaidStatus {
+    /// Paid in full.
     Paid,
+    /// Paid more than the invoice asked (within the tolerance that is credited unattended).
     PaidOver,
+    /// Paid less than the invoice asked; the provider keeps what arrived, so that is credited.
+    WrongAmount,
+    /// An operator decided the credit of a recharge that needed review or was on hold.
+    Reviewed,
+}
+
+/// Why a payment was not credited automatically and waits for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewReason {
+    /// Paid (or invoiced) in another coin than the ledger's.
+    ForeignCoin,
+    /// The provider did not say which coin was paid.
+    MissingCoin,
+    /// What arrived is missing or not an amount the ledger can hold.
+    UnreadableAmount,
+    /// More arrived than the invoice plus the overpayment tolerance.
+    AboveTolerance,
+    /// The provider's status contradicts its amounts (an underpayment of the full amount).
+    InconsistentReport,
+    /// A refund failed: the money may be with us although nothing was credited.
+    RefundFailed,
+}
+
+impl ReviewReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ForeignCoin => "foreign_coin",
+            Self::MissingCoin => "missing_coin",
+            Self::UnreadableAmount => "unreadable_amount",
+            Self::AboveTolerance => "above_tolerance",
+            Self::InconsistentReport => "inconsistent_report",
+            Self::RefundFailed => "refund_failed",
+        }
+    }
+}
+
+/// An operator's decision, recorded on the event it caused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub admin: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,10 +143,63 @@ pub struct RechargeRequested {
 pub struct RechargeSettled {
     pub recharge_id: RechargeId,
     pub status: PaidStatus,
-    /// What was actually paid, which is what gets credited (may exceed the invoice).
+    /// What arrived in the ledger's coin, which is what gets credited (within the tolerance
+    /// above the invoice; less than it for an underpayment).
     pub credited: Amount,
     pub currency: Currency,
     pub txid: Option<String>,
+    /// Less than the invoice asked was credited (v2; false in v1).
+    #[serde(default)]
+    pub partial: bool,
+    /// The part of `credited` that paid the customer's open debt before the rest became
+    /// available (v2; zero in v1).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub debt_repaid: Decimal,
+    /// Set when an operator decided this credit (v2).
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+    pub postings: Vec<Posting>,
+}
+
+/// The provider holds a payment for an AML check (`locked`): nothing is credited or failed
+/// until a later final status, or an operator, decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeHeld {
+    pub recharge_id: RechargeId,
+    pub provider_status: String,
+    /// The provider's fields as received, the text of a JSON object (never the signature).
+    pub facts: String,
+}
+
+/// A payment that is never credited automatically (another coin, an unreadable amount, more
+/// than the tolerance allows, …): it waits for an operator, with the raw facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeReviewRequired {
+    pub recharge_id: RechargeId,
+    pub reason: ReviewReason,
+    /// What was wrong, in words.
+    pub detail: String,
+    pub provider_status: String,
+    /// The provider's fields as received, the text of a JSON object (never the signature).
+    pub facts: String,
+}
+
+/// A credited payment went back to the payer (`refund_paid`, or a final failure after the
+/// credit): the credit is taken back. What the customer no longer has available becomes
+/// their debt, so available never goes negative.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RechargeReversed {
+    pub recharge_id: RechargeId,
+    pub provider_status: String,
+    /// The credit taken back: what the recharge had credited.
+    pub reversed: Amount,
+    /// Of `reversed`, what came out of the available balance.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub from_available: Decimal,
+    /// Of `reversed`, what the customer now owes.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub debt: Decimal,
+    pub currency: Currency,
     pub postings: Vec<Posting>,
 }
 
@@ -190,6 +289,9 @@ pub enum AccountEvent {
     RechargeRequested(RechargeRequested),
     RechargeSettled(RechargeSettled),
     RechargeFailed(RechargeFailed),
+    RechargeHeld(RechargeHeld),
+    RechargeReviewRequired(RechargeReviewRequired),
+    RechargeReversed(RechargeReversed),
     PurchaseRequested(PurchaseRequested),
     FragmentOrderPlaced(FragmentOrderPlaced),
     FragmentOrderSent(FragmentOrderSent),
@@ -202,14 +304,17 @@ pub enum AccountEvent {
 pub const CURRENT_VERSIONS: &[(&str, i32)] = &[
     ("UserRegistered", 2),
     ("RechargeRequested", 1),
-    ("RechargeSettled", 1),
+    ("RechargeSettled", 2),
     ("RechargeFailed", 1),
+    ("RechargeHeld", 1),
+    ("RechargeReviewRequired", 1),
+    ("RechargeReversed", 1),
     ("PurchaseRequested", 1),
     ("FragmentOrderPlaced", 1),
     ("FragmentOrderSent", 2),
     ("PurchaseCompleted", 1),
-    ("PurchaseFailed", 1),
-    ("BalanceAdjusted", 1),
+    ("PurchaseFailed", 2),
+    ("BalanceAdjusted", 2),
 ];
 
 impl AccountEvent {
@@ -219,6 +324,9 @@ impl AccountEvent {
             Self::RechargeRequested(_) => "RechargeRequested",
             Self::RechargeSettled(_) => "RechargeSettled",
             Self::RechargeFailed(_) => "RechargeFailed",
+            Self::RechargeHeld(_) => "RechargeHeld",
+            Self::RechargeReviewRequired(_) => "RechargeReviewRequired",
+            Self::RechargeReversed(_) => "RechargeReversed",
             Self::PurchaseRequested(_) => "PurchaseRequested",
             Self::FragmentOrderPlaced(_) => "FragmentOrderPlaced",
             Self::FragmentOrderSent(_) => "FragmentOrderSent",
@@ -243,6 +351,9 @@ impl AccountEvent {
             Self::RechargeRequested(e) => serde_json::to_value(e),
             Self::RechargeSettled(e) => serde_json::to_value(e),
             Self::RechargeFailed(e) => serde_json::to_value(e),
+            Self::RechargeHeld(e) => serde_json::to_value(e),
+            Self::RechargeReviewRequired(e) => serde_json::to_value(e),
+            Self::RechargeReversed(e) => serde_json::to_value(e),
             Self::PurchaseRequested(e) => serde_json::to_value(e),
             Self::FragmentOrderPlaced(e) => serde_json::to_value(e),
             Self::FragmentOrderSent(e) => serde_json::to_value(e),
@@ -259,6 +370,7 @@ impl AccountEvent {
     pub fn postings(&self) -> &[Posting] {
         match self {
             Self::RechargeSettled(e) => &e.postings,
+            Self::RechargeReversed(e) => &e.postings,
             Self::PurchaseRequested(e) => &e.postings,
             Self::PurchaseCompleted(e) => &e.postings,
             Self::PurchaseFailed(e) => &e.postings,
@@ -266,6 +378,8 @@ impl AccountEvent {
             Self::UserRegistered(_)
             | Self::RechargeRequested(_)
             | Self::RechargeFailed(_)
+            | Self::RechargeHeld(_)
+            | Self::RechargeReviewRequired(_)
             | Self::FragmentOrderPlaced(_)
             | Self::FragmentOrderSent(_) => &[],
         }
@@ -295,8 +409,15 @@ impl AccountEvent {
             }
             ("UserRegistered", 2) => Self::UserRegistered(parse(event_type, v, data)?),
             ("RechargeRequested", 1) => Self::RechargeRequested(parse(event_type, v, data)?),
-            ("RechargeSettled", 1) => Self::RechargeSettled(parse(event_type, v, data)?),
+            // v2 added `partial`, `debt_repaid` and `resolution`, whose defaults are what a v1
+            // settlement was: a full credit, no debt, no operator.
+            ("RechargeSettled", 1 | 2) => Self::RechargeSettled(parse(event_type, v, data)?),
             ("RechargeFailed", 1) => Self::RechargeFailed(parse(event_type, v, data)?),
+            ("RechargeHeld", 1) => Self::RechargeHeld(parse(event_type, v, data)?),
+            ("RechargeReviewRequired", 1) => {
+                Self::RechargeReviewRequired(parse(event_type, v, data)?)
+            }
+            ("RechargeReversed", 1) => Self::RechargeReversed(parse(event_type, v, data)?),
             ("PurchaseRequested", 1) => Self::PurchaseRequested(parse(event_type, v, data)?),
             ("FragmentOrderPlaced", 1) => Self::FragmentOrderPlaced(parse(event_type, v, data)?),
             ("FragmentOrderSent", 1) => {
@@ -304,8 +425,10 @@ impl AccountEvent {
             }
             ("FragmentOrderSent", 2) => Self::FragmentOrderSent(parse(event_type, v, data)?),
             ("PurchaseCompleted", 1) => Self::PurchaseCompleted(parse(event_type, v, data)?),
-            ("PurchaseFailed", 1) => Self::PurchaseFailed(parse(event_type, v, data)?),
-            ("BalanceAdjusted", 1) => Self::BalanceAdjusted(parse(event_type, v, data)?),
+            // v2 of these two has the same fields; its postings may also name the customer's
+            // debt account (money released or credited pays an open debt first).
+            ("PurchaseFailed", 1 | 2) => Self::PurchaseFailed(parse(event_type, v, data)?),
+            ("BalanceAdjusted", 1 | 2) => Self::BalanceAdjusted(parse(event_type, v, data)?),
             (known, _) if CURRENT_VERSIONS.iter().any(|(name, _)| *name == known) => {
                 return Err(unknown_version())
             }

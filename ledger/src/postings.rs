@@ -2,8 +2,10 @@
 //!
 //! Invariant (DESIGN.md): the postings of every event sum to zero per currency, so the trial
 //! balance over the whole log is zero. Customer accounts are `customer:{id}:available` and
-//! `customer:{id}:reserved`; the shop's are `clearing:heleket` (money that came in through
-//! Heleket), `revenue:stars` (delivered orders) and `equity:adjustments` (admin corrections).
+//! `customer:{id}:reserved` and `customer:{id}:debt` (what a customer owes after a payment was
+//! refunded once the credit was already spent: its balance is negative while the debt is open);
+//! the shop's are `clearing:heleket` (money that came in through Heleket), `revenue:stars`
+//! (delivered orders) and `equity:adjustments` (admin corrections).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,6 +22,8 @@ use crate::money::{Amount, Currency};
 pub enum LedgerAccount {
     CustomerAvailable(UserId),
     CustomerReserved(UserId),
+    /// Negative while the customer owes the shop: a refunded payment whose credit was spent.
+    CustomerDebt(UserId),
     ClearingHeleket,
     RevenueStars,
     EquityAdjustments,
@@ -30,6 +34,7 @@ impl fmt::Display for LedgerAccount {
         match self {
             Self::CustomerAvailable(user) => write!(f, "customer:{user}:available"),
             Self::CustomerReserved(user) => write!(f, "customer:{user}:reserved"),
+            Self::CustomerDebt(user) => write!(f, "customer:{user}:debt"),
             Self::ClearingHeleket => f.write_str("clearing:heleket"),
             Self::RevenueStars => f.write_str("revenue:stars"),
             Self::EquityAdjustments => f.write_str("equity:adjustments"),
@@ -62,6 +67,7 @@ impl FromStr for LedgerAccount {
         match kind {
             "available" => Ok(Self::CustomerAvailable(user)),
             "reserved" => Ok(Self::CustomerReserved(user)),
+            "debt" => Ok(Self::CustomerDebt(user)),
             _ => Err(unknown()),
         }
     }
@@ -109,6 +115,35 @@ pub fn transfer(
             amount: amount.value(),
         },
     ]
+}
+
+/// Legs moving `amount` (a plain decimal, zero or more) out of `from` into each of `to`'s
+/// accounts in turn; zero parts leave no leg. For splits such as "the debt first, the rest to
+/// available", where the parts are computed and one may be zero.
+pub fn split(
+    from: LedgerAccount,
+    to: &[(LedgerAccount, Decimal)],
+    currency: &Currency,
+) -> Vec<Posting> {
+    let total: Decimal = to.iter().map(|(_, part)| *part).sum();
+    let mut legs = Vec::with_capacity(to.len() + 1);
+    if !total.is_zero() {
+        legs.push(Posting {
+            account: from,
+            currency: currency.clone(),
+            amount: -total,
+        });
+    }
+    legs.extend(
+        to.iter()
+            .filter(|(_, part)| !part.is_zero())
+            .map(|(account, part)| Posting {
+                account: *account,
+                currency: currency.clone(),
+                amount: *part,
+            }),
+    );
+    legs
 }
 
 /// The check behind the first invariant: does this set of postings balance per currency?
@@ -174,6 +209,7 @@ mod tests {
         for account in [
             LedgerAccount::CustomerAvailable(user),
             LedgerAccount::CustomerReserved(user),
+            LedgerAccount::CustomerDebt(user),
             LedgerAccount::ClearingHeleket,
             LedgerAccount::RevenueStars,
             LedgerAccount::EquityAdjustments,

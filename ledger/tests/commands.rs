@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use starledger_ledger::account::{AccountCommand, Rejection};
+use starledger_ledger::account::{AccountCommand, PurchaseStatus, Rejection};
 use starledger_ledger::commands::{CommandError, Ledger};
-use starledger_ledger::events::AccountEvent;
+use starledger_ledger::events::{AccountEvent, WalletTransfer};
+use starledger_ledger::ids::PurchaseId;
+use starledger_ledger::money::Amount;
 use starledger_ledger::on_every_backend;
 use starledger_ledger::store::CommitMode;
 use starledger_ledger::testing::flow::*;
@@ -211,6 +213,7 @@ async fn pipelined_commands_on_one_account_stay_consistent(backend: &Backend) {
                 let refund = AccountCommand::FailPurchase {
                     purchase_id,
                     reason: "recipient not found".into(),
+                    force: false,
                 };
                 ledger
                     .execute(alice, refund, &context(&format!("fail:{purchase_key}")))
@@ -326,7 +329,89 @@ async fn a_small_account_cache_evicts_and_reloads_correctly(backend: &Backend) {
     assert!(report.is_sound(), "{:?}", report.findings);
 }
 
+/// The `force` rule is the ledger's, so it holds against the committed log, not against an
+/// instance's view of it: one instance records the payment to Fragment, another that has not
+/// seen it yet is asked to fail the order without force. Its stale decision conflicts, it
+/// reloads, and the rule refuses; the reservation stays.
+async fn a_stale_instance_cannot_fail_a_paid_order_without_force(backend: &Backend) {
+    let worker = Ledger::new(backend.open(CommitMode::default()).await);
+    let admin = Ledger::new(backend.open(CommitMode::default()).await);
+    let alice = user(3);
+    funded(&worker, alice, "10").await.unwrap();
+    worker
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await
+        .unwrap();
+    let purchase_id = PurchaseId::derive(alice, &key("p1"));
+    worker
+        .execute(
+            alice,
+            AccountCommand::RecordFragmentOrder {
+                purchase_id,
+                fragment_request_id: "req-1".into(),
+                ton_amount: Amount::parse("3").unwrap(),
+            },
+            &context("worker:placed"),
+        )
+        .await
+        .unwrap();
+    // The admin's instance sees the order placed but not yet paid…
+    let seen = admin.account(alice).await.unwrap();
+    assert_eq!(
+        seen.purchases[&purchase_id].status,
+        PurchaseStatus::OrderPlaced
+    );
+    // …while the worker records the payment.
+    worker
+        .execute(
+            alice,
+            AccountCommand::RecordFragmentSent {
+                purchase_id,
+                wallet_tx: format!("{:064x}", 1),
+                seqno: 7,
+                valid_until: chrono::Utc::now(),
+                message: "te6cckEBAQEAAgAAAEysuc0=".into(),
+                transfers: vec![WalletTransfer {
+                    destination: "EQBdestination".into(),
+                    amount: Amount::parse("3").unwrap(),
+                }],
+                attempt: 1,
+            },
+            &context("worker:sent"),
+        )
+        .await
+        .unwrap();
+    let fail = |force| AccountCommand::FailPurchase {
+        purchase_id,
+        reason: "admin: customer asked".into(),
+        force,
+    };
+    let refused = admin
+        .execute(alice, fail(false), &context("admin:fail"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(CommandError::Rejected(Rejection::PaymentRecorded(_)))
+        ),
+        "{refused:?}"
+    );
+    let account = worker.account(alice).await.unwrap();
+    assert_eq!(
+        (account.available, account.reserved),
+        (Decimal::from(6), Decimal::from(4))
+    );
+    // With force (the operator checked on chain and with Fragment) it goes through.
+    admin
+        .execute(alice, fail(true), &context("admin:fail-forced"))
+        .await
+        .unwrap();
+    let report = audit(backend.open(CommitMode::default()).await.as_ref()).await;
+    assert!(report.is_sound(), "{:?}", report.findings);
+}
+
 on_every_backend!(
+    a_stale_instance_cannot_fail_a_paid_order_without_force,
     a_small_account_cache_evicts_and_reloads_correctly,
     concurrent_duplicates_execute_once,
     a_repeated_command_appends_nothing_and_returns_the_first_result,

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use chrono::{TimeZone, Utc};
 use jsonschema::{Draft, JSONSchema};
 use serde_json::{json, Value};
-use starledger_ledger::account::{decide, Account, AccountCommand};
+use starledger_ledger::account::{
+    decide, Account, AccountCommand, PaymentReport, ReportedOutcome, ReviewDecision,
+};
 use starledger_ledger::events::{
     AccountEvent, Actor, EventMetadata, Invoice, PaidStatus, Stars, WalletTransfer,
     CURRENT_VERSIONS,
@@ -128,6 +130,31 @@ fn run(account: &mut Account, log: &mut Vec<AccountEvent>, command: AccountComma
     }
 }
 
+/// A provider's report on `recharge` as the Heleket adapter would make it.
+fn payment(
+    recharge_id: RechargeId,
+    outcome: ReportedOutcome,
+    status: &str,
+    paid_currency: Option<&str>,
+    paid_amount: Option<&str>,
+) -> AccountCommand {
+    AccountCommand::RecordPayment {
+        recharge_id,
+        report: PaymentReport {
+            outcome,
+            provider_status: status.into(),
+            invoice_currency: Some("TON".into()),
+            paid_currency: paid_currency.map(str::to_owned),
+            paid_amount: paid_amount.map(str::to_owned),
+            txid: Some("b4f1c2d3e4a5968778695a4b3c2d1e0f".into()),
+            facts: json!({"status": status, "payer_currency": paid_currency,
+                "payment_amount": paid_amount, "network": "ton"})
+            .to_string(),
+        },
+        overpay_tolerance_percent: 10,
+    }
+}
+
 /// One account's life that produces every current event type at least once.
 fn sample_events() -> Vec<AccountEvent> {
     let mut account = Account::default();
@@ -137,6 +164,9 @@ fn sample_events() -> Vec<AccountEvent> {
     let expired = RechargeId::derive(user(), &key("api:recharge-2"));
     let gift = PurchaseId::derive(user(), &key("tg:update:1001"));
     let own = PurchaseId::derive(user(), &key("tg:update:1002"));
+    let held = RechargeId::derive(user(), &key("api:recharge-3"));
+    let reviewed = RechargeId::derive(user(), &key("api:recharge-4"));
+    let big = PurchaseId::derive(user(), &key("tg:update:1003"));
 
     let commands = vec![
         AccountCommand::Register {
@@ -189,6 +219,7 @@ fn sample_events() -> Vec<AccountEvent> {
         AccountCommand::FailPurchase {
             purchase_id: own,
             reason: "Fragment: recipient cannot receive Stars".into(),
+            force: false,
         },
         AccountCommand::AdjustBalance {
             adjustment_id: AdjustmentId::derive(user(), &key("api:adjust-1")),
@@ -213,6 +244,77 @@ fn sample_events() -> Vec<AccountEvent> {
         AccountCommand::FailRecharge {
             recharge_id: expired,
             reason: "expired".into(),
+        },
+        // A payment held for a check, then paid: v2 settlement from a hold.
+        AccountCommand::RequestRecharge {
+            recharge_id: held,
+            amount: amount("5"),
+            currency: ton(),
+            invoice: invoice("1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d"),
+        },
+        payment(
+            held,
+            ReportedOutcome::Held,
+            "locked",
+            Some("TON"),
+            Some("5"),
+        ),
+        payment(held, ReportedOutcome::Paid, "paid", Some("TON"), Some("5")),
+        // Paid in another coin: reviewed, then credited by an operator.
+        AccountCommand::RequestRecharge {
+            recharge_id: reviewed,
+            amount: amount("2"),
+            currency: ton(),
+            invoice: invoice("2e3d4c5b-6a7f-4b8c-9d0e-1f2a3b4c5d6e"),
+        },
+        payment(
+            reviewed,
+            ReportedOutcome::Paid,
+            "paid",
+            Some("USDT"),
+            Some("30"),
+        ),
+        AccountCommand::ResolveRecharge {
+            recharge_id: reviewed,
+            decision: ReviewDecision::Credit(amount("1.9")),
+            admin: "ops_carol".into(),
+            reason: "payer sent 1.9 TON after the USDT was refunded".into(),
+        },
+        // Most of the balance reserved, then the held payment refunded: a debt.
+        AccountCommand::RequestPurchase {
+            purchase_id: big,
+            stars: Stars::new(5_000).expect("valid stars"),
+            recipient: None,
+            price: amount("28"),
+        },
+        payment(
+            held,
+            ReportedOutcome::Failed,
+            "refund_paid",
+            Some("TON"),
+            Some("5"),
+        ),
+        // The order fails: its release pays the debt first.
+        AccountCommand::FailPurchase {
+            purchase_id: big,
+            reason: "Fragment: KYC required".into(),
+            force: false,
+        },
+        // The first top-up refunded after being spent in part: a debt again, which an
+        // adjustment then pays first.
+        payment(
+            topped_up,
+            ReportedOutcome::Failed,
+            "refund_paid",
+            Some("TON"),
+            Some("25.000000001"),
+        ),
+        AccountCommand::AdjustBalance {
+            adjustment_id: AdjustmentId::derive(user(), &key("api:adjust-3")),
+            amount: SignedAmount::parse("10").expect("valid signed amount"),
+            currency: ton(),
+            admin: "ops_carol".into(),
+            reason: "goodwill credit".into(),
         },
     ];
     for command in commands {
@@ -549,11 +651,34 @@ fn malformed_ids_currencies_recipients_and_postings_are_rejected() {
     );
 
     let settled = sample_of("RechargeSettled");
-    assert_valid("RechargeSettled.v1", &settled);
+    assert_valid("RechargeSettled.v2", &settled);
     assert_invalid(
-        "RechargeSettled.v1",
+        "RechargeSettled.v2",
         &with_field(&settled, "status", json!("paid_partial")),
         "a status that does not credit the balance",
+    );
+    assert_invalid(
+        "RechargeSettled.v2",
+        &with_field(&settled, "debt_repaid", json!("-1")),
+        "a negative debt repayment",
+    );
+    // A v1 settlement (no partial, debt or resolution) still matches v1.
+    let mut v1 = settled.clone();
+    for field in ["partial", "debt_repaid", "resolution"] {
+        v1.as_object_mut().unwrap().remove(field);
+    }
+    assert_valid("RechargeSettled.v1", &v1);
+    let review = sample_of("RechargeReviewRequired");
+    assert_invalid(
+        "RechargeReviewRequired.v1",
+        &with_field(&review, "reason", json!("felt_like_it")),
+        "a review reason the ledger does not know",
+    );
+    let reversed = sample_of("RechargeReversed");
+    assert_invalid(
+        "RechargeReversed.v1",
+        &with_field(&reversed, "reversed", json!("0")),
+        "a reversal of nothing",
     );
     let registered = sample_of("UserRegistered");
     assert_invalid(

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
-use starledger_ledger::account::{decide, Account, AccountCommand};
+use starledger_ledger::account::{
+    decide, Account, AccountCommand, PaymentReport, ReportedOutcome, ReviewDecision,
+};
 use starledger_ledger::commands::{CommandError, Ledger};
 use starledger_ledger::events::{AccountEvent, Invoice, PaidStatus, Stars};
 use starledger_ledger::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId};
@@ -26,6 +28,10 @@ enum Op {
     Complete(u8, u8),
     FailPurchase(u8, u8),
     Adjust(u8, u8, i32),
+    /// A provider's report on a recharge: (user, recharge, kind, amount in cents, our coin?).
+    Report(u8, u8, u8, u32, bool),
+    /// An operator's decision on a recharge: credit these cents, or reject (0).
+    Resolve(u8, u8, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -40,7 +46,10 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (user.clone(), id.clone(), cents.clone()).prop_map(|(u, p, a)| Op::Purchase(u, p, a)),
         2 => (user.clone(), id.clone()).prop_map(|(u, p)| Op::Complete(u, p)),
         2 => (user.clone(), id.clone()).prop_map(|(u, p)| Op::FailPurchase(u, p)),
-        1 => (user, id, -3_000i32..3_000).prop_map(|(u, a, v)| Op::Adjust(u, a, v)),
+        1 => (user.clone(), id.clone(), -3_000i32..3_000).prop_map(|(u, a, v)| Op::Adjust(u, a, v)),
+        4 => (user.clone(), id.clone(), 0u8..7, cents.clone(), any::<bool>())
+            .prop_map(|(u, r, k, a, ours)| Op::Report(u, r, k, a, ours)),
+        1 => (user, id, 0u32..5_000).prop_map(|(u, r, a)| Op::Resolve(u, r, a)),
     ]
 }
 
@@ -120,6 +129,47 @@ fn command(op: &Op) -> Option<(UserId, AccountCommand)> {
             AccountCommand::FailPurchase {
                 purchase_id: PurchaseId::derive(user(u), &key("p", p)),
                 reason: "recipient not found".into(),
+                force: false,
+            },
+        ),
+        Op::Report(u, r, kind, paid, ours) => {
+            let (outcome, status) = match kind {
+                0 => (ReportedOutcome::Paid, "paid"),
+                1 => (ReportedOutcome::PaidOver, "paid_over"),
+                2 => (ReportedOutcome::Underpaid, "wrong_amount"),
+                3 => (ReportedOutcome::Held, "locked"),
+                4 => (ReportedOutcome::Failed, "cancel"),
+                5 => (ReportedOutcome::Failed, "refund_paid"),
+                _ => (ReportedOutcome::RefundFailed, "refund_fail"),
+            };
+            (
+                u,
+                AccountCommand::RecordPayment {
+                    recharge_id: RechargeId::derive(user(u), &key("r", r)),
+                    report: PaymentReport {
+                        outcome,
+                        provider_status: status.into(),
+                        invoice_currency: Some("TON".into()),
+                        paid_currency: Some(if ours { "TON" } else { "USDT" }.into()),
+                        paid_amount: Some(cents(paid).to_string()),
+                        txid: None,
+                        facts: "{}".into(),
+                    },
+                    overpay_tolerance_percent: 10,
+                },
+            )
+        }
+        Op::Resolve(u, r, credit) => (
+            u,
+            AccountCommand::ResolveRecharge {
+                recharge_id: RechargeId::derive(user(u), &key("r", r)),
+                decision: if credit == 0 {
+                    ReviewDecision::Reject
+                } else {
+                    ReviewDecision::Credit(cents(credit))
+                },
+                admin: "ops".into(),
+                reason: "property test".into(),
             },
         ),
         Op::Adjust(u, a, value) => {
@@ -158,7 +208,11 @@ proptest! {
         for op in &ops {
             let Some((user, command)) = command(op) else { continue };
             let account = accounts.entry(user).or_default();
-            let Ok(events) = decide(user, account, &command) else { continue };
+            let decided = decide(user, account, &command);
+            if matches!(command, AccountCommand::RequestPurchase { .. }) && account.debt > Decimal::ZERO {
+                prop_assert!(decided.is_err(), "a purchase while in debt");
+            }
+            let Ok(events) = decided else { continue };
             for event in events {
                 prop_assert!(unbalanced_currencies(event.postings()).is_empty(), "unbalanced: {event:?}");
                 if let AccountEvent::PurchaseCompleted(e) = &event {
@@ -173,6 +227,8 @@ proptest! {
             }
             prop_assert!(account.check_invariants().is_ok(), "{:?}", account.check_invariants());
             prop_assert!(account.available >= Decimal::ZERO);
+            prop_assert!(account.debt >= Decimal::ZERO);
+            prop_assert!(account.debt.is_zero() || account.available.is_zero(), "available while in debt");
         }
 
         prop_assert!(trial.is_zero(), "trial balance {:?}", trial.totals());
@@ -183,6 +239,7 @@ proptest! {
             let ton = Currency::ton();
             prop_assert_eq!(trial.balance(LedgerAccount::CustomerAvailable(*user), &ton), account.available);
             prop_assert_eq!(trial.balance(LedgerAccount::CustomerReserved(*user), &ton), account.reserved);
+            prop_assert_eq!(-trial.balance(LedgerAccount::CustomerDebt(*user), &ton), account.debt);
         }
     }
 }

@@ -41,6 +41,18 @@ impl Table {
     }
 }
 
+/// The provider's facts as an object for readers (the text the event keeps, if it is not one).
+fn facts(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+/// Which of a customer's balances a posting moves.
+enum Part {
+    Available,
+    Reserved,
+    Debt,
+}
+
 /// One decoded event with the envelope fields projections need.
 #[derive(Debug, Clone)]
 pub struct Projected {
@@ -76,6 +88,9 @@ fn transaction_id(event: &AccountEvent) -> Option<(Uuid, bool)> {
         E::BalanceAdjusted(e) => Some((e.adjustment_id.uuid(), true)),
         E::RechargeSettled(e) => Some((e.recharge_id.uuid(), false)),
         E::RechargeFailed(e) => Some((e.recharge_id.uuid(), false)),
+        E::RechargeHeld(e) => Some((e.recharge_id.uuid(), false)),
+        E::RechargeReviewRequired(e) => Some((e.recharge_id.uuid(), false)),
+        E::RechargeReversed(e) => Some((e.recharge_id.uuid(), false)),
         E::FragmentOrderPlaced(e) => Some((e.purchase_id.uuid(), false)),
         E::FragmentOrderSent(e) => Some((e.purchase_id.uuid(), false)),
         E::PurchaseCompleted(e) => Some((e.purchase_id.uuid(), false)),
@@ -148,9 +163,10 @@ impl Page {
 
     fn apply_balance(&mut self, p: &Projected) {
         for posting in p.event.postings() {
-            let (owner, reserved) = match posting.account {
-                LedgerAccount::CustomerAvailable(owner) => (owner, false),
-                LedgerAccount::CustomerReserved(owner) => (owner, true),
+            let (owner, part) = match posting.account {
+                LedgerAccount::CustomerAvailable(owner) => (owner, Part::Available),
+                LedgerAccount::CustomerReserved(owner) => (owner, Part::Reserved),
+                LedgerAccount::CustomerDebt(owner) => (owner, Part::Debt),
                 _ => continue,
             };
             let key = (owner.get(), posting.currency.to_string());
@@ -159,13 +175,16 @@ impl Page {
                 currency: posting.currency.to_string(),
                 available: Decimal::ZERO,
                 reserved: Decimal::ZERO,
+                debt: Decimal::ZERO,
                 updated_at: p.recorded_at,
                 position: p.position,
             });
-            if reserved {
-                row.reserved += posting.amount;
-            } else {
-                row.available += posting.amount;
+            match part {
+                Part::Available => row.available += posting.amount,
+                Part::Reserved => row.reserved += posting.amount,
+                // The debt account is negative while the customer owes: the row keeps what
+                // is owed, as a positive number.
+                Part::Debt => row.debt -= posting.amount,
             }
             row.updated_at = p.recorded_at;
             row.position = p.position;
@@ -261,14 +280,38 @@ impl Page {
         };
         match &p.event {
             E::RechargeSettled(e) => {
-                row.status = "completed".into();
+                row.status = if e.partial { "partial" } else { "completed" }.into();
                 row.amount = e.credited.value();
                 note(row, "provider_status", json!(e.status));
                 note(row, "txid", json!(e.txid));
+                if !e.debt_repaid.is_zero() {
+                    note(row, "debt_repaid", json!(e.debt_repaid.to_string()));
+                }
+                if let Some(resolution) = &e.resolution {
+                    note(row, "resolution", json!(resolution));
+                }
             }
             E::RechargeFailed(e) => {
                 row.status = "failed".into();
                 note(row, "reason", json!(e.reason));
+            }
+            E::RechargeHeld(e) => {
+                row.status = "on_hold".into();
+                note(row, "provider_status", json!(e.provider_status));
+                note(row, "facts", facts(&e.facts));
+            }
+            E::RechargeReviewRequired(e) => {
+                row.status = "needs_review".into();
+                note(row, "provider_status", json!(e.provider_status));
+                note(row, "review_reason", json!(e.reason));
+                note(row, "review_detail", json!(e.detail));
+                note(row, "facts", facts(&e.facts));
+            }
+            E::RechargeReversed(e) => {
+                row.status = "reversed".into();
+                note(row, "provider_status", json!(e.provider_status));
+                note(row, "reversed", json!(e.reversed));
+                note(row, "debt", json!(e.debt.to_string()));
             }
             E::FragmentOrderPlaced(e) => {
                 row.status = "ordered".into();

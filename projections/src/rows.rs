@@ -28,6 +28,10 @@ pub struct BalanceRow {
     pub available: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     pub reserved: Decimal,
+    /// What the user owes after a refunded payment whose credit was spent (zero almost
+    /// always). Nothing is available while it is open.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub debt: Decimal,
     pub updated_at: DateTime<Utc>,
     pub position: u64,
 }
@@ -69,7 +73,9 @@ impl TransactionKind {
 
 /// One recharge, purchase or adjustment with its current status (`transactions` table).
 ///
-/// Statuses: recharge `pending` → `completed` | `failed`; purchase `reserved` →
+/// Statuses: recharge `pending` → `completed` | `partial` (less arrived than invoiced) |
+/// `on_hold` (the provider's AML check) | `needs_review` (an operator decides) | `failed`, and
+/// `completed`/`partial` → `reversed` (refunded after the credit); purchase `reserved` →
 /// `ordered` → `sent` → `completed` | `refunded`; adjustment `completed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionRow {

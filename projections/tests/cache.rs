@@ -48,6 +48,7 @@ fn balance(user_id: i64, position: u64) -> BalanceRow {
         currency: "XTR".to_owned(),
         available: Decimal::from(position),
         reserved: Decimal::ZERO,
+        debt: Decimal::ZERO,
         updated_at: Utc
             .timestamp_opt(1_700_000_000 + (position % 1_000_000_000) as i64, 0)
             .unwrap(),

@@ -64,6 +64,7 @@ async fn workload(ledger: &Ledger, seed: u64, users: i64, count: usize) {
             _ => AccountCommand::FailPurchase {
                 purchase_id: PurchaseId::derive(user, &key(&earlier)),
                 reason: "recipient not found".into(),
+                force: false,
             },
         };
         let _ = ledger

@@ -29,7 +29,7 @@ pub const AUDITOR_KEY: &str = "auditor-key-0123456789";
 /// The `admin` role's key.
 pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
 /// The Heleket API key the sandbox signs its webhooks with (and the tests sign theirs).
-pub const HELEKET_KEY: &str = "heleket-e2e-test-api-key";
+pub const HELEKET_KEY: &str = "heleket-e2e-test-api-key-0123456789abcdef";
 
 /// The variables cargo gives a test process about the crate under test (see "Environment
 /// variables Cargo sets for crates"), which were not in the environment of the `cargo test`

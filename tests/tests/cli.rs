@@ -32,6 +32,11 @@ fn demo_runs_with_no_servers_and_verifies_the_ledger() {
         "PurchaseCompleted at position 8",
         "recipient_not_found → release (refund)",
         "PurchaseFailed at position 9",
+        "RechargeReversed at position 11",
+        "owed 3.95 TON",
+        "refused (account_in_debt)",
+        "RechargeReviewRequired at position 13",
+        "RechargeSettled at position 14",
         "trial balance zero: yes",
         "the ledger is sound",
     ] {
@@ -63,11 +68,11 @@ fn running_the_demo_again_on_the_same_file_appends_nothing() {
     // the fulfilment worker finds nothing left to do.
     assert_eq!(
         stdout.matches("already done: nothing appended").count(),
-        7,
+        11,
         "{stdout}"
     );
     assert!(!stdout.contains("fulfilment worker:"), "{stdout}");
-    assert!(stdout.contains("hash chain: 10 events"), "{stdout}");
+    assert!(stdout.contains("hash chain: 14 events"), "{stdout}");
 }
 
 #[test]
@@ -159,7 +164,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         "{}",
         String::from_utf8_lossy(&rebuilt.stderr)
     );
-    assert!(stdout_of(&rebuilt).contains("from 10 events"));
+    assert!(stdout_of(&rebuilt).contains("from 14 events"));
     let status = stdout_of(&run(&["projections", "status"]));
     assert!(status.contains("balances"), "{status}");
 
@@ -167,7 +172,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
     let report = stdout_of(&verified);
     assert!(verified.status.success(), "{report}");
     assert!(
-        report.contains("balances      at 10: matches the replay"),
+        report.contains("balances      at 14: matches the replay"),
         "{report}"
     );
 
@@ -176,8 +181,8 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(lines.len(), 10);
-    assert_eq!(lines[9]["prev_hash"], lines[8]["hash"]);
+    assert_eq!(lines.len(), 14);
+    assert_eq!(lines[13]["prev_hash"], lines[12]["hash"]);
 
     // An edited read model and an edited event are both reported, with a failing exit code.
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
@@ -190,7 +195,7 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         .unwrap();
     let verified = run(&["audit", "verify"]);
     assert_eq!(verified.status.code(), Some(1));
-    assert!(stdout_of(&verified).contains("balances      at 10: 1 differences"));
+    assert!(stdout_of(&verified).contains("balances      at 14: 1 differences"));
     conn.execute("DROP TRIGGER events_append_only_update")
         .await
         .unwrap();

@@ -159,6 +159,9 @@ fn paid_webhook(recharge: &Value, user: i64) -> Value {
             "is_final": true,
             "status": "paid",
             "currency": "TON",
+            "payer_currency": "TON",
+            "payer_amount": RECHARGE_AMOUNT,
+            "network": "ton",
             "additional_data": "crash test",
             "txid": format!("tx-{order_id}")
         }),

@@ -2,10 +2,11 @@
 //!
 //! - a flood of duplicate and out-of-order Heleket webhooks (a late `paid` after `cancel`,
 //!   `check` after `paid`, `paid_over` and `paid` for one invoice, `refund_paid` after the
-//!   credit, …), every webhook delivered several times at once, for many recharges at once:
-//!   each invoice is credited at most once, with the amount the rules in README "Heleket
-//!   webhooks" give, a failure after a credit changes nothing, and each balance is the sum of
-//!   its credits;
+//!   credit, another coin, an AML hold, …), every webhook delivered several times at once, for
+//!   many recharges at once: each invoice ends as the ledger's rules give for the order its
+//!   webhooks were recorded in (credited at most once, a failure after a credit reversed, a
+//!   foreign coin or a missing amount reviewed), and each balance is the sum of what stays
+//!   credited;
 //! - many clients buying from one account at once, with distinct idempotency keys and some
 //!   keys sent twice at the same moment: never overdrawn, exactly floor(balance / price)
 //!   purchases succeed, the rest are 422 `insufficient_funds`, a repeated key buys once.
@@ -56,16 +57,29 @@ fn decimal_of(value: &Value) -> Decimal {
 // ---------------------------------------------------------------------------------------------
 // Webhooks
 
-/// One webhook of a scenario: Heleket's status and, for a payment, the `payment_amount`
-/// (`None`: the field is absent, so `paid` credits the invoice `amount`).
+/// One webhook of a scenario: Heleket's status, the coin paid (`payer_currency`) and, for a
+/// payment, the `payment_amount` (`None`: the field is absent).
 #[derive(Debug, Clone, Copy)]
 struct Delivery {
     status: &'static str,
+    coin: &'static str,
     paid: Option<&'static str>,
 }
 
 const fn webhook(status: &'static str, paid: Option<&'static str>) -> Delivery {
-    Delivery { status, paid }
+    Delivery {
+        status,
+        coin: "TON",
+        paid,
+    }
+}
+
+const fn in_coin(status: &'static str, coin: &'static str, paid: &'static str) -> Delivery {
+    Delivery {
+        status,
+        coin,
+        paid: Some(paid),
+    }
 }
 
 /// The sequences Heleket may send for one invoice, in the order it sends them.
@@ -74,24 +88,25 @@ const SCENARIOS: &[&[Delivery]] = &[
     &[webhook("cancel", None), webhook("paid", Some("10"))],
     &[webhook("paid", Some("10")), webhook("check", None)],
     &[
-        webhook("paid_over", Some("12.5")),
+        webhook("paid_over", Some("10.5")),
         webhook("paid", Some("10")),
     ],
     &[
         webhook("paid", Some("10")),
-        webhook("paid_over", Some("12.5")),
+        webhook("paid_over", Some("10.5")),
     ],
-    // A refund after the credit is acknowledged and changes nothing (an operator's job).
+    // A refund after the credit takes the credit back.
     &[webhook("paid", Some("10")), webhook("refund_paid", None)],
-    // `paid` without `payment_amount` credits the invoice amount.
+    // `paid` without `payment_amount` is not guessed: it waits for an operator.
     &[
         webhook("check", None),
         webhook("process", None),
         webhook("paid", None),
     ],
+    // An underpayment credits what arrived.
     &[
-        webhook("wrong_amount", None),
-        webhook("paid_over", Some("15")),
+        webhook("wrong_amount", Some("7")),
+        webhook("paid_over", Some("10.5")),
     ],
     &[
         webhook("cancel", None),
@@ -99,33 +114,81 @@ const SCENARIOS: &[&[Delivery]] = &[
         webhook("system_fail", None),
     ],
     &[webhook("confirm_check", None)],
+    // A final failure after the credit reverses it; a failed refund after that changes nothing.
     &[
         webhook("paid", Some("9.999999999")),
         webhook("cancel", None),
         webhook("refund_fail", None),
     ],
+    // Another coin, or more than the tolerance: reviewed, never credited by itself.
+    &[
+        in_coin("paid", "USDT", "30"),
+        webhook("paid_over", Some("10.5")),
+    ],
+    &[webhook("paid_over", Some("15"))],
+    // An AML hold, then the payment.
+    &[webhook("locked", Some("10")), webhook("paid", Some("10"))],
 ];
 
-fn credits(status: &str) -> bool {
-    matches!(status, "paid" | "paid_over")
+/// The tolerance the server runs with (the default).
+const TOLERANCE: &str = "1.1";
+
+/// Where a recharge stands, in the model of the ledger's rules the flood is checked against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Model {
+    Pending,
+    OnHold,
+    Review,
+    Failed,
+    Settled(Decimal),
+    Reversed,
 }
 
-fn fails(status: &str) -> bool {
-    matches!(
-        status,
-        "fail"
-            | "cancel"
-            | "system_fail"
-            | "wrong_amount"
-            | "locked"
-            | "refund_paid"
-            | "refund_fail"
-    )
+/// The ledger's rules for one delivery, as README "Heleket webhooks" states them: the new
+/// state, or `None` when the delivery changes nothing.
+fn step(state: Model, delivery: &Delivery) -> Option<Model> {
+    use Model::*;
+    let invoice = decimal(INVOICE_AMOUNT);
+    let creditable = matches!(state, Pending | OnHold | Failed);
+    match delivery.status {
+        "paid" | "paid_over" | "wrong_amount" if creditable => {
+            let Some(paid) = delivery.paid.map(decimal) else {
+                return Some(Review);
+            };
+            let consistent = match delivery.status {
+                "wrong_amount" => paid < invoice,
+                "paid_over" => paid > invoice,
+                _ => true,
+            };
+            if delivery.coin != "TON" || !consistent || paid > invoice * decimal(TOLERANCE) {
+                Some(Review)
+            } else {
+                Some(Settled(paid))
+            }
+        }
+        "locked" if state == Pending => Some(OnHold),
+        "fail" | "cancel" | "system_fail" | "refund_paid" => match state {
+            Pending | OnHold | Review => Some(Failed),
+            Settled(_) => Some(Reversed),
+            Failed | Reversed => None,
+        },
+        "refund_fail" if creditable => Some(Review),
+        _ => None,
+    }
 }
 
-/// What a delivery credits when it is the one that settles the invoice.
-fn credited_by(delivery: &Delivery) -> Decimal {
-    decimal(delivery.paid.unwrap_or(INVOICE_AMOUNT))
+/// What a flow ends as when its deliveries are recorded in `order`, and how many events that
+/// records.
+fn model(order: &[Delivery]) -> (Model, usize) {
+    let mut state = Model::Pending;
+    let mut recorded = 0;
+    for delivery in order {
+        if let Some(next) = step(state, delivery) {
+            state = next;
+            recorded += 1;
+        }
+    }
+    (state, recorded)
 }
 
 /// One recharge of the flood and what happened to its webhooks.
@@ -151,11 +214,17 @@ fn signed_webhook(user: i64, recharge: &Value, delivery: &Delivery) -> Value {
     });
     if let Some(paid) = delivery.paid {
         body["payment_amount"] = json!(paid);
+        body["payer_amount"] = json!(paid);
         body["merchant_amount"] = json!(paid);
     }
+    body["network"] = json!("ton");
     body["currency"] = json!("TON");
+    body["payer_currency"] = json!(delivery.coin);
     body["status"] = json!(delivery.status);
-    body["is_final"] = json!(credits(delivery.status) || fails(delivery.status));
+    body["is_final"] = json!(!matches!(
+        delivery.status,
+        "check" | "process" | "confirm_check" | "locked"
+    ));
     body["txid"] = json!(format!(
         "tx-{}",
         recharge["invoice_uuid"].as_str().unwrap_or("")
@@ -232,14 +301,43 @@ async fn run_flow(mut flow: Flow, http: reqwest::Client, base: String) -> Flow {
     flow
 }
 
-/// Events of `event_type` about `recharge_id`.
-fn events_of<'a>(log: &'a [Value], event_type: &str, recharge_id: &str) -> Vec<&'a Value> {
+/// The recharge events a delivery can record.
+const RECHARGE_OUTCOMES: &[&str] = &[
+    "RechargeSettled",
+    "RechargeFailed",
+    "RechargeHeld",
+    "RechargeReviewRequired",
+    "RechargeReversed",
+];
+
+/// The events about `recharge_id` that webhooks recorded, in log order.
+fn outcomes_of<'a>(log: &'a [Value], recharge_id: &str) -> Vec<&'a Value> {
     log.iter()
-        .filter(|e| e["event_type"] == event_type && e["data"]["recharge_id"] == recharge_id)
+        .filter(|e| {
+            RECHARGE_OUTCOMES.contains(&e["event_type"].as_str().unwrap_or_default())
+                && e["data"]["recharge_id"] == recharge_id
+        })
         .collect()
 }
 
-/// Checks one flow against the log; returns what it credited.
+/// Every order in which a flow's statuses could have been recorded.
+fn orders(scenario: &[Delivery]) -> Vec<Vec<Delivery>> {
+    if scenario.len() <= 1 {
+        return vec![scenario.to_vec()];
+    }
+    let mut all = Vec::new();
+    for (i, first) in scenario.iter().enumerate() {
+        let mut rest = scenario.to_vec();
+        rest.remove(i);
+        for mut tail in orders(&rest) {
+            tail.insert(0, *first);
+            all.push(tail);
+        }
+    }
+    all
+}
+
+/// Checks one flow against the log; returns what it leaves credited.
 fn check_flow(flow: &Flow, log: &[Value], problems: &mut Vec<String>) -> Decimal {
     let name = format!(
         "{} ({}, {:?})",
@@ -247,68 +345,53 @@ fn check_flow(flow: &Flow, log: &[Value], problems: &mut Vec<String>) -> Decimal
         if flow.ordered { "in order" } else { "at once" },
         flow.scenario.iter().map(|d| d.status).collect::<Vec<_>>()
     );
-    let settled = events_of(log, "RechargeSettled", &flow.recharge_id);
-    let failed = events_of(log, "RechargeFailed", &flow.recharge_id);
+    let events = outcomes_of(log, &flow.recharge_id);
     let recorded: usize = flow
         .results
         .values()
         .flatten()
         .filter(|r| r.as_str() == "recorded")
         .count();
-    if recorded != settled.len() + failed.len() {
+    if recorded != events.len() {
         problems.push(format!(
             "{name}: {recorded} answers said `recorded`, the log holds {} events for it",
-            settled.len() + failed.len()
+            events.len()
         ));
     }
-    let first_credit = flow.scenario.iter().position(|d| credits(d.status));
-    let first_failure = flow.scenario.iter().position(|d| fails(d.status));
-    let mut credited = Decimal::ZERO;
-    match (first_credit, settled.as_slice()) {
-        (None, []) => {}
-        (None, _) => problems.push(format!("{name}: settled without a payment webhook")),
-        (Some(_), []) => problems.push(format!("{name}: paid, but never credited")),
-        (Some(first), [event]) => {
-            let status = event["data"]["status"].as_str().unwrap_or_default();
-            // In order, the first payment settles; at once, whichever came first, but the
-            // amount must be the one that status carried.
-            let expected = if flow.ordered {
-                Some(&flow.scenario[first])
-            } else {
-                flow.scenario.iter().find(|d| d.status == status)
-            };
-            match expected {
-                Some(delivery) if delivery.status == status => {
-                    credited = decimal_of(&event["data"]["credited"]);
-                    if credited != credited_by(delivery) {
-                        problems.push(format!(
-                            "{name}: {status} credited {credited}, it carried {}",
-                            credited_by(delivery)
-                        ));
-                    }
-                }
-                _ => problems.push(format!("{name}: settled as {status:?}: {event}")),
-            }
-        }
-        (Some(_), more) => problems.push(format!("{name}: credited {} times", more.len())),
+    // What the log says it ended as.
+    let mut ended = Model::Pending;
+    for event in &events {
+        ended = match event["event_type"].as_str().unwrap_or_default() {
+            "RechargeSettled" => Model::Settled(decimal_of(&event["data"]["credited"])),
+            "RechargeFailed" => Model::Failed,
+            "RechargeHeld" => Model::OnHold,
+            "RechargeReviewRequired" => Model::Review,
+            _ => Model::Reversed,
+        };
     }
-    let expected_failures = match (flow.ordered, first_failure, first_credit) {
-        (_, None, _) => 0..=0,
-        // A failure before the payment fails the recharge, one after it changes nothing.
-        (true, Some(failure), Some(credit)) => {
-            usize::from(failure < credit)..=usize::from(failure < credit)
-        }
-        (_, Some(_), None) => 1..=1,
-        // At once, a failure may or may not land before the payment.
-        (false, Some(_), Some(_)) => 0..=1,
+    // In order, exactly what the rules give; at once, what one of the possible orders gives.
+    let possible: Vec<(Model, usize)> = if flow.ordered {
+        vec![model(flow.scenario)]
+    } else {
+        orders(flow.scenario).iter().map(|o| model(o)).collect()
     };
-    if !expected_failures.contains(&failed.len()) {
+    if !possible.contains(&(ended, events.len())) {
         problems.push(format!(
-            "{name}: {} RechargeFailed events, expected {expected_failures:?}",
-            failed.len()
+            "{name}: ended {ended:?} after {} events; the rules allow {possible:?}",
+            events.len()
         ));
     }
-    credited
+    let settled = events
+        .iter()
+        .filter(|e| e["event_type"] == "RechargeSettled")
+        .count();
+    if settled > 1 {
+        problems.push(format!("{name}: credited {settled} times"));
+    }
+    match ended {
+        Model::Settled(credited) => credited,
+        _ => Decimal::ZERO,
+    }
 }
 
 async fn register(http: &reqwest::Client, base: &str, user: i64) {
@@ -450,10 +533,14 @@ async fn webhook_flood(deployment: Deployment) {
         .iter()
         .filter(|e| e["event_type"] == "RechargeFailed")
         .count();
+    let recharge_outcomes = log
+        .iter()
+        .filter(|e| RECHARGE_OUTCOMES.contains(&e["event_type"].as_str().unwrap_or_default()))
+        .count();
     assert_eq!(
         (after_flood - before) as usize,
-        settled + failed,
-        "the flood appended something that is neither a credit nor a failure"
+        recharge_outcomes,
+        "the flood appended something that is not a recharge's outcome"
     );
     for (user, credited) in &expected {
         let answer = balance(&http, &base, *user, head).await;

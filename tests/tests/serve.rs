@@ -115,3 +115,72 @@ fn serve_without_heleket_credentials_names_the_missing_variable() {
     assert!(stderr.contains("MERCHANT_UUID"), "{stderr}");
     assert!(stderr.contains("HELEKET_MODE=sandbox"), "{stderr}");
 }
+
+/// Runs `starledger serve` with `vars` and returns its exit code and standard error.
+fn refused_start(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = starledger();
+    command
+        .arg("serve")
+        .env("STARLEDGER_SQLITE_PATH", dir.path().join("ledger.db"))
+        .env("WEBHOOK_PORT", "0");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run starledger serve");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn simulated_and_real_money_never_mix() {
+    // A sandbox Heleket with the live Fragment: simulated money buying real Stars.
+    let live_fragment = [
+        ("HELEKET_MODE", "sandbox"),
+        ("FRAGMENT_MODE", "live"),
+        ("FRAGMENT_COOKIES", "stel_ssid=a; stel_dt=-180; stel_token=b; stel_ton_token=c"),
+        (
+            "FRAGMENT_SEED_PHRASE",
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon art",
+        ),
+    ];
+    let (code, stderr) = refused_start(&live_fragment);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("FRAGMENT_MODE=live") && stderr.contains("HELEKET_MODE=sandbox"),
+        "{stderr}"
+    );
+    // A live Heleket with the sandbox Fragment: real money for simulated Stars.
+    let (code, stderr) = refused_start(&[
+        ("HELEKET_MODE", "live"),
+        ("MERCHANT_UUID", "8b2c5a4e-0000-4000-8000-000000000001"),
+        ("API_KEY", "live-heleket-key"),
+        (
+            "HELEKET_CALLBACK_URL",
+            "https://shop.example/webhooks/heleket",
+        ),
+        ("FRAGMENT_MODE", "sandbox"),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("FRAGMENT_MODE=sandbox") && stderr.contains("HELEKET_MODE=live"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_sandbox_refuses_a_short_api_key() {
+    let (code, stderr) =
+        refused_start(&[("HELEKET_MODE", "sandbox"), ("API_KEY", "sandbox-api-key")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("API_KEY") && stderr.contains("32"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("sandbox-api-key"),
+        "the key is never echoed: {stderr}"
+    );
+}

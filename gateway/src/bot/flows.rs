@@ -181,6 +181,9 @@ impl Turn<'_> {
                 *available,
                 self.currency(),
             )),
+            ShopError::Command(CommandError::Rejected(Rejection::AccountInDebt { debt })) => {
+                Answer::text(self.texts.in_debt(*debt, self.currency()))
+            }
             _ => {
                 tracing::error!(user = %self.user, %error, "bot: a step failed");
                 Answer::text(self.texts.unavailable())

@@ -1,4 +1,5 @@
-//! Status messages a user did not ask for: a top-up paid or closed unpaid, Stars delivered, an
+//! Status messages a user did not ask for: a top-up paid (in full or in part), held for a
+//! check, waiting for review, closed unpaid or reversed after a refund; Stars delivered; an
 //! order failed and refunded. They follow the event log as a checkpointed reactor
 //! (`notifications`), so each goes out once even across restarts and with several instances
 //! (one holds the lease), and none is invented for events from before the bot was switched on.
@@ -61,6 +62,9 @@ impl Notifier {
         let transaction = match &event.event {
             AccountEvent::RechargeSettled(e) => e.recharge_id.uuid(),
             AccountEvent::RechargeFailed(e) => e.recharge_id.uuid(),
+            AccountEvent::RechargeHeld(e) => e.recharge_id.uuid(),
+            AccountEvent::RechargeReviewRequired(e) => e.recharge_id.uuid(),
+            AccountEvent::RechargeReversed(e) => e.recharge_id.uuid(),
             AccountEvent::PurchaseCompleted(e) => e.purchase_id.uuid(),
             AccountEvent::PurchaseFailed(e) => e.purchase_id.uuid(),
             _ => return Ok(None),
@@ -114,8 +118,21 @@ impl Notifier {
             .map(str::to_owned);
         let amount: Option<Decimal> = row.as_ref().map(|r| r.amount);
         let text = match &event.event {
+            AccountEvent::RechargeSettled(e) if e.partial => {
+                let invoiced = row
+                    .as_ref()
+                    .and_then(|r| r.metadata.get("requested"))
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|a| a.parse::<Decimal>().ok());
+                texts.recharge_partial(e.credited.value(), invoiced, available, e.currency.as_str())
+            }
             AccountEvent::RechargeSettled(e) => {
                 texts.recharge_settled(e.credited.value(), available, e.currency.as_str())
+            }
+            AccountEvent::RechargeHeld(_) => texts.recharge_on_hold(),
+            AccountEvent::RechargeReviewRequired(_) => texts.recharge_in_review(),
+            AccountEvent::RechargeReversed(e) => {
+                texts.recharge_reversed(e.reversed.value(), e.debt, e.currency.as_str())
             }
             AccountEvent::RechargeFailed(_) => texts.recharge_failed(amount, &currency),
             AccountEvent::PurchaseCompleted(_) => texts.delivered(stars, recipient.as_deref()),

@@ -436,6 +436,101 @@ impl Texts {
         }
     }
 
+    /// Less arrived than the invoice asked: what arrived was credited.
+    pub fn recharge_partial(
+        self,
+        credited: Decimal,
+        invoiced: Option<Decimal>,
+        available: Option<Decimal>,
+        currency: &str,
+    ) -> String {
+        let credited = money(credited, currency);
+        let of = invoiced.map(|i| money(i, currency));
+        let balance = available.map(|a| money(a, currency));
+        let mut text = match (self.0, of) {
+            (Lang::Ru, Some(of)) => format!(
+                "⚠️ Оплачено меньше, чем в счёте: зачислено {credited} из {of}. \
+                 Недостающее можно доплатить новым счётом: /recharge"
+            ),
+            (Lang::Ru, None) => format!("⚠️ Оплачено меньше, чем в счёте: зачислено {credited}."),
+            (Lang::En, Some(of)) => format!(
+                "⚠️ Less than the invoice was paid: {credited} of {of} added to your balance. \
+                 Top up the rest with /recharge"
+            ),
+            (Lang::En, None) => {
+                format!("⚠️ Less than the invoice was paid: {credited} added to your balance.")
+            }
+        };
+        if let Some(balance) = balance {
+            text.push_str(&match self.0 {
+                Lang::Ru => format!(" Доступно: {balance}."),
+                Lang::En => format!(" Available: {balance}."),
+            });
+        }
+        text
+    }
+
+    /// The provider holds the payment for a check (AML).
+    pub fn recharge_on_hold(self) -> String {
+        self.pick(
+            "🔎 Платёжная система проверяет ваш платёж. Баланс пополнится, когда проверка \
+             закончится; мы сообщим.",
+            "🔎 The payment provider is checking your payment. Your balance is topped up when \
+             the check is done; we will tell you.",
+        )
+    }
+
+    /// A payment arrived that a person must look at before it is credited.
+    pub fn recharge_in_review(self) -> String {
+        self.pick(
+            "🔎 Платёж получен, но его нужно проверить вручную (например, оплачено другой \
+             монетой или больше, чем в счёте). Мы зачислим его после проверки или свяжемся с вами.",
+            "🔎 Your payment arrived but needs a manual check (for example it was paid in \
+             another coin, or more than the invoice). We will credit it after the check or \
+             contact you.",
+        )
+    }
+
+    /// A credited payment went back to the payer; the credit was taken back.
+    pub fn recharge_reversed(self, reversed: Decimal, debt: Decimal, currency: &str) -> String {
+        let reversed = money(reversed, currency);
+        let owed = money(debt, currency);
+        match (self.0, debt.is_zero()) {
+            (Lang::Ru, true) => format!(
+                "↩️ Платёж на {reversed} возвращён вам платёжной системой, зачисление отменено."
+            ),
+            (Lang::Ru, false) => format!(
+                "↩️ Платёж на {reversed} возвращён вам платёжной системой, зачисление отменено. \
+                 Часть уже была потрачена: ваш долг {owed}. Следующее пополнение сначала \
+                 погасит его; до тех пор покупки недоступны."
+            ),
+            (Lang::En, true) => format!(
+                "↩️ Your payment of {reversed} was refunded to you by the payment provider; \
+                 the credit was taken back."
+            ),
+            (Lang::En, false) => format!(
+                "↩️ Your payment of {reversed} was refunded to you by the payment provider; \
+                 the credit was taken back. Part of it was already spent: you owe {owed}. \
+                 Your next top-up pays it first; until then purchases are paused."
+            ),
+        }
+    }
+
+    /// A purchase refused while the user owes money.
+    pub fn in_debt(self, debt: Decimal, currency: &str) -> String {
+        let owed = money(debt, currency);
+        match self.0 {
+            Lang::Ru => format!(
+                "⛔ Покупки приостановлены: за вами долг {owed} после возврата платежа. \
+                 Пополните баланс: /recharge"
+            ),
+            Lang::En => format!(
+                "⛔ Purchases are paused: you owe {owed} after a refunded payment. \
+                 Top up with /recharge"
+            ),
+        }
+    }
+
     pub fn recharge_failed(self, amount: Option<Decimal>, currency: &str) -> String {
         let amount = amount.map(|a| money(a, currency));
         match (self.0, amount) {

@@ -108,7 +108,19 @@ pub struct HeleketConfig {
     pub reconcile_interval: Duration,
     /// Per-attempt timeout of calls to Heleket.
     pub request_timeout: Duration,
+    /// `HELEKET_NETWORK`: the network of the ledger's coin, the only one invoices accept.
+    pub network: String,
+    /// `HELEKET_OVERPAY_TOLERANCE_PERCENT`: how far above the invoice a payment is still
+    /// credited unattended; more waits for review.
+    pub overpay_tolerance_percent: u32,
+    /// `HELEKET_CONFIRM_WEBHOOKS`: read each acted-on webhook back with `payment/info`
+    /// before it changes a recharge (default: on in live mode, off in the sandbox).
+    pub confirm_webhooks: bool,
 }
+
+/// Shortest sandbox `API_KEY`: the sandbox signs webhooks with it, and a guessable key would
+/// let anyone "pay" sandbox invoices.
+pub const MIN_SANDBOX_KEY_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -142,7 +154,7 @@ impl ServerConfig {
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Ok(Self {
+        Self {
             host: env.get("WEBHOOK_HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port: env.number("WEBHOOK_PORT", 8001u16, 0..=65_535)?,
             workers: env.number("HTTP_WORKERS", cores, 1..=256)?,
@@ -163,7 +175,29 @@ impl ServerConfig {
             heleket: heleket(env)?,
             telegram: super::telegram::telegram(env)?,
             fragment: super::fragment::fragment(env)?,
-        })
+        }
+        .with_modes_that_do_not_mix()
+    }
+
+    /// Simulated and real money never meet: a sandbox Heleket with a live Fragment would let
+    /// money nobody paid buy real Stars from the real wallet (and the sandbox key signs
+    /// "payments" anyone can make), and a live Heleket with a sandbox Fragment would take real
+    /// money for Stars nobody delivers. The manual Fragment mode moves no money and goes with
+    /// either.
+    fn with_modes_that_do_not_mix(self) -> Result<Self, ConfigError> {
+        use super::fragment::FragmentMode;
+        let heleket_live = matches!(self.heleket.mode, HeleketMode::Live { .. });
+        match (&self.fragment.mode, heleket_live) {
+            (FragmentMode::Live(_), false) => Err(problem(
+                "FRAGMENT_MODE",
+                "FRAGMENT_MODE=live with HELEKET_MODE=sandbox would let simulated money buy real Stars; use FRAGMENT_MODE=sandbox or manual with the sandbox, or HELEKET_MODE=live",
+            )),
+            (FragmentMode::Sandbox, true) => Err(problem(
+                "FRAGMENT_MODE",
+                "FRAGMENT_MODE=sandbox with HELEKET_MODE=live would take real money for simulated Stars; use FRAGMENT_MODE=live or manual with HELEKET_MODE=live, or HELEKET_MODE=sandbox",
+            )),
+            _ => Ok(self),
+        }
     }
 }
 
@@ -245,10 +279,21 @@ fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketConfig,
             api_key: Secret::new(required("API_KEY")?),
         },
         Some("sandbox") => HeleketMode::Sandbox {
-            api_key: Secret::new(
-                env.get("API_KEY")
-                    .unwrap_or_else(|| "sandbox-api-key".into()),
-            ),
+            api_key: match env.get("API_KEY") {
+                // No published default: a fixed key would let anyone sign sandbox webhooks.
+                None => Secret::new(format!(
+                    "sandbox-{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                )),
+                Some(key) if key.chars().count() >= MIN_SANDBOX_KEY_LEN => Secret::new(key),
+                Some(_) => {
+                    return Err(problem(
+                        "API_KEY",
+                        format!("must be at least {MIN_SANDBOX_KEY_LEN} characters in sandbox mode (or unset: a random key is made per process)"),
+                    ))
+                }
+            },
         },
         Some(other) => {
             return Err(problem(
@@ -298,6 +343,34 @@ fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketConfig,
             })
             .collect::<Result<_, _>>()?,
     };
+    let live = matches!(mode, HeleketMode::Live { .. });
+    let network = match env.get("HELEKET_NETWORK") {
+        Some(network) => {
+            let network = network.trim().to_owned();
+            let valid = (2..=32).contains(&network.len())
+                && network
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b));
+            if !valid {
+                return Err(problem(
+                    "HELEKET_NETWORK",
+                    "must be a Heleket network code such as ton, tron or bsc",
+                ));
+            }
+            network
+        }
+        None => match env.get("LEDGER_CURRENCY").map(|c| c.trim().to_uppercase()) {
+            None => "ton".to_owned(),
+            Some(coin) if coin == "TON" => "ton".to_owned(),
+            Some(coin) if !live => coin.to_lowercase(),
+            Some(coin) => {
+                return Err(problem(
+                    "HELEKET_NETWORK",
+                    format!("is required with LEDGER_CURRENCY={coin}: the network invoices of that coin accept"),
+                ))
+            }
+        },
+    };
     Ok(HeleketConfig {
         mode,
         callback_url,
@@ -305,6 +378,13 @@ fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketConfig,
         allowed_ips,
         reconcile_interval: env.seconds("HELEKET_RECONCILE_INTERVAL", 60, 1..=86_400)?,
         request_timeout: env.seconds("HELEKET_TIMEOUT", 10, 1..=120)?,
+        network,
+        overpay_tolerance_percent: env.number(
+            "HELEKET_OVERPAY_TOLERANCE_PERCENT",
+            10u32,
+            0..=starledger_ledger::account::MAX_TOLERANCE_PERCENT,
+        )?,
+        confirm_webhooks: env.flag("HELEKET_CONFIRM_WEBHOOKS", live)?,
     })
 }
 
@@ -407,15 +487,106 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_are_confirmed_by_default_in_live_mode_only() {
+        let live = [
+            ("MERCHANT_UUID", "m"),
+            ("API_KEY", "k"),
+            ("PRODUCTION_DOMAIN", "shop.example"),
+        ];
+        let parsed = config(&live).unwrap();
+        assert!(parsed.heleket.confirm_webhooks);
+        assert_eq!(parsed.heleket.overpay_tolerance_percent, 10);
+        assert_eq!(parsed.heleket.network, "ton");
+        assert!(!config(&[SANDBOX]).unwrap().heleket.confirm_webhooks);
+        let mut off = live.to_vec();
+        off.push(("HELEKET_CONFIRM_WEBHOOKS", "false"));
+        assert!(!config(&off).unwrap().heleket.confirm_webhooks);
+        let mut usdt = live.to_vec();
+        usdt.push(("LEDGER_CURRENCY", "USDT"));
+        assert_eq!(config(&usdt).unwrap_err().variable, "HELEKET_NETWORK");
+        usdt.push(("HELEKET_NETWORK", "tron"));
+        assert_eq!(config(&usdt).unwrap().heleket.network, "tron");
+        for (variable, value) in [
+            ("HELEKET_OVERPAY_TOLERANCE_PERCENT", "101"),
+            ("HELEKET_OVERPAY_TOLERANCE_PERCENT", "-1"),
+            ("HELEKET_CONFIRM_WEBHOOKS", "sometimes"),
+            ("HELEKET_NETWORK", "TON Mainnet"),
+        ] {
+            assert_eq!(
+                config(&[SANDBOX, (variable, value)]).unwrap_err().variable,
+                variable
+            );
+        }
+    }
+
+    #[test]
+    fn the_sandbox_has_no_published_key() {
+        let error = config(&[SANDBOX, ("API_KEY", "sandbox-api-key")]).unwrap_err();
+        assert_eq!(error.variable, "API_KEY");
+        assert!(!error.to_string().contains("sandbox-api-key"));
+        let first = config(&[SANDBOX]).unwrap();
+        let second = config(&[SANDBOX]).unwrap();
+        let key = first.heleket.mode.api_key().expose().to_owned();
+        assert!(key.len() >= MIN_SANDBOX_KEY_LEN);
+        assert_ne!(key, second.heleket.mode.api_key().expose());
+        let long = "0123456789abcdef0123456789abcdef";
+        let chosen = config(&[SANDBOX, ("API_KEY", long)]).unwrap();
+        assert_eq!(chosen.heleket.mode.api_key().expose(), long);
+    }
+
+    #[test]
+    fn sandbox_and_live_money_never_mix() {
+        let live_fragment = [
+            ("FRAGMENT_MODE", "live"),
+            (
+                "FRAGMENT_COOKIES",
+                "stel_ssid=a; stel_dt=-180; stel_token=b; stel_ton_token=c",
+            ),
+            (
+                "FRAGMENT_SEED_PHRASE",
+                "words are checked when the wallet is made",
+            ),
+        ];
+        let mut mixed = live_fragment.to_vec();
+        mixed.push(SANDBOX);
+        let error = config(&mixed).unwrap_err();
+        assert_eq!(error.variable, "FRAGMENT_MODE");
+        assert!(
+            error.to_string().contains("HELEKET_MODE=sandbox"),
+            "{error}"
+        );
+        let live_heleket = [
+            ("MERCHANT_UUID", "m"),
+            ("API_KEY", "k"),
+            ("PRODUCTION_DOMAIN", "shop.example"),
+        ];
+        let mut mixed = live_heleket.to_vec();
+        mixed.push(("FRAGMENT_MODE", "sandbox"));
+        let error = config(&mixed).unwrap_err();
+        assert!(error.to_string().contains("HELEKET_MODE=live"), "{error}");
+        // Live with live, sandbox with sandbox, and manual with either start.
+        let mut live = live_heleket.to_vec();
+        live.extend(live_fragment);
+        assert!(config(&live).is_ok());
+        assert!(config(&[SANDBOX, ("FRAGMENT_MODE", "sandbox")]).is_ok());
+        assert!(config(&[SANDBOX, ("FRAGMENT_MODE", "manual")]).is_ok());
+        assert!(config(&live_heleket).is_ok());
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug_output() {
         let config = config(&[
             ("HELEKET_MODE", "sandbox"),
-            ("API_KEY", "heleket-secret-key"),
+            ("API_KEY", "heleket-secret-key-0123456789abcdef"),
             ("STARLEDGER_API_KEYS", "bot:service:0123456789abcdef"),
         ])
         .unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains("heleket-secret-key"));
+        assert!(
+            !printed.contains("sandbox-"),
+            "a generated key is secret too"
+        );
         assert!(!printed.contains("0123456789abcdef"));
     }
 }

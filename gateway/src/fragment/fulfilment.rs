@@ -61,6 +61,9 @@ use crate::lease::Lease;
 use crate::reactor::{Checkpoint, ReactorContext};
 
 /// The worker's checkpoint and lease name.
+/// The failure code of a paid order that Fragment reports failed.
+const FRAGMENT_FAILED: &str = "fragment_failed";
+
 pub const NAME: &str = "fulfilment";
 
 /// Timing and limits of the worker.
@@ -713,7 +716,7 @@ impl Worker {
             Ok(OrderState::Failed(reason)) => {
                 // Fragment gave up on a paid order; its refund comes back to the wallet, and
                 // the customer's reservation is released.
-                self.fail(order, "fragment_failed", &reason).await
+                self.fail(order, FRAGMENT_FAILED, &reason).await
             }
             Ok(OrderState::Pending) => {
                 self.alert_if_overdue(order);
@@ -753,6 +756,10 @@ impl Worker {
         let command = AccountCommand::FailPurchase {
             purchase_id: order.purchase_id,
             reason,
+            // Fragment's own word that a paid order failed is the evidence `force` asks for;
+            // every other failure comes before a payment is recorded, and the ledger refuses
+            // it if one was recorded meanwhile.
+            force: code == FRAGMENT_FAILED,
         };
         let progress = self.record(order, command, "failed").await;
         if progress == Progress::Moved {

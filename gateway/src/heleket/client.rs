@@ -171,11 +171,15 @@ impl HeleketClient {
             order_id: &order_id,
             url_callback: &request.url_callback,
             lifetime: request.lifetime_seconds,
+            currencies: [Coin {
+                currency: request.currency.as_str(),
+                network: &request.network,
+            }],
         })?;
         let result = self
             .send(Call::CreateInvoice, &self.payment_url, &body, &order_id)
             .await?;
-        let info = read_info(&result, &order_id)?;
+        let info = read_info(&result, &order_id, None)?;
         if info.url.is_empty() {
             return Err(ProviderError::BadResponse("the invoice has no url".into()));
         }
@@ -183,21 +187,29 @@ impl HeleketClient {
             .expires_at
             .ok_or_else(|| ProviderError::BadResponse("the invoice has no expired_at".into()))?;
         Ok(CreatedInvoice {
-            uuid: info.uuid,
+            uuid: info.payment.uuid,
             url: info.url,
             expires_at,
         })
     }
 
-    async fn info(&self, order_id: &OrderId) -> Result<PaymentInfo, ProviderError> {
+    async fn info(
+        &self,
+        order_id: &OrderId,
+        uuid: Option<&str>,
+    ) -> Result<PaymentInfo, ProviderError> {
         let order_id = order_id.to_string();
-        let body = encode(&InfoBody {
-            order_id: &order_id,
-        })?;
+        // By uuid when we know it: it names exactly the invoice a webhook spoke of.
+        let body = match uuid {
+            Some(uuid) => encode(&InfoByUuid { uuid })?,
+            None => encode(&InfoByOrder {
+                order_id: &order_id,
+            })?,
+        };
         let result = self
             .send(Call::PaymentInfo, &self.info_url, &body, &order_id)
             .await?;
-        read_info(&result, &order_id)
+        read_info(&result, &order_id, uuid)
     }
 
     /// Sends `body` until Heleket answers, the attempts run out or the breaker says stop.
@@ -302,9 +314,13 @@ impl PaymentProvider for HeleketClient {
         result
     }
 
-    async fn payment_info(&self, order_id: &OrderId) -> Result<PaymentInfo, ProviderError> {
+    async fn payment_info(
+        &self,
+        order_id: &OrderId,
+        uuid: Option<&str>,
+    ) -> Result<PaymentInfo, ProviderError> {
         let started = Instant::now();
-        let result = self.info(order_id).await;
+        let result = self.info(order_id, uuid).await;
         self.observe(Call::PaymentInfo, started, &result);
         result
     }
@@ -340,11 +356,26 @@ struct CreateBody<'a> {
     order_id: &'a str,
     url_callback: &'a str,
     lifetime: u32,
+    /// The only coin and network the payer may use: the ledger's. Without it the payment page
+    /// offers every coin the merchant accepts, and a TON invoice can be paid in USDT.
+    currencies: [Coin<'a>; 1],
 }
 
-/// The body of `POST /v1/payment/info`.
+/// One entry of `currencies`.
 #[derive(Serialize)]
-struct InfoBody<'a> {
+struct Coin<'a> {
+    currency: &'a str,
+    network: &'a str,
+}
+
+/// The bodies of `POST /v1/payment/info`: one invoice by its uuid, or by our order id.
+#[derive(Serialize)]
+struct InfoByUuid<'a> {
+    uuid: &'a str,
+}
+
+#[derive(Serialize)]
+struct InfoByOrder<'a> {
     order_id: &'a str,
 }
 
@@ -356,13 +387,23 @@ fn encode(body: &impl Serialize) -> Result<Vec<u8>, ProviderError> {
 
 /// Reads an invoice and checks it is the one we asked about, so a confused answer can never
 /// attach someone else's invoice to this recharge.
-fn read_info(result: &Value, order_id: &str) -> Result<PaymentInfo, ProviderError> {
+fn read_info(
+    result: &Value,
+    order_id: &str,
+    uuid: Option<&str>,
+) -> Result<PaymentInfo, ProviderError> {
     let info =
         PaymentInfo::from_result(result).map_err(|e| ProviderError::BadResponse(e.to_string()))?;
-    if info.order_id != order_id {
+    if info.payment.order_id != order_id {
         return Err(ProviderError::BadResponse(format!(
             "the answer is about order {}, not {order_id}",
-            shorten(&info.order_id)
+            shorten(&info.payment.order_id)
+        )));
+    }
+    if uuid.is_some_and(|uuid| uuid != info.payment.uuid) {
+        return Err(ProviderError::BadResponse(format!(
+            "the answer is about invoice {}, not the one asked for",
+            shorten(&info.payment.uuid)
         )));
     }
     Ok(info)

@@ -18,13 +18,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use starledger_ledger::money::{Amount, Currency};
 
-pub use wire::{OrderId, PaymentInfo, PaymentStatus, Webhook};
+pub use wire::{OrderId, PaymentFacts, PaymentInfo, PaymentStatus, Webhook};
 
 /// What we ask Heleket for when a user tops up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceRequest {
     pub amount: Amount,
+    /// The invoice's coin, and the only one the payer may pay with.
     pub currency: Currency,
+    /// The blockchain network of that coin, as Heleket names it (`ton`).
+    pub network: String,
     /// Derived from the recharge id: asking twice returns the same invoice.
     pub order_id: OrderId,
     /// Where Heleket sends this invoice's webhooks.
@@ -71,8 +74,13 @@ pub trait PaymentProvider: Send + Sync {
         request: &InvoiceRequest,
     ) -> Result<CreatedInvoice, ProviderError>;
 
-    /// The invoice's current state, for reconciliation.
-    async fn payment_info(&self, order_id: &OrderId) -> Result<PaymentInfo, ProviderError>;
+    /// The invoice's current state: by its `uuid` when known (to confirm a webhook), else by
+    /// our order id (to reconcile). An answer about another invoice is an error.
+    async fn payment_info(
+        &self,
+        order_id: &OrderId,
+        uuid: Option<&str>,
+    ) -> Result<PaymentInfo, ProviderError>;
 
     /// `heleket` or `sandbox`, for logs and metrics.
     fn name(&self) -> &'static str;

@@ -6,6 +6,9 @@
 //! signed with the configured key, over HTTP. So a sandbox payment goes through exactly the
 //! code a real one does: body limit, signature check, status mapping, idempotency, ledger.
 //!
+//! Its `payment/info` answer is read from the very body its last webhook carried, so a
+//! confirmed webhook agrees with it, as a real one agrees with Heleket's.
+//!
 //! Invoices live in this process's memory: after a restart, or on another instance, they are
 //! unknown (`payment/info` answers not-found, and the reconciler fails the expired ones).
 
@@ -33,6 +36,8 @@ struct SandboxInvoice {
     created: CreatedInvoice,
     status: PaymentStatus,
     payment_amount: Option<Decimal>,
+    /// The coin the "payer" used: the invoice's unless a rehearsal says otherwise.
+    payer_currency: Option<String>,
     txid: Option<String>,
 }
 
@@ -84,12 +89,15 @@ impl Sandbox {
     }
 
     /// Moves a sandbox invoice to `status` and sends the signed webhook to its callback.
-    /// `paid_amount` is what the payer "paid" (default: the invoice amount).
+    /// `paid_amount` is what the payer "paid" (default: the invoice amount), `payer_currency`
+    /// the coin they "paid" it in (default: the invoice's), so operators can rehearse an
+    /// underpayment, an overpayment or a payment in the wrong coin.
     pub async fn pay(
         &self,
         uuid: &str,
         status: &str,
         paid_amount: Option<Decimal>,
+        payer_currency: Option<String>,
     ) -> Result<Delivery, SandboxError> {
         let status = match PaymentStatus::parse(status) {
             PaymentStatus::Unknown(s) => return Err(SandboxError::UnknownStatus(s)),
@@ -106,9 +114,18 @@ impl Sandbox {
                 .get_mut(&order)
                 .ok_or_else(|| SandboxError::UnknownInvoice(uuid.to_owned()))?;
             let amount = invoice.request.amount.value();
-            if matches!(status, PaymentStatus::Paid | PaymentStatus::PaidOver) {
+            if matches!(
+                status,
+                PaymentStatus::Paid
+                    | PaymentStatus::PaidOver
+                    | PaymentStatus::WrongAmount
+                    | PaymentStatus::Locked
+            ) {
                 invoice.payment_amount = Some(paid_amount.unwrap_or(amount));
                 invoice.txid = Some(format!("sandbox-tx-{}", Uuid::new_v4().simple()));
+            }
+            if let Some(coin) = payer_currency {
+                invoice.payer_currency = Some(coin);
             }
             invoice.status = status;
             (webhook_body(&invoice), invoice.request.url_callback.clone())
@@ -147,28 +164,43 @@ fn webhook_body(invoice: &SandboxInvoice) -> Value {
         "is_final": !matches!(invoice.status, PaymentStatus::Pending(_)),
         "status": invoice.status.as_str(),
         "from": null,
-        "network": "ton",
+        "network": invoice.request.network,
         "currency": invoice.request.currency.to_string(),
-        "payer_currency": invoice.request.currency.to_string(),
+        "payer_currency": invoice
+            .payer_currency
+            .clone()
+            .unwrap_or_else(|| invoice.request.currency.to_string()),
         // A slash, so the PHP-style `\/` escaping is exercised on every sandbox payment.
         "additional_data": "starledger/sandbox",
         "txid": invoice.txid,
     })
 }
 
+/// The invoice as `payment/info` answers: the webhook's fields, its page and its expiry.
 fn describe(invoice: &SandboxInvoice) -> PaymentInfo {
-    PaymentInfo {
-        uuid: invoice.created.uuid.clone(),
-        order_id: invoice.request.order_id.to_string(),
+    let mut result = webhook_body(invoice);
+    result["payment_status"] = json!(invoice.status.as_str());
+    result["url"] = json!(invoice.created.url);
+    result["expired_at"] = json!(invoice.created.expires_at.timestamp());
+    let fallback = || PaymentInfo {
+        payment: super::wire::PaymentFacts {
+            uuid: invoice.created.uuid.clone(),
+            order_id: invoice.request.order_id.to_string(),
+            status: invoice.status.clone(),
+            amount: Some(invoice.request.amount.value()),
+            currency: invoice.request.currency.to_string(),
+            payer_currency: invoice.payer_currency.clone(),
+            payment_amount: invoice.payment_amount.map(|p| p.to_string()),
+            network: Some(invoice.request.network.clone()),
+            is_final: false,
+            txid: invoice.txid.clone(),
+            raw: Value::Null,
+        },
         url: invoice.created.url.clone(),
-        status: invoice.status.clone(),
-        amount: Some(invoice.request.amount.value()),
-        payment_amount: invoice.payment_amount,
-        currency: invoice.request.currency.to_string(),
-        is_final: !matches!(invoice.status, PaymentStatus::Pending(_)),
-        txid: invoice.txid.clone(),
         expires_at: Some(invoice.created.expires_at),
-    }
+    };
+    // Our own body always reads back; the fallback only keeps this total.
+    PaymentInfo::from_result(&result).unwrap_or_else(|_| fallback())
 }
 
 #[async_trait]
@@ -190,6 +222,7 @@ impl PaymentProvider for Sandbox {
                 request: request.clone(),
                 status: PaymentStatus::Pending("check".into()),
                 payment_amount: None,
+                payer_currency: None,
                 txid: None,
             }
         });
@@ -199,19 +232,24 @@ impl PaymentProvider for Sandbox {
         Ok(invoice.created.clone())
     }
 
-    async fn payment_info(&self, order_id: &OrderId) -> Result<PaymentInfo, ProviderError> {
+    async fn payment_info(
+        &self,
+        order_id: &OrderId,
+        uuid: Option<&str>,
+    ) -> Result<PaymentInfo, ProviderError> {
         let order = order_id.to_string();
         let invoice = self
             .by_order
             .get(&order)
+            .filter(|invoice| uuid.is_none_or(|uuid| invoice.created.uuid == uuid))
             .ok_or(ProviderError::NotFound(order))?;
         let mut info = describe(&invoice);
         // An unpaid sandbox invoice past its expiry is cancelled, as Heleket's would be.
-        if matches!(info.status, PaymentStatus::Pending(_))
+        if matches!(info.payment.status, PaymentStatus::Pending(_))
             && info.expires_at.is_some_and(|at| at < Utc::now())
         {
-            info.status = PaymentStatus::Failed("cancel".into());
-            info.is_final = true;
+            info.payment.status = PaymentStatus::Failed("cancel".into());
+            info.payment.is_final = true;
         }
         Ok(info)
     }

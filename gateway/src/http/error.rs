@@ -98,11 +98,19 @@ impl From<Rejection> for ApiError {
             | Rejection::DuplicateAdjustment(_)
             | Rejection::RechargeAlreadySettled(_)
             | Rejection::RechargeAlreadyFailed(_)
+            | Rejection::RechargeAlreadyReversed(_)
+            | Rejection::RechargeAlreadyHeld(_)
+            | Rejection::RechargeInReview(_)
+            | Rejection::RechargeNotAwaitingDecision { .. }
+            | Rejection::PaymentRecorded(_)
             | Rejection::PurchaseNotOpen { .. }
             | Rejection::PaymentAttemptOutOfOrder { .. } => StatusCode::CONFLICT,
             Rejection::CurrencyMismatch { .. }
             | Rejection::InsufficientFunds { .. }
+            | Rejection::AccountInDebt { .. }
             | Rejection::AdjustmentWouldOverdraw { .. }
+            | Rejection::InvalidTolerance
+            | Rejection::InvalidFacts
             | Rejection::InvalidText { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, rejection.code(), rejection.to_string())

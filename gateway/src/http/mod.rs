@@ -10,6 +10,7 @@
 //! - [`telegram`]: `POST /webhooks/telegram` (the bot's webhook mode).
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
 //! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
+//! - [`reviews`]: `/v1/admin/recharges…` (recharges in review or on hold; credit or reject).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
@@ -22,6 +23,7 @@ pub mod deadline;
 pub mod error;
 pub mod ops;
 pub mod purchases;
+pub mod reviews;
 pub mod sandbox;
 pub mod state;
 pub mod telegram;
@@ -45,6 +47,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .configure(telegram::routes)
         .configure(admin::routes)
         .configure(purchases::routes)
+        .configure(reviews::routes)
         .configure(audit::routes)
         .configure(sandbox::routes)
         .configure(ops::routes)

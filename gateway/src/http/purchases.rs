@@ -4,14 +4,16 @@
 //!
 //! Failing a purchase whose payment to Fragment is already recorded could refund stars that
 //! were delivered, so it needs `"force": true`: the operator says they checked on chain and
-//! with Fragment. Every decision is recorded with the admin's name.
+//! with Fragment. That rule is the ledger's (`decide` refuses an unforced failure of a paid
+//! order, against the account as committed), so no instance can let one through on a stale
+//! view. Every decision is recorded with the admin's name.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use starledger_ledger::account::{AccountCommand, PurchaseStatus};
+use starledger_ledger::account::AccountCommand;
 use starledger_ledger::commands::CommandContext;
 use starledger_ledger::events::Actor;
 use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
@@ -48,7 +50,25 @@ async fn open_purchases(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ADMIN)?;
-    let limit = query.limit.unwrap_or(50);
+    let purchases = listed(
+        &state,
+        &StatusFilter::OpenPurchases,
+        query.limit,
+        "purchase",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"purchases": purchases})))
+}
+
+/// The transactions in `filter`'s statuses, oldest first, each with its user, as operators
+/// list what waits for them.
+pub(super) async fn listed(
+    state: &AppState,
+    filter: &StatusFilter,
+    limit: Option<u32>,
+    label: &str,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_request(
             "invalid_limit",
@@ -57,31 +77,54 @@ async fn open_purchases(
     }
     let rows = state
         .read
-        .transactions_in_status(&StatusFilter::OpenPurchases, Utc::now(), limit)
+        .transactions_in_status(filter, Utc::now(), limit)
         .await?;
-    let purchases: Vec<_> = rows
+    Ok(rows
         .iter()
-        .map(|row| json!({"user_id": row.user_id, "purchase": transaction_json(row)}))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"purchases": purchases})))
+        .map(|row| json!({"user_id": row.user_id, label: transaction_json(row)}))
+        .collect())
 }
 
-/// The purchase named in the path and its owner (from the read model, which knows every
-/// purchase's user).
-async fn find(state: &AppState, id: &str) -> Result<(UserId, PurchaseId), ApiError> {
+/// The transaction of `kind` named in the path and its owner (from the read model, which
+/// knows every transaction's user).
+pub(super) async fn owner(
+    state: &AppState,
+    id: &str,
+    kind: TransactionKind,
+) -> Result<(UserId, Uuid), ApiError> {
+    let name = kind.as_str();
     let unknown = || {
-        ApiError::not_found(
-            "unknown_purchase",
-            "no such purchase (a purchase made a moment ago may not be projected yet)",
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            if kind == TransactionKind::Purchase {
+                "unknown_purchase"
+            } else {
+                "unknown_recharge"
+            },
+            format!("no such {name} (one made a moment ago may not be projected yet)"),
         )
     };
-    let uuid = Uuid::parse_str(id)
-        .map_err(|_| ApiError::bad_request("invalid_purchase_id", "a purchase id is a UUID"))?;
+    let uuid = Uuid::parse_str(id).map_err(|_| {
+        ApiError::bad_request(
+            if kind == TransactionKind::Purchase {
+                "invalid_purchase_id"
+            } else {
+                "invalid_recharge_id"
+            },
+            format!("a {name} id is a UUID"),
+        )
+    })?;
     let row = state.read.transaction(uuid).await?.ok_or_else(unknown)?;
-    if row.kind != TransactionKind::Purchase {
+    if row.kind != kind {
         return Err(unknown());
     }
     let user = UserId::new(row.user_id).map_err(|_| unknown())?;
+    Ok((user, uuid))
+}
+
+/// The purchase named in the path and its owner.
+async fn find(state: &AppState, id: &str) -> Result<(UserId, PurchaseId), ApiError> {
+    let (user, uuid) = owner(state, id, TransactionKind::Purchase).await?;
     Ok((user, PurchaseId::from_uuid(uuid)))
 }
 
@@ -133,18 +176,10 @@ async fn fail(
     caller.require(ADMIN)?;
     let request: FailRequest = body.json()?;
     let (user, purchase_id) = find(&state, &path).await?;
-    let account = state.ledger.account(user).await?;
-    let status = account.purchases.get(&purchase_id).map(|p| p.status);
-    if status == Some(PurchaseStatus::OrderSent) && !request.force {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "payment_recorded",
-            "a payment to Fragment is recorded for this purchase and may have delivered the stars; check on chain and with Fragment, then repeat with \"force\": true",
-        ));
-    }
     let command = AccountCommand::FailPurchase {
         purchase_id,
         reason: format!("admin: {}", request.reason.trim()),
+        force: request.force,
     };
     let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
     tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");

@@ -33,12 +33,14 @@ async fn invoice(
     let info = sandbox(&state)?
         .invoice(&path)
         .ok_or_else(|| ApiError::not_found("unknown_invoice", "no such sandbox invoice"))?;
+    let payment = &info.payment;
     Ok(HttpResponse::Ok().json(json!({
-        "uuid": info.uuid, "order_id": info.order_id, "status": info.status.as_str(),
-        "amount": info.amount.map(|a| a.to_string()), "currency": info.currency,
-        "payment_amount": info.payment_amount.map(|a| a.to_string()),
-        "expires_at": info.expires_at, "is_final": info.is_final,
-        "pay": format!("POST /sandbox/heleket/invoices/{}/pay {{\"status\":\"paid\"}}", info.uuid),
+        "uuid": payment.uuid, "order_id": payment.order_id, "status": payment.status.as_str(),
+        "amount": payment.amount.map(|a| a.to_string()), "currency": payment.currency,
+        "payer_currency": payment.payer_currency,
+        "payment_amount": payment.payment_amount,
+        "expires_at": info.expires_at, "is_final": payment.is_final,
+        "pay": format!("POST /sandbox/heleket/invoices/{}/pay {{\"status\":\"paid\"}}", payment.uuid),
     })))
 }
 
@@ -49,6 +51,8 @@ struct PayRequest {
     status: String,
     /// What the payer paid (decimal string); default the invoice amount.
     amount: Option<String>,
+    /// The coin the payer paid with; default the invoice's (rehearses a wrong-coin payment).
+    payer_currency: Option<String>,
 }
 
 async fn pay(
@@ -65,7 +69,7 @@ async fn pay(
         .map(|text| super::users::amount("amount", text).map(|a| a.value()))
         .transpose()?;
     let delivery = sandbox(&state)?
-        .pay(&path, &request.status, amount)
+        .pay(&path, &request.status, amount, request.payer_currency)
         .await
         .map_err(|error| match error {
             SandboxError::UnknownInvoice(_) => {

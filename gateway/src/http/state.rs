@@ -21,6 +21,7 @@ use super::deadline::Deadline;
 use crate::config::server::Secret;
 use crate::heleket::sandbox::Sandbox;
 use crate::heleket::PaymentProvider;
+use crate::settlement::Settlement;
 
 /// Request limits and timing.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct HeleketSettings {
     pub allowed_ips: Vec<IpAddr>,
     pub callback_url: String,
     pub invoice_lifetime_seconds: u32,
+    /// The network of the ledger's coin, the only one invoices accept.
+    pub network: String,
 }
 
 pub struct AppState {
@@ -53,6 +56,8 @@ pub struct AppState {
     /// Where the SQL projectors of this process stand.
     pub projections: watch::Receiver<Progress>,
     pub provider: Arc<dyn PaymentProvider>,
+    /// Turns what Heleket says about a payment into ledger commands (webhooks, reconciler).
+    pub settlement: Arc<Settlement>,
     /// Present in `HELEKET_MODE=sandbox`: the routes that "pay" sandbox invoices use it.
     pub sandbox: Option<Arc<Sandbox>>,
     pub keys: ApiKeys,

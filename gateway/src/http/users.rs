@@ -218,6 +218,7 @@ pub async fn balance_json(
                 currency: profile.currency,
                 available: Decimal::ZERO,
                 reserved: Decimal::ZERO,
+                debt: Decimal::ZERO,
                 updated_at: profile.registered_at,
                 position: profile.position,
             }
@@ -228,6 +229,9 @@ pub async fn balance_json(
         "available": row.available.normalize().to_string(),
         "reserved": row.reserved.normalize().to_string(),
         "total": row.total().normalize().to_string(),
+        // What the user owes after a refunded payment whose credit was spent; purchases are
+        // refused while it is not zero.
+        "debt": row.debt.normalize().to_string(),
         "currency": row.currency,
         "position": row.position,
     }))

@@ -14,7 +14,7 @@ use crate::support::app::{launch, Database, Running};
 pub const SERVICE_KEY: &str = "service-key-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-0123456789ab";
 pub const AUDITOR_KEY: &str = "auditor-key-0123456789";
-pub const HELEKET_KEY: &str = "heleket-test-api-key";
+pub const HELEKET_KEY: &str = "heleket-test-api-key-0123456789abcdef";
 
 pub struct TestApp {
     pub base: String,

@@ -13,9 +13,9 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::*;
 
-const MERCHANT: &str = "8b2c5a4e-0000-4000-8000-000000000001";
+pub const MERCHANT: &str = "8b2c5a4e-0000-4000-8000-000000000001";
 
-async fn live_app(heleket: &MockServer) -> TestApp {
+pub async fn live_app(heleket: &MockServer) -> TestApp {
     spawn_app_with(Options {
         vars: vec![
             ("HELEKET_MODE", "live".into()),
@@ -138,6 +138,7 @@ async fn the_reconciler_settles_a_paid_invoice_whose_webhook_was_lost() {
     let order = format!("sl_7003_{recharge_id}");
     let paid = json!({"state": 0, "result": {
         "uuid": uuid, "order_id": order, "amount": "2.5", "payment_amount": "2.6",
+        "payer_amount": "2.6", "payer_currency": "TON", "network": "ton",
         "currency": "TON", "url": "https://pay.heleket.com/pay/x", "payment_status": "paid_over",
         "status": "paid_over", "is_final": true, "txid": "abc", "expired_at": null,
     }});
@@ -147,9 +148,8 @@ async fn the_reconciler_settles_a_paid_invoice_whose_webhook_was_lost() {
         .mount(&heleket)
         .await;
     let reconciler = Reconciler {
-        ledger: app.state.ledger.clone(),
+        settlement: app.state.settlement.clone(),
         read: app.state.read.clone(),
-        provider: app.state.provider.clone(),
     };
     // Not expired yet: left alone.
     let early = reconciler.round(Utc::now()).await.unwrap();
@@ -163,7 +163,9 @@ async fn the_reconciler_settles_a_paid_invoice_whose_webhook_was_lost() {
 
     // The webhook turns up after all: same key, nothing recorded twice.
     let webhook = json!({"type": "payment", "uuid": uuid, "order_id": order, "amount": "2.5",
-        "payment_amount": "2.6", "status": "paid_over", "currency": "TON", "is_final": true});
+        "payment_amount": "2.6", "payer_amount": "2.6", "payer_currency": "TON",
+        "network": "ton", "status": "paid_over", "currency": "TON", "is_final": true,
+        "txid": "abc"});
     let answer: Value = app
         .webhook(webhook, HELEKET_KEY)
         .await
@@ -195,9 +197,8 @@ async fn the_reconciler_fails_an_invoice_heleket_does_not_know() {
     let app = live_app(&heleket).await;
     pending_recharge(&app, 7004).await;
     let reconciler = Reconciler {
-        ledger: app.state.ledger.clone(),
+        settlement: app.state.settlement.clone(),
         read: app.state.read.clone(),
-        provider: app.state.provider.clone(),
     };
     let round = reconciler
         .round(Utc::now() + chrono::Duration::hours(2))

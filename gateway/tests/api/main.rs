@@ -8,6 +8,7 @@ mod fulfilment;
 mod helpers;
 mod input;
 mod live_heleket;
+mod money_rules;
 mod purchases;
 mod recharges;
 #[path = "../support/mod.rs"]

@@ -15,8 +15,9 @@ async fn a_sandbox_recharge_credits_what_was_paid_once() {
     let invoice = recharge["invoice_uuid"].as_str().unwrap().to_owned();
     assert!(recharge["payment_url"].as_str().unwrap().contains(&invoice));
 
-    // The payer sends more than asked: paid_over credits what actually arrived.
-    let paid = app.pay(&invoice, "paid_over", Some("12.25")).await;
+    // The payer sends more than asked (within the 10% tolerance): paid_over credits what
+    // actually arrived.
+    let paid = app.pay(&invoice, "paid_over", Some("11.25")).await;
     assert_eq!(paid["endpoint_status"], 200);
     assert_eq!(paid["endpoint_answer"]["result"], "recorded");
     let position = paid["endpoint_answer"]["detail"]["position"]
@@ -24,11 +25,11 @@ async fn a_sandbox_recharge_credits_what_was_paid_once() {
         .unwrap();
 
     // Heleket retries: the same webhook again records nothing.
-    let again = app.pay(&invoice, "paid_over", Some("12.25")).await;
+    let again = app.pay(&invoice, "paid_over", Some("11.25")).await;
     assert_eq!(again["endpoint_answer"]["result"], "duplicate");
 
     let balance = app.balance_at_least(1001, position).await;
-    assert_eq!(balance["available"], "12.25");
+    assert_eq!(balance["available"], "11.25");
     assert_eq!(balance["reserved"], "0");
     assert_eq!(balance["currency"], "TON");
 
@@ -101,7 +102,7 @@ async fn a_cancelled_invoice_fails_the_recharge_and_a_late_payment_still_counts(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn interim_statuses_and_failures_after_payment_change_nothing() {
+async fn interim_statuses_change_nothing_and_a_failure_after_payment_reverses_it_once() {
     let app = spawn_app().await;
     app.register(1004).await;
     let recharge = app.recharge(1004, "2").await;
@@ -110,14 +111,35 @@ async fn interim_statuses_and_failures_after_payment_change_nothing() {
     assert_eq!(check["endpoint_answer"]["result"], "ignored");
     app.pay(invoice, "paid", None).await;
     let length = app.log_length().await;
-    // A refund or cancellation after the credit needs a person, not an automatic debit.
-    for status in ["cancel", "refund_paid", "fail"] {
+    assert_eq!(app.balance_at_least(1004, length).await["available"], "2");
+    // The money went back after the credit: the credit is taken back, once.
+    let cancelled = app.pay(invoice, "cancel", None).await;
+    assert_eq!(
+        cancelled["endpoint_answer"]["detail"]["outcome"], "reversed",
+        "{cancelled}"
+    );
+    for status in ["refund_paid", "fail", "cancel"] {
         let late = app.pay(invoice, status, None).await;
         assert_eq!(late["endpoint_status"], 200, "{late}");
-        assert_eq!(late["endpoint_answer"]["result"], "ignored", "{late}");
+        assert!(
+            matches!(
+                late["endpoint_answer"]["result"].as_str(),
+                Some("ignored" | "duplicate")
+            ),
+            "{late}"
+        );
     }
-    assert_eq!(app.log_length().await, length);
-    assert_eq!(app.balance_at_least(1004, length).await["available"], "2");
+    assert_eq!(app.log_length().await, length + 1);
+    let balance = app.balance_at_least(1004, length + 1).await;
+    assert_eq!(
+        (balance["available"].as_str(), balance["debt"].as_str()),
+        (Some("0"), Some("0"))
+    );
+    assert_eq!(
+        app.latest_transaction(1004, length + 1).await["status"],
+        "reversed"
+    );
+    app.assert_sound().await;
     app.stop().await;
 }
 

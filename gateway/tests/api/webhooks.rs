@@ -20,6 +20,9 @@ fn paid_webhook(recharge: &Value, user: i64, amount: &str) -> Value {
         "is_final": true,
         "status": "paid",
         "currency": "TON",
+        "payer_currency": "TON",
+        "payer_amount": amount,
+        "network": "ton",
         "additional_data": "https://shop.example/r/1",
         "txid": "tx-1"
     })
@@ -107,24 +110,17 @@ async fn forged_tampered_unsigned_and_malformed_webhooks_change_nothing() {
     let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(200_000));
     let response = app.webhook_raw(huge).await;
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    // Signed, but absurd amounts or missing fields.
-    for amount in ["-1", "0", "1e40", "abc"] {
-        let response = app
-            .webhook(paid_webhook(&recharge, 2002, amount), HELEKET_KEY)
-            .await;
+    // Signed, but without the fields a webhook must have.
+    for field in ["uuid", "order_id", "status", "currency"] {
+        let mut incomplete = genuine.clone();
+        incomplete.as_object_mut().unwrap().remove(field);
+        let response = app.webhook(incomplete, HELEKET_KEY).await;
         assert_eq!(
             error_code(response).await,
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook".into()),
-            "{amount}"
+            "{field}"
         );
     }
-    let mut other_currency = genuine.clone();
-    other_currency["currency"] = json!("USDT");
-    let response = app.webhook(other_currency, HELEKET_KEY).await;
-    assert_eq!(
-        error_code(response).await,
-        (StatusCode::UNPROCESSABLE_ENTITY, "currency_mismatch".into())
-    );
 
     assert_eq!(app.log_length().await, before, "nothing was appended");
     assert_eq!(app.balance(2002).await["available"], "0");

@@ -31,7 +31,10 @@ pub async fn start(database: &Database, fake: &FakeTelegram, extra: &[(&str, &st
         .with_test_writer()
         .try_init();
     let mut settings = vec![
-        ("API_KEY", "heleket-test-api-key".to_owned()),
+        (
+            "API_KEY",
+            "heleket-test-api-key-0123456789abcdef".to_owned(),
+        ),
         ("TELEGRAM_TOKEN", fake.token.clone()),
         ("TELEGRAM_API_URL", fake.base.clone()),
         ("STARLEDGER_API_KEYS", format!("bot:service:{SERVICE_KEY}")),

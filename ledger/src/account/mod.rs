@@ -7,7 +7,10 @@
 mod decide;
 mod state;
 
-pub use decide::{decide, AccountCommand, Rejection};
+pub use decide::{
+    checked_text, decide, is_clean_text_char, AccountCommand, PaymentReport, Rejection,
+    ReportedOutcome, ReviewDecision, MAX_REASON_LEN, MAX_TOLERANCE_PERCENT,
+};
 pub use state::{
     Account, InvariantViolation, Profile, Purchase, PurchaseStatus, Recharge, RechargeStatus,
 };

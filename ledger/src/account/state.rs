@@ -1,13 +1,21 @@
 //! The account as it stands after a sequence of events (the "evolve" half of the aggregate).
 //!
-//! Balances move only through postings, so the account's `available` and `reserved` are, by
-//! construction, the balances of its `customer:{id}:…` ledger accounts.
+//! Balances move only through postings, so the account's `available`, `reserved` and `debt`
+//! are, by construction, the balances of its `customer:{id}:…` ledger accounts.
+//!
+//! The account invariants live here, as one typed check ([`Account::check_invariants`]) that
+//! the command handler runs on every decision before it is appended and `audit verify` runs
+//! after every event of the log:
+//! - `available`, `reserved` and `debt` are never negative;
+//! - `reserved` equals the price of the open purchases (a reservation belongs to exactly one
+//!   order, and resolves once);
+//! - while a debt is open nothing is available: money that comes in pays the debt first.
 
 use std::collections::{HashMap, HashSet};
 
 use rust_decimal::Decimal;
 
-use crate::events::{AccountEvent, Stars};
+use crate::events::{AccountEvent, ReviewReason, Stars};
 use crate::ids::{AdjustmentId, PurchaseId, RechargeId, UserId};
 use crate::money::{Amount, Currency};
 use crate::postings::LedgerAccount;
@@ -22,9 +30,38 @@ pub struct Profile {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RechargeStatus {
+    /// Invoice issued, nothing final heard.
     Pending,
-    Settled { credited: Amount },
-    Failed { reason: String },
+    /// The provider holds the payment for a check (`locked`); a later status decides.
+    OnHold,
+    /// A payment arrived that is not credited automatically; an operator decides.
+    NeedsReview {
+        reason: ReviewReason,
+    },
+    Settled {
+        credited: Amount,
+    },
+    Failed {
+        reason: String,
+    },
+    /// Credited, then the payment went back to the payer and the credit was taken back.
+    Reversed {
+        credited: Amount,
+    },
+}
+
+impl RechargeStatus {
+    /// A stable name for logs, API answers and the `transactions` read model.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::OnHold => "on_hold",
+            Self::NeedsReview { .. } => "needs_review",
+            Self::Settled { .. } => "settled",
+            Self::Failed { .. } => "failed",
+            Self::Reversed { .. } => "reversed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +102,11 @@ pub struct Account {
     pub profile: Option<Profile>,
     pub available: Decimal,
     pub reserved: Decimal,
+    /// What the customer owes (a positive number; the debt account's balance negated).
+    pub debt: Decimal,
+    /// The prices of the purchases still open, kept as they open and close: what `reserved`
+    /// must equal.
+    pub open_reservations: Decimal,
     pub recharges: HashMap<RechargeId, Recharge>,
     pub purchases: HashMap<PurchaseId, Purchase>,
     pub adjustments: HashSet<AdjustmentId>,
@@ -79,6 +121,10 @@ pub enum InvariantViolation {
     NegativeReserved(Decimal),
     #[error("reserved balance {reserved} differs from the open purchases' total {open}")]
     ReservationMismatch { reserved: Decimal, open: Decimal },
+    #[error("debt is negative: {0}")]
+    NegativeDebt(Decimal),
+    #[error("{available} is available while a debt of {debt} is open (money that arrives pays the debt first)")]
+    AvailableWhileInDebt { available: Decimal, debt: Decimal },
 }
 
 impl Account {
@@ -116,21 +162,35 @@ impl Account {
                     },
                 );
             }
-            AccountEvent::RechargeSettled(e) => {
-                if let Some(recharge) = self.recharges.get_mut(&e.recharge_id) {
-                    recharge.status = RechargeStatus::Settled {
-                        credited: e.credited,
-                    };
-                }
+            AccountEvent::RechargeSettled(e) => self.set_recharge_status(
+                e.recharge_id,
+                RechargeStatus::Settled {
+                    credited: e.credited,
+                },
+            ),
+            AccountEvent::RechargeFailed(e) => self.set_recharge_status(
+                e.recharge_id,
+                RechargeStatus::Failed {
+                    reason: e.reason.clone(),
+                },
+            ),
+            AccountEvent::RechargeHeld(e) => {
+                self.set_recharge_status(e.recharge_id, RechargeStatus::OnHold)
             }
-            AccountEvent::RechargeFailed(e) => {
-                if let Some(recharge) = self.recharges.get_mut(&e.recharge_id) {
-                    recharge.status = RechargeStatus::Failed {
-                        reason: e.reason.clone(),
-                    };
-                }
-            }
+            AccountEvent::RechargeReviewRequired(e) => self.set_recharge_status(
+                e.recharge_id,
+                RechargeStatus::NeedsReview { reason: e.reason },
+            ),
+            AccountEvent::RechargeReversed(e) => self.set_recharge_status(
+                e.recharge_id,
+                RechargeStatus::Reversed {
+                    credited: e.reversed,
+                },
+            ),
             AccountEvent::PurchaseRequested(e) => {
+                if !self.purchases.contains_key(&e.purchase_id) {
+                    self.open_reservations += e.price.value();
+                }
                 self.purchases.insert(
                     e.purchase_id,
                     Purchase {
@@ -163,8 +223,17 @@ impl Account {
         self.apply_postings(event);
     }
 
+    fn set_recharge_status(&mut self, recharge_id: RechargeId, status: RechargeStatus) {
+        if let Some(recharge) = self.recharges.get_mut(&recharge_id) {
+            recharge.status = status;
+        }
+    }
+
     fn set_purchase_status(&mut self, purchase_id: PurchaseId, status: PurchaseStatus) {
         if let Some(purchase) = self.purchases.get_mut(&purchase_id) {
+            if purchase.status.is_open() && !status.is_open() {
+                self.open_reservations -= purchase.price.value();
+            }
             purchase.status = status;
         }
     }
@@ -179,12 +248,15 @@ impl Account {
                 LedgerAccount::CustomerReserved(owner) if owner == user => {
                     self.reserved += posting.amount
                 }
+                LedgerAccount::CustomerDebt(owner) if owner == user => self.debt -= posting.amount,
                 _ => {}
             }
         }
     }
 
-    /// The account invariants of DESIGN.md that can be checked on one account.
+    /// The account invariants of DESIGN.md that can be checked on one account (see the
+    /// module's documentation). Constant time: run after every decision and every audited
+    /// event.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         if self.available < Decimal::ZERO {
             return Err(InvariantViolation::NegativeAvailable(self.available));
@@ -192,16 +264,19 @@ impl Account {
         if self.reserved < Decimal::ZERO {
             return Err(InvariantViolation::NegativeReserved(self.reserved));
         }
-        let open: Decimal = self
-            .purchases
-            .values()
-            .filter(|p| p.status.is_open())
-            .map(|p| p.price.value())
-            .sum();
-        if open != self.reserved {
+        if self.debt < Decimal::ZERO {
+            return Err(InvariantViolation::NegativeDebt(self.debt));
+        }
+        if self.open_reservations != self.reserved {
             return Err(InvariantViolation::ReservationMismatch {
                 reserved: self.reserved,
-                open,
+                open: self.open_reservations,
+            });
+        }
+        if self.debt > Decimal::ZERO && self.available > Decimal::ZERO {
+            return Err(InvariantViolation::AvailableWhileInDebt {
+                available: self.available,
+                debt: self.debt,
             });
         }
         Ok(())

@@ -180,6 +180,7 @@ fn completing_captures_and_failing_refunds() {
     let fail = AccountCommand::FailPurchase {
         purchase_id: purchase_id(),
         reason: "recipient not found".into(),
+        force: false,
     };
     let (refunded, _) = given_when(&base, &fail);
     assert_eq!(
@@ -196,6 +197,7 @@ fn a_reservation_resolves_at_most_once() {
     let fail = AccountCommand::FailPurchase {
         purchase_id: purchase_id(),
         reason: "late failure".into(),
+        force: false,
     };
     let given = [
         register(),
@@ -375,4 +377,361 @@ fn a_wallet_message_must_be_base64_of_bounded_size() {
             "{bad:.20}: {outcome:?}"
         );
     }
+}
+
+// ---- What a provider's report credits (DESIGN.md, "money rules at the edge") -------------
+
+/// A provider's report on the recharge of [`recharge_id`].
+fn report(status: &str, coin: Option<&str>, paid: Option<&str>) -> AccountCommand {
+    let outcome = match status {
+        "paid" => ReportedOutcome::Paid,
+        "paid_over" => ReportedOutcome::PaidOver,
+        "wrong_amount" => ReportedOutcome::Underpaid,
+        "locked" => ReportedOutcome::Held,
+        "refund_fail" => ReportedOutcome::RefundFailed,
+        _ => ReportedOutcome::Failed,
+    };
+    AccountCommand::RecordPayment {
+        recharge_id: recharge_id(),
+        report: PaymentReport {
+            outcome,
+            provider_status: status.into(),
+            invoice_currency: Some("TON".into()),
+            paid_currency: coin.map(str::to_owned),
+            paid_amount: paid.map(str::to_owned),
+            txid: Some("tx-1".into()),
+            facts: r#"{"status":"paid"}"#.into(),
+        },
+        overpay_tolerance_percent: 10,
+    }
+}
+
+fn only_event(outcome: Result<Vec<AccountEvent>, Rejection>) -> AccountEvent {
+    let events = outcome.expect("accepted");
+    assert_eq!(events.len(), 1);
+    events.into_iter().next().unwrap()
+}
+
+fn review_reason(event: &AccountEvent) -> Option<ReviewReason> {
+    match event {
+        AccountEvent::RechargeReviewRequired(e) => Some(e.reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_payment_in_another_coin_is_never_credited_but_reviewed() {
+    let base = [register(), request_recharge("10")];
+    let (account, outcome) = given_when(&base, &report("paid", Some("USDT"), Some("30")));
+    let event = only_event(outcome);
+    assert_eq!(review_reason(&event), Some(ReviewReason::ForeignCoin));
+    assert_eq!(account.available, dec("0"));
+    assert!(matches!(
+        account.recharges[&recharge_id()].status,
+        RechargeStatus::NeedsReview { .. }
+    ));
+    // Nor is it credited when a later report of the same payment comes in.
+    let (account, outcome) = given_when(
+        &[
+            register(),
+            request_recharge("10"),
+            report("paid", Some("USDT"), Some("30")),
+        ],
+        &report("paid", Some("TON"), Some("10")),
+    );
+    assert_eq!(outcome, Err(Rejection::RechargeInReview(recharge_id())));
+    assert_eq!(account.available, dec("0"));
+}
+
+#[test]
+fn a_missing_coin_or_an_unreadable_amount_is_reviewed_not_guessed() {
+    let base = [register(), request_recharge("10")];
+    for (coin, paid, reason) in [
+        (None, Some("10"), ReviewReason::MissingCoin),
+        (Some("TON"), None, ReviewReason::UnreadableAmount),
+        (Some("TON"), Some("ten"), ReviewReason::UnreadableAmount),
+        (Some("TON"), Some("-10"), ReviewReason::UnreadableAmount),
+        (Some("TON"), Some("1e1"), ReviewReason::UnreadableAmount),
+        (
+            Some("TON"),
+            Some("0.0000000001"),
+            ReviewReason::UnreadableAmount,
+        ),
+        (Some("ton"), Some("10"), ReviewReason::ForeignCoin),
+    ] {
+        let (account, outcome) = given_when(&base, &report("paid", coin, paid));
+        assert_eq!(
+            review_reason(&only_event(outcome)),
+            Some(reason),
+            "{coin:?} {paid:?}"
+        );
+        assert_eq!(account.available, dec("0"));
+    }
+}
+
+#[test]
+fn an_overpayment_is_credited_up_to_the_tolerance_and_reviewed_beyond_it() {
+    let base = [register(), request_recharge("10")];
+    let (account, outcome) = given_when(&base, &report("paid_over", Some("TON"), Some("11")));
+    assert!(matches!(
+        only_event(outcome),
+        AccountEvent::RechargeSettled(_)
+    ));
+    assert_eq!(account.available, dec("11"));
+
+    let (account, outcome) = given_when(
+        &base,
+        &report("paid_over", Some("TON"), Some("11.000000001")),
+    );
+    assert_eq!(
+        review_reason(&only_event(outcome)),
+        Some(ReviewReason::AboveTolerance)
+    );
+    assert_eq!(account.available, dec("0"));
+}
+
+#[test]
+fn an_underpayment_credits_what_arrived_and_is_marked_partial() {
+    let base = [register(), request_recharge("10")];
+    let (account, outcome) = given_when(&base, &report("wrong_amount", Some("TON"), Some("7.5")));
+    let AccountEvent::RechargeSettled(settled) = only_event(outcome) else {
+        panic!("not a settlement");
+    };
+    assert!(settled.partial);
+    assert_eq!(settled.status, PaidStatus::WrongAmount);
+    assert_eq!(account.available, dec("7.5"));
+    // An "underpayment" of the whole amount contradicts itself.
+    let (_, outcome) = given_when(&base, &report("wrong_amount", Some("TON"), Some("10")));
+    assert_eq!(
+        review_reason(&only_event(outcome)),
+        Some(ReviewReason::InconsistentReport)
+    );
+}
+
+#[test]
+fn a_hold_waits_and_a_later_final_status_decides() {
+    let held = [
+        register(),
+        request_recharge("10"),
+        report("locked", Some("TON"), Some("10")),
+    ];
+    let (account, _) = given_when(&held[..2], &held[2]);
+    assert_eq!(
+        account.recharges[&recharge_id()].status,
+        RechargeStatus::OnHold
+    );
+    assert_eq!(account.available, dec("0"));
+
+    let (account, outcome) = given_when(&held, &report("paid", Some("TON"), Some("10")));
+    assert!(matches!(
+        only_event(outcome),
+        AccountEvent::RechargeSettled(_)
+    ));
+    assert_eq!(account.available, dec("10"));
+
+    let (account, outcome) = given_when(&held, &report("fail", Some("TON"), Some("10")));
+    assert!(matches!(
+        only_event(outcome),
+        AccountEvent::RechargeFailed(_)
+    ));
+    assert_eq!(account.available, dec("0"));
+}
+
+#[test]
+fn a_refund_after_the_credit_was_spent_leaves_a_debt_and_available_at_zero() {
+    let spent = [
+        register(),
+        request_recharge("10"),
+        report("paid", Some("TON"), Some("10")),
+        purchase("4"),
+        AccountCommand::CompletePurchase {
+            purchase_id: purchase_id(),
+        },
+    ];
+    let (account, outcome) = given_when(&spent, &report("refund_paid", Some("TON"), Some("10")));
+    let AccountEvent::RechargeReversed(reversed) = only_event(outcome) else {
+        panic!("not a reversal");
+    };
+    assert_eq!(
+        (reversed.from_available, reversed.debt),
+        (dec("6"), dec("4"))
+    );
+    assert_eq!((account.available, account.debt), (dec("0"), dec("4")));
+    account.check_invariants().unwrap();
+
+    // While the debt is open nothing can be bought.
+    let mut in_debt = spent.to_vec();
+    in_debt.push(report("refund_paid", Some("TON"), Some("10")));
+    let another = AccountCommand::RequestPurchase {
+        purchase_id: PurchaseId::derive(user(), &key("p2")),
+        stars: Stars::new(50).unwrap(),
+        recipient: None,
+        price: amount("0.1"),
+    };
+    let (_, outcome) = given_when(&in_debt, &another);
+    assert_eq!(outcome, Err(Rejection::AccountInDebt { debt: dec("4") }));
+
+    // The next top-up pays the debt first.
+    let second = RechargeId::derive(user(), &key("r2"));
+    in_debt.push(AccountCommand::RequestRecharge {
+        recharge_id: second,
+        amount: amount("5"),
+        currency: Currency::ton(),
+        invoice: Invoice {
+            uuid: "inv-2".into(),
+            url: "https://pay.example/inv-2".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        },
+    });
+    let (account, outcome) = given_when(
+        &in_debt,
+        &AccountCommand::SettleRecharge {
+            recharge_id: second,
+            status: PaidStatus::Paid,
+            paid: amount("5"),
+            txid: None,
+        },
+    );
+    let AccountEvent::RechargeSettled(settled) = only_event(outcome) else {
+        panic!("not a settlement");
+    };
+    assert_eq!(settled.debt_repaid, dec("4"));
+    assert_eq!((account.available, account.debt), (dec("1"), dec("0")));
+    account.check_invariants().unwrap();
+}
+
+#[test]
+fn a_refund_before_any_credit_just_fails_the_recharge_and_a_failed_refund_is_reviewed() {
+    let base = [register(), request_recharge("10")];
+    let (account, outcome) = given_when(&base, &report("refund_paid", Some("TON"), None));
+    assert!(matches!(
+        only_event(outcome),
+        AccountEvent::RechargeFailed(_)
+    ));
+    assert_eq!(account.debt, dec("0"));
+    let (_, outcome) = given_when(&base, &report("refund_fail", Some("TON"), Some("10")));
+    assert_eq!(
+        review_reason(&only_event(outcome)),
+        Some(ReviewReason::RefundFailed)
+    );
+    // After a credit a failed refund leaves the credit as it is.
+    let credited = [
+        register(),
+        request_recharge("10"),
+        report("paid", Some("TON"), Some("10")),
+    ];
+    let (account, outcome) = given_when(&credited, &report("refund_fail", Some("TON"), None));
+    assert_eq!(
+        outcome,
+        Err(Rejection::RechargeAlreadySettled(recharge_id()))
+    );
+    assert_eq!(account.available, dec("10"));
+}
+
+#[test]
+fn an_operator_resolves_a_review_once_by_credit_or_rejection() {
+    let reviewed = [
+        register(),
+        request_recharge("10"),
+        report("paid", Some("USDT"), Some("30")),
+    ];
+    let resolve = |decision| AccountCommand::ResolveRecharge {
+        recharge_id: recharge_id(),
+        decision,
+        admin: "carol".into(),
+        reason: "checked with Heleket support".into(),
+    };
+    let (account, outcome) = given_when(&reviewed, &resolve(ReviewDecision::Credit(amount("9"))));
+    let AccountEvent::RechargeSettled(settled) = only_event(outcome) else {
+        panic!("not a settlement");
+    };
+    assert_eq!(settled.status, PaidStatus::Reviewed);
+    assert!(settled.partial);
+    assert_eq!(settled.resolution.as_ref().unwrap().admin, "carol");
+    assert_eq!(account.available, dec("9"));
+
+    let (account, outcome) = given_when(&reviewed, &resolve(ReviewDecision::Reject));
+    assert!(matches!(
+        only_event(outcome),
+        AccountEvent::RechargeFailed(_)
+    ));
+    assert_eq!(account.available, dec("0"));
+
+    // A recharge nobody needs to decide cannot be resolved.
+    let (_, outcome) = given_when(
+        &[register(), request_recharge("10")],
+        &resolve(ReviewDecision::Credit(amount("10"))),
+    );
+    assert!(matches!(
+        outcome,
+        Err(Rejection::RechargeNotAwaitingDecision { .. })
+    ));
+}
+
+#[test]
+fn failing_a_paid_order_needs_force() {
+    let sent = [
+        register(),
+        request_recharge("10"),
+        settle("10"),
+        purchase("4"),
+        AccountCommand::RecordFragmentOrder {
+            purchase_id: purchase_id(),
+            fragment_request_id: "req-1".into(),
+            ton_amount: amount("3"),
+        },
+        sent_attempt(1),
+    ];
+    let fail = |force| AccountCommand::FailPurchase {
+        purchase_id: purchase_id(),
+        reason: "operator".into(),
+        force,
+    };
+    let (account, outcome) = given_when(&sent, &fail(false));
+    assert_eq!(outcome, Err(Rejection::PaymentRecorded(purchase_id())));
+    assert_eq!(account.reserved, dec("4"));
+    let (account, outcome) = given_when(&sent, &fail(true));
+    assert!(outcome.is_ok());
+    assert_eq!((account.available, account.reserved), (dec("10"), dec("0")));
+}
+
+#[test]
+fn free_text_refuses_bidi_overrides_and_zero_width_characters() {
+    for text in [
+        "alice\u{202E}gnp.exe",
+        "zero\u{200B}width",
+        "join\u{200D}er",
+        "\u{FEFF}bom",
+        "isolate\u{2066}x\u{2069}",
+        "soft\u{00AD}hyphen",
+    ] {
+        let (_, outcome) = given_when(
+            &[],
+            &AccountCommand::Register {
+                username: Some(text.into()),
+                language: None,
+                currency: Currency::ton(),
+            },
+        );
+        assert!(
+            matches!(
+                outcome,
+                Err(Rejection::InvalidText {
+                    field: "username",
+                    ..
+                })
+            ),
+            "{text:?}"
+        );
+    }
+    // Letters of any script are fine.
+    let (_, outcome) = given_when(
+        &[],
+        &AccountCommand::Register {
+            username: Some("Алиса_ß_日本".into()),
+            language: None,
+            currency: Currency::ton(),
+        },
+    );
+    assert!(outcome.is_ok());
 }

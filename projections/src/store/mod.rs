@@ -51,8 +51,10 @@ pub struct HistoryPage {
 /// exist, so their SQL is built from constants, never from input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
-    /// Recharges waiting for their invoice to be paid.
+    /// Recharges waiting for their invoice to be paid, or for the provider to lift a hold.
     PendingRecharges,
+    /// Recharges an operator must decide: in review, or on hold.
+    RechargesAwaitingDecision,
     /// Purchases still holding a reservation: reserved, ordered at Fragment, or paid (sent).
     OpenPurchases,
 }
@@ -60,7 +62,7 @@ pub enum StatusFilter {
 impl StatusFilter {
     pub(crate) fn transaction_type(self) -> &'static str {
         match self {
-            Self::PendingRecharges => "recharge",
+            Self::PendingRecharges | Self::RechargesAwaitingDecision => "recharge",
             Self::OpenPurchases => "purchase",
         }
     }
@@ -68,7 +70,8 @@ impl StatusFilter {
     /// The statuses as an SQL list of literals.
     pub(crate) fn statuses_sql(self) -> &'static str {
         match self {
-            Self::PendingRecharges => "('pending')",
+            Self::PendingRecharges => "('pending', 'on_hold')",
+            Self::RechargesAwaitingDecision => "('needs_review', 'on_hold')",
             Self::OpenPurchases => "('reserved', 'ordered', 'sent')",
         }
     }

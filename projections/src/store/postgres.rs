@@ -36,6 +36,7 @@ fn ddl(table: Table, suffix: &str) -> Vec<String> {
                 available   NUMERIC     NOT NULL,
                 reserved    NUMERIC     NOT NULL,
                 total       NUMERIC     NOT NULL,
+                debt        NUMERIC     NOT NULL DEFAULT 0,
                 updated_at  TIMESTAMPTZ NOT NULL,
                 position    BIGINT      NOT NULL,
                 PRIMARY KEY (user_id, currency))"
@@ -96,6 +97,7 @@ fn balance_from_row(row: &PgRow) -> Result<BalanceRow, ReadError> {
         currency: row.try_get("currency")?,
         available: row.try_get("available")?,
         reserved: row.try_get("reserved")?,
+        debt: row.try_get("debt")?,
         updated_at: row.try_get("updated_at")?,
         position: row.try_get::<i64, _>("position")? as u64,
     })
@@ -157,6 +159,21 @@ impl ReadStore for PgReadStore {
                 }
                 tx.commit().await?;
             }
+        }
+        // Tables made before the debt column existed get it (every debt so far is zero: the
+        // events that create one are newer than the column).
+        let has_debt: Option<(i32,)> = sqlx::query_as(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+             AND table_name = 'balances' AND column_name = 'debt'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if has_debt.is_none() {
+            sqlx::query(
+                "ALTER TABLE balances ADD COLUMN IF NOT EXISTS debt NUMERIC NOT NULL DEFAULT 0",
+            )
+            .execute(&self.pool)
+            .await?;
         }
         Ok(())
     }
@@ -429,18 +446,19 @@ impl ReadTx for PgReadTx {
             Table::Balances if !page.balances.is_empty() => {
                 let rows: Vec<&BalanceRow> = page.balances.values().collect();
                 sqlx::query(&format!(
-                    "INSERT INTO {name} (user_id, currency, available, reserved, total, updated_at, position) \
+                    "INSERT INTO {name} (user_id, currency, available, reserved, total, debt, updated_at, position) \
                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[], $5::numeric[], \
-                                          $6::timestamptz[], $7::bigint[]) \
+                                          $6::numeric[], $7::timestamptz[], $8::bigint[]) \
                      ON CONFLICT (user_id, currency) DO UPDATE SET available = EXCLUDED.available, \
-                     reserved = EXCLUDED.reserved, total = EXCLUDED.total, updated_at = EXCLUDED.updated_at, \
-                     position = EXCLUDED.position"
+                     reserved = EXCLUDED.reserved, total = EXCLUDED.total, debt = EXCLUDED.debt, \
+                     updated_at = EXCLUDED.updated_at, position = EXCLUDED.position"
                 ))
                 .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.currency.clone()).collect::<Vec<_>>())
                 .bind(rows.iter().map(|r| r.available).collect::<Vec<Decimal>>())
                 .bind(rows.iter().map(|r| r.reserved).collect::<Vec<Decimal>>())
                 .bind(rows.iter().map(|r| r.total()).collect::<Vec<Decimal>>())
+                .bind(rows.iter().map(|r| r.debt).collect::<Vec<Decimal>>())
                 .bind(rows.iter().map(|r| r.updated_at).collect::<Vec<DateTime<Utc>>>())
                 .bind(rows.iter().map(|r| r.position as i64).collect::<Vec<_>>())
                 .execute(&mut *self.tx)

@@ -42,6 +42,7 @@ fn ddl(table: Table, suffix: &str) -> Vec<String> {
                 available   TEXT    NOT NULL,
                 reserved    TEXT    NOT NULL,
                 total       TEXT    NOT NULL,
+                debt        TEXT    NOT NULL DEFAULT '0',
                 updated_at  INTEGER NOT NULL,
                 position    INTEGER NOT NULL,
                 PRIMARY KEY (user_id, currency))"
@@ -109,6 +110,7 @@ fn balance_from_row(row: &SqliteRow) -> Result<BalanceRow, ReadError> {
         currency: row.try_get("currency")?,
         available: decimal(row, "available")?,
         reserved: decimal(row, "reserved")?,
+        debt: decimal(row, "debt")?,
         updated_at: time(row, "updated_at")?,
         position: row.try_get::<i64, _>("position")? as u64,
     })
@@ -158,6 +160,16 @@ impl ReadStore for SqliteReadStore {
                     sqlx::query(&statement).execute(&mut *tx).await?;
                 }
             }
+        }
+        // Tables made before the debt column existed get it (every debt so far is zero).
+        let has_debt: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM pragma_table_info('balances') WHERE name = 'debt'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if has_debt.is_none() {
+            sqlx::query("ALTER TABLE balances ADD COLUMN debt TEXT NOT NULL DEFAULT '0'")
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -411,14 +423,15 @@ impl ReadTx for SqliteReadTx {
             Table::Balances => {
                 for r in page.balances.values() {
                     sqlx::query(&format!(
-                        "INSERT OR REPLACE INTO {name} (user_id, currency, available, reserved, total, updated_at, position) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                        "INSERT OR REPLACE INTO {name} (user_id, currency, available, reserved, total, debt, updated_at, position) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     ))
                     .bind(r.user_id)
                     .bind(&r.currency)
                     .bind(r.available.to_string())
                     .bind(r.reserved.to_string())
                     .bind(r.total().to_string())
+                    .bind(r.debt.to_string())
                     .bind(r.updated_at.timestamp_micros())
                     .bind(r.position as i64)
                     .execute(&mut *self.tx)
