@@ -10,6 +10,7 @@ use starledger_projections::audit;
 
 use super::auth::Caller;
 use super::error::ApiError;
+use super::position::position;
 use super::state::AppState;
 use crate::config::server::Role;
 
@@ -38,7 +39,7 @@ async fn events(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITOR)?;
-    let from = query.from.unwrap_or(0);
+    let from = position("from", query.from)?.unwrap_or(0);
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(

@@ -11,6 +11,7 @@
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
 //! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
 //! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
+//! - [`position`]: log positions in query strings, refused past the log's range.
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
@@ -21,6 +22,7 @@ pub mod body;
 pub mod deadline;
 pub mod error;
 pub mod ops;
+pub mod position;
 pub mod purchases;
 pub mod sandbox;
 pub mod state;
