@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use starledger_e2e::{
-    order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment, Server,
-    AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+    audit_result, order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment,
+    Server, AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
 };
 
 const CLIENTS: i64 = 6;
@@ -383,7 +383,7 @@ async fn crash_under_load(setup: Deployment) {
 
     wait_for_projections(&client.http, &client.base).await;
     replay_acknowledged(&client, &seen).await;
-    let balances = client.get("/v1/audit/balances", AUDITOR_KEY).await;
+    let balances = audit_result(&client.http, &client.base, "/v1/audit/balances").await;
     server.stop().await;
     setup.verify();
     let log = setup.export();
