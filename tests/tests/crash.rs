@@ -19,7 +19,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use starledger_e2e::{
     audit_result, order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment,
-    Server, AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+    Server, HELEKET_KEY, SERVICE_KEY,
 };
 
 const CLIENTS: i64 = 6;
@@ -130,18 +130,6 @@ impl Client {
             .post(format!("{}/webhooks/heleket", self.base))
             .header("Content-Type", "application/json")
             .body(signed.to_string())
-    }
-
-    async fn get(&self, path: &str, key: &str) -> Value {
-        let answer = self
-            .until_answered(path, || {
-                self.http
-                    .get(format!("{}{path}", self.base))
-                    .bearer_auth(key)
-            })
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
-        answer.body
     }
 }
 

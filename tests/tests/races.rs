@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use starledger_e2e::{
     audit_result, log_length, order_id, sign_webhook, soak, wait_for_projections, Deployment,
-    Server, AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+    Server, HELEKET_KEY, SERVICE_KEY,
 };
 
 /// What every recharge of the flood asks for (the invoice `amount`).
