@@ -94,17 +94,18 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
                 .with_timezone(&Utc);
             let balances = audit::balances_at(&events, at).await?;
             println!(
-                "{:>14} {:>8} {:>18} {:>18} {:>18}",
-                "user", "currency", "available", "reserved", "total"
+                "{:>14} {:>8} {:>18} {:>18} {:>18} {:>18}",
+                "user", "currency", "available", "reserved", "total", "debt"
             );
             for row in &balances {
                 println!(
-                    "{:>14} {:>8} {:>18} {:>18} {:>18}",
+                    "{:>14} {:>8} {:>18} {:>18} {:>18} {:>18}",
                     row.user_id,
                     row.currency,
                     row.available.normalize(),
                     row.reserved.normalize(),
-                    row.total().normalize()
+                    row.total().normalize(),
+                    row.debt.normalize()
                 );
             }
             println!("{} balances at {}", balances.len(), at.to_rfc3339());

@@ -185,6 +185,7 @@ impl Application {
             },
             metrics: metrics_handle(),
             rebuilds: RebuildJobs::default(),
+            audit_jobs: Default::default(),
             ready_max_lag: READY_MAX_LAG,
             runtime: tokio::runtime::Handle::current(),
         });

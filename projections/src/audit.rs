@@ -2,30 +2,156 @@
 //!
 //! `verify` makes one pass over the log: the ledger's own audit (hash chain, balanced
 //! postings, trial balance, account invariants) and, beside it, a fresh in-memory replay of
-//! every read model. Each table is then compared row by row with that replay at the table's
+//! the read models. Each table is then compared row by row with that replay at the table's
 //! own checkpoint, read in the same snapshot as the table (so the two agree, while the
 //! projectors keep running).
+//!
+//! Memory: the replay of a large log does not fit at once (every transaction row of the
+//! shop's history), so it is split into [`ReplaySettings::events_per_pass`]-sized shares by a
+//! hash of each row's key. The first pass runs the ledger's audit alone; each further pass
+//! reads the log again (up to the tables' checkpoints) and replays one share, and each table
+//! is scanned once per pass, comparing only the rows of that share. A log that fits one pass
+//! is read once, the replay beside the audit, as before. The ledger's own audit keeps each
+//! account's state (every recharge and purchase id) for its whole pass; that part is the
+//! ledger's and stays whole, but it is dropped before any table is compared. `balances_at` splits its replay the same way and hands each
+//! share's rows on in key order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use starledger_ledger::audit::{AuditReport, LogAudit};
-use std::sync::Arc;
-
+use starledger_ledger::events::AccountEvent;
+use starledger_ledger::postings::LedgerAccount;
 use starledger_ledger::store::{EventStore, RecordedEvent};
+use uuid::Uuid;
 
+use crate::model::{Page, Projected, Table};
 use crate::pages::PageReader;
-
-use crate::model::{Page, Table};
 use crate::rows::BalanceRow;
 use crate::runtime::{decode_page, ProjectionError};
-use crate::store::{ModelRow, ReadStore};
+use crate::store::{ModelRow, ReadStore, ReadTx};
 
 /// Events read per page by auditors.
 const PAGE: usize = 10_000;
+
+/// How much of the log one replay pass may hold in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplaySettings {
+    /// A log of more events than this is replayed in several passes, each holding about this
+    /// many events' rows. `u64::MAX`: always one pass.
+    pub events_per_pass: u64,
+}
+
+impl Default for ReplaySettings {
+    fn default() -> Self {
+        Self {
+            events_per_pass: 250_000,
+        }
+    }
+}
+
+impl ReplaySettings {
+    /// Passes for a log of `events` events.
+    fn passes(self, events: u64) -> u64 {
+        events.div_ceil(self.events_per_pass.max(1)).max(1)
+    }
+}
+
+/// The rows one pass replays: those whose key hashes to `index` modulo `of`.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    index: u64,
+    of: u64,
+}
+
+/// Spreads keys (Telegram ids are not uniform) before they are split into shares.
+fn mix(key: u64) -> u64 {
+    let key = (key ^ (key >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    key ^ (key >> 33)
+}
+
+impl Share {
+    fn holds(self, key: u64) -> bool {
+        self.of <= 1 || mix(key) % self.of == self.index
+    }
+
+    fn user(self, user_id: i64) -> bool {
+        self.holds(user_id as u64)
+    }
+
+    fn transaction(self, id: Uuid) -> bool {
+        let (high, low) = id.as_u64_pair();
+        self.holds(high ^ low)
+    }
+
+    fn row(self, row: &ModelRow) -> bool {
+        match row {
+            ModelRow::User(row) => self.user(row.user_id),
+            ModelRow::Balance(row) => self.user(row.user_id),
+            ModelRow::Transaction(row) => self.transaction(row.id),
+        }
+    }
+}
+
+/// Applies one event to the rows of `table` that belong to `share`, and to no other row: the
+/// rows of a share come out exactly as a whole replay would leave them.
+fn apply_share(replay: &mut Page, table: Table, share: Share, p: &Projected) {
+    if share.of <= 1 {
+        return replay.apply(table, p);
+    }
+    match table {
+        Table::Users => {
+            if let AccountEvent::UserRegistered(e) = &p.event {
+                if share.user(e.user_id.get()) {
+                    replay.apply(table, p);
+                }
+            }
+        }
+        Table::Balances => {
+            let owners = || {
+                p.event
+                    .postings()
+                    .iter()
+                    .filter_map(|posting| match posting.account {
+                        LedgerAccount::CustomerAvailable(owner)
+                        | LedgerAccount::CustomerReserved(owner) => Some((owner.get(), posting)),
+                        _ => None,
+                    })
+            };
+            if !owners().any(|(owner, _)| share.user(owner)) {
+                return;
+            }
+            replay.apply(table, p);
+            // A posting to a customer of another share (never in a sound log) leaves no row.
+            for (owner, posting) in owners().filter(|(owner, _)| !share.user(*owner)) {
+                replay
+                    .balances
+                    .remove(&(owner, posting.currency.to_string()));
+            }
+        }
+        Table::Transactions => {
+            if crate::model::transaction_row(&p.event).is_some_and(|id| share.transaction(id)) {
+                replay.apply(table, p);
+            }
+        }
+    }
+}
+
+/// Decodes a page for the replay. Events that do not decode are reported by the ledger
+/// audit; they are skipped here.
+fn decode_for_replay(recorded: &[RecordedEvent]) -> Vec<Projected> {
+    decode_page(recorded).unwrap_or_else(|_| {
+        recorded
+            .iter()
+            .filter_map(|e| decode_page(std::slice::from_ref(e)).ok())
+            .flatten()
+            .collect()
+    })
+}
 
 /// One way a read model differs from the replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +167,14 @@ pub struct Difference {
 /// The result of `audit verify`.
 #[derive(Debug)]
 pub struct VerifyReport {
+    /// The ledger's audit. Its `accounts` are left empty: they are dropped before the tables
+    /// are compared, so the two never share memory.
     pub ledger: AuditReport,
     /// Each table's checkpoint and the differences found there.
     pub tables: BTreeMap<Table, (u64, Vec<Difference>)>,
     pub elapsed: Duration,
+    /// How many times the log was read (see [`ReplaySettings`]).
+    pub passes: u64,
 }
 
 impl VerifyReport {
@@ -95,10 +225,79 @@ fn report_missing<K: Ord + std::fmt::Debug, V: std::fmt::Debug>(
     }
 }
 
+/// Streams each table past one share of the replay: matching rows leave the replay, so
+/// memory holds that share only, and whatever is left of it afterwards is missing from the
+/// table. Rows of other shares are skipped (their pass compares them).
+async fn compare_share(
+    tx: &mut dyn ReadTx,
+    share: Share,
+    mut replay: Page,
+    tables: &mut BTreeMap<Table, (u64, Vec<Difference>)>,
+) -> Result<(), ProjectionError> {
+    for (table, (_, differences)) in tables.iter_mut() {
+        let table = *table;
+        tx.scan(table, &mut |row| {
+            if !share.row(&row) {
+                return;
+            }
+            match row {
+                ModelRow::User(found) => {
+                    check_row(table, &mut replay.users, found.user_id, found, differences)
+                }
+                ModelRow::Balance(found) => {
+                    let key = (found.user_id, found.currency.clone());
+                    check_row(table, &mut replay.balances, key, found, differences)
+                }
+                ModelRow::Transaction(found) => check_row(
+                    table,
+                    &mut replay.transactions,
+                    found.id,
+                    found,
+                    differences,
+                ),
+            }
+        })
+        .await?;
+        match table {
+            Table::Users => report_missing(table, &mut replay.users, differences),
+            Table::Balances => report_missing(table, &mut replay.balances, differences),
+            Table::Transactions => report_missing(table, &mut replay.transactions, differences),
+        }
+    }
+    Ok(())
+}
+
+/// Folds decoded events into the share's replay of every table, each up to its checkpoint.
+fn replay_events(
+    replay: &mut Page,
+    share: Share,
+    checkpoints: &BTreeMap<Table, (u64, Vec<Difference>)>,
+    projected: &[Projected],
+) {
+    for p in projected {
+        for (table, (checkpoint, _)) in checkpoints {
+            if p.position <= *checkpoint {
+                apply_share(replay, *table, share, p);
+            }
+        }
+    }
+}
+
 /// Verifies the log and, when `read` is given, every live read model.
 pub async fn verify(
     events: &Arc<dyn EventStore>,
     read: Option<&dyn ReadStore>,
+) -> Result<VerifyReport, ProjectionError> {
+    verify_with(events, read, ReplaySettings::default(), |_, _| {}).await
+}
+
+/// [`verify`], telling `progress` (events read so far, events it expects to read in all)
+/// after each page.
+pub async fn verify_with(
+    events: &Arc<dyn EventStore>,
+    read: Option<&dyn ReadStore>,
+    settings: ReplaySettings,
+    mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<VerifyReport, ProjectionError> {
     let started = Instant::now();
     // One read-only snapshot for all the tables: each is compared at the checkpoint it
@@ -107,100 +306,122 @@ pub async fn verify(
         Some(read) => Some(read.snapshot().await?),
         None => None,
     };
-    let mut checkpoints: BTreeMap<Table, u64> = BTreeMap::new();
+    let mut tables: BTreeMap<Table, (u64, Vec<Difference>)> = BTreeMap::new();
     if let Some(tx) = snapshot.as_mut() {
         for table in Table::ALL {
-            checkpoints.insert(table, tx.checkpoint(table.name()).await?);
+            tables.insert(table, (tx.checkpoint(table.name()).await?, Vec::new()));
         }
     }
+    let last_checkpoint = tables.values().map(|(c, _)| *c).max().unwrap_or(0);
+    let shares = settings.passes(last_checkpoint);
+    // A replay that fits one pass runs beside the ledger's audit; a larger one runs in passes
+    // of its own after it, so the audit's accounts and a share of the replay never meet.
+    let replay_first = shares == 1 && !tables.is_empty();
+    let head = events.head().await?.position;
+    let mut total = head
+        + if replay_first {
+            0
+        } else {
+            shares * last_checkpoint
+        };
+    let mut done = 0;
+    let mut count = |read: usize, progress: &mut dyn FnMut(u64, u64)| {
+        done += read as u64;
+        total = total.max(done);
+        progress(done, total);
+    };
 
     let mut audit = LogAudit::default();
     let mut replay = Page::default();
+    let whole = Share { index: 0, of: 1 };
     let mut pages = PageReader::start(events.clone(), 0, PAGE);
     while let Some(recorded) = pages.next().await? {
         for event in &recorded {
             audit.check(event);
         }
-        if !checkpoints.is_empty() {
-            // Events that do not decode are reported by the ledger audit; skip them here.
-            let projected = decode_page(&recorded).unwrap_or_else(|_| {
-                recorded
-                    .iter()
-                    .filter_map(|e| decode_page(std::slice::from_ref(e)).ok())
-                    .flatten()
-                    .collect()
-            });
-            for p in &projected {
-                for (table, checkpoint) in &checkpoints {
-                    if p.position <= *checkpoint {
-                        replay.apply(*table, p);
-                    }
-                }
-            }
+        if replay_first {
+            replay_events(&mut replay, whole, &tables, &decode_for_replay(&recorded));
         }
+        count(recorded.len(), &mut progress);
     }
+    drop(pages);
+    let mut ledger = audit.finish();
+    ledger.accounts = HashMap::new();
+    let mut passes = 1;
 
-    // Stream each table past the replay: matching rows leave the replay, so memory holds
-    // the replay only, and whatever is left of it afterwards is missing from the table.
-    let mut tables = BTreeMap::new();
     if let Some(tx) = snapshot.as_mut() {
-        for (table, checkpoint) in checkpoints {
-            let mut differences = Vec::new();
-            tx.scan(table, &mut |row| match row {
-                ModelRow::User(found) => check_row(
-                    table,
-                    &mut replay.users,
-                    found.user_id,
-                    found,
-                    &mut differences,
-                ),
-                ModelRow::Balance(found) => {
-                    let key = (found.user_id, found.currency.clone());
-                    check_row(table, &mut replay.balances, key, found, &mut differences)
+        if replay_first {
+            compare_share(tx.as_mut(), whole, replay, &mut tables).await?;
+        } else {
+            drop(replay);
+            for index in 0..shares {
+                let share = Share { index, of: shares };
+                let mut replay = Page::default();
+                let mut pages = PageReader::until(events.clone(), 0, last_checkpoint, PAGE);
+                while let Some(recorded) = pages.next().await? {
+                    replay_events(&mut replay, share, &tables, &decode_for_replay(&recorded));
+                    count(recorded.len(), &mut progress);
                 }
-                ModelRow::Transaction(found) => check_row(
-                    table,
-                    &mut replay.transactions,
-                    found.id,
-                    found,
-                    &mut differences,
-                ),
-            })
-            .await?;
-            match table {
-                Table::Users => report_missing(table, &mut replay.users, &mut differences),
-                Table::Balances => report_missing(table, &mut replay.balances, &mut differences),
-                Table::Transactions => {
-                    report_missing(table, &mut replay.transactions, &mut differences)
-                }
+                compare_share(tx.as_mut(), share, replay, &mut tables).await?;
+                passes += 1;
             }
-            tables.insert(table, (checkpoint, differences));
         }
     }
     Ok(VerifyReport {
-        ledger: audit.finish(),
+        ledger,
         tables,
         elapsed: started.elapsed(),
+        passes,
     })
 }
 
-/// Every user's balance as it stood at `at`, by replaying the events recorded until then.
+/// Every user's balance as it stood at `at`, by replaying the events recorded until then, in
+/// one pass (the CLI prints them all).
 pub async fn balances_at(
     events: &Arc<dyn EventStore>,
     at: DateTime<Utc>,
 ) -> Result<Vec<BalanceRow>, ProjectionError> {
-    let mut replay = Page::default();
-    let mut pages = PageReader::start(events.clone(), 0, PAGE);
-    while let Some(recorded) = pages.next().await? {
-        let until: Vec<_> = recorded
-            .into_iter()
-            .filter(|e| e.recorded_at <= at)
-            .collect();
-        for p in decode_page(&until)? {
-            replay.apply(Table::Balances, &p);
+    let mut rows = Vec::new();
+    let one_pass = ReplaySettings {
+        events_per_pass: u64::MAX,
+    };
+    balances_at_with(events, at, one_pass, |_, _| {}, |_, row| rows.push(row)).await?;
+    Ok(rows)
+}
+
+/// Every user's balance as it stood at `at`, handed to `emit` one share at a time (see
+/// [`ReplaySettings`]): `emit(pass, row)` gets each pass's rows in key order, so memory holds
+/// one share's balances. Returns the number of passes; with one, every row came in key order.
+pub async fn balances_at_with(
+    events: &Arc<dyn EventStore>,
+    at: DateTime<Utc>,
+    settings: ReplaySettings,
+    mut progress: impl FnMut(u64, u64) + Send,
+    mut emit: impl FnMut(u64, BalanceRow) + Send,
+) -> Result<u64, ProjectionError> {
+    let head = events.head().await?.position;
+    let passes = settings.passes(head);
+    let mut done = 0;
+    for index in 0..passes {
+        let share = Share { index, of: passes };
+        let mut replay = Page::default();
+        let mut pages = PageReader::start(events.clone(), 0, PAGE);
+        while let Some(recorded) = pages.next().await? {
+            done += recorded.len() as u64;
+            progress(done, (head * passes).max(done));
+            let until: Vec<_> = recorded
+                .into_iter()
+                .filter(|e| e.recorded_at <= at)
+                .collect();
+            for p in decode_page(&until)? {
+                apply_share(&mut replay, Table::Balances, share, &p);
+            }
+        }
+        for row in replay.balances.into_values() {
+            emit(index, row);
         }
     }
-    Ok(replay.balances.into_values().collect())
+    Ok(passes)
 }
 
 /// One event, with its hashes, as the JSON object an export line holds.

@@ -79,7 +79,13 @@ pub struct Needs {
     pub transactions: Vec<Uuid>,
 }
 
-/// The id of the transaction row an event creates or updates.
+/// The `transactions` row an event creates or changes: the key the fold uses (and what the
+/// auditors' sliced replay splits by).
+pub(crate) fn transaction_row(event: &AccountEvent) -> Option<Uuid> {
+    transaction_id(event).map(|(id, _)| id)
+}
+
+/// The id of the transaction row an event creates or updates, and whether it creates it.
 fn transaction_id(event: &AccountEvent) -> Option<(Uuid, bool)> {
     use AccountEvent as E;
     match event {

@@ -18,11 +18,22 @@ pub struct PageReader {
 
 impl PageReader {
     pub fn start(events: Arc<dyn EventStore>, after: u64, page_size: usize) -> PageReader {
+        PageReader::until(events, after, u64::MAX, page_size)
+    }
+
+    /// Pages after `after` that hold positions up to `until` (the last page may reach past
+    /// it): for a second pass over a log that has grown since the first.
+    pub fn until(
+        events: Arc<dyn EventStore>,
+        after: u64,
+        until: u64,
+        page_size: usize,
+    ) -> PageReader {
         // Two pages in flight: one being processed, one ready.
         let (sender, pages) = mpsc::channel(2);
         let task = tokio::spawn(async move {
             let mut after = after;
-            loop {
+            while after < until {
                 match events.read_all(after, page_size.max(1)).await {
                     Ok(page) => {
                         let Some(last) = page.last() else { return };

@@ -458,6 +458,61 @@ pub fn order_id(user: i64, recharge: &Value) -> String {
     format!("sl_{user}_{recharge_id}")
 }
 
+/// Runs an audit job (`path`: `/v1/audit/verify…` or `/v1/audit/balances…`) to its end,
+/// following `/v1/audit/jobs/{id}` for at most 60 s, and returns its result: a verify
+/// report, or the balances (every page of them, under `balances`).
+pub async fn audit_result(http: &reqwest::Client, base: &str, path: &str) -> Value {
+    let started = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(AUDITOR_KEY)
+        .send()
+        .await
+        .expect("start an audit job");
+    assert_eq!(started.status(), StatusCode::ACCEPTED, "GET {path}");
+    let location = started
+        .headers()
+        .get("Location")
+        .and_then(|value| value.to_str().ok())
+        .expect("the job's Location")
+        .to_owned();
+    let read = |cursor: u64| {
+        let request = http
+            .get(format!("{base}{location}?cursor={cursor}&limit=10000"))
+            .bearer_auth(AUDITOR_KEY);
+        async move {
+            let answer = request.send().await.expect("GET the audit job");
+            assert_eq!(answer.status(), StatusCode::OK, "GET the audit job");
+            answer.json::<Value>().await.expect("the job's JSON")
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut job = read(0).await;
+    while job["state"] == "running" {
+        assert!(
+            Instant::now() < deadline,
+            "the audit job runs past 60 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        job = read(0).await;
+    }
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let mut result = job["result"].clone();
+    if let Some(rows) = result["balances"].as_array_mut() {
+        let mut next = job["result"]["next_cursor"].as_u64();
+        while let Some(cursor) = next {
+            let page = read(cursor).await;
+            rows.extend(
+                page["result"]["balances"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            next = page["result"]["next_cursor"].as_u64();
+        }
+    }
+    result
+}
+
 /// How many events the log holds, read page by page through `GET /v1/audit/events`.
 pub async fn log_length(http: &reqwest::Client, base: &str) -> u64 {
     let (mut count, mut from) = (0, 0);

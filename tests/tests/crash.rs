@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 use starledger_e2e::{
-    order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment, Server,
-    AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+    audit_result, order_id, random_below, sign_webhook, soak, wait_for_projections, Deployment,
+    Server, HELEKET_KEY, SERVICE_KEY,
 };
 
 const CLIENTS: i64 = 6;
@@ -130,18 +130,6 @@ impl Client {
             .post(format!("{}/webhooks/heleket", self.base))
             .header("Content-Type", "application/json")
             .body(signed.to_string())
-    }
-
-    async fn get(&self, path: &str, key: &str) -> Value {
-        let answer = self
-            .until_answered(path, || {
-                self.http
-                    .get(format!("{}{path}", self.base))
-                    .bearer_auth(key)
-            })
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
-        answer.body
     }
 }
 
@@ -386,7 +374,7 @@ async fn crash_under_load(setup: Deployment) {
 
     wait_for_projections(&client.http, &client.base).await;
     replay_acknowledged(&client, &seen).await;
-    let balances = client.get("/v1/audit/balances", AUDITOR_KEY).await;
+    let balances = audit_result(&client.http, &client.base, "/v1/audit/balances").await;
     server.stop().await;
     setup.verify();
     let log = setup.export();

@@ -25,8 +25,8 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use starledger_e2e::{
-    log_length, order_id, sign_webhook, soak, wait_for_projections, Deployment, Server,
-    AUDITOR_KEY, HELEKET_KEY, SERVICE_KEY,
+    audit_result, log_length, order_id, sign_webhook, soak, wait_for_projections, Deployment,
+    Server, HELEKET_KEY, SERVICE_KEY,
 };
 
 /// What every recharge of the flood asks for (the invoice `amount`).
@@ -430,17 +430,9 @@ async fn balance(http: &reqwest::Client, base: &str, user: i64, position: u64) -
     answer.json().await.expect("balance JSON")
 }
 
-/// Every balance `GET /v1/audit/balances` replays from the log: none may be negative.
+/// Every balance the `/v1/audit/balances` job replays from the log: none may be negative.
 async fn assert_no_negative_balance(http: &reqwest::Client, base: &str) {
-    let balances: Value = http
-        .get(format!("{base}/v1/audit/balances"))
-        .bearer_auth(AUDITOR_KEY)
-        .send()
-        .await
-        .expect("audit balances")
-        .json()
-        .await
-        .expect("balances JSON");
+    let balances = audit_result(http, base, "/v1/audit/balances").await;
     for row in balances["balances"].as_array().expect("balances") {
         for field in ["available", "reserved", "total"] {
             assert!(

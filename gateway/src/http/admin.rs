@@ -2,8 +2,6 @@
 //! with the admin's name), projection status, and blue/green rebuilds that run in the
 //! background while reads keep working, with their progress.
 
-use std::sync::{Arc, Mutex};
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -21,6 +19,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
+use super::jobs::{Job, JobSlot};
 use super::state::AppState;
 use super::users::{created, idempotency_key, user_id};
 use crate::config::server::Role;
@@ -131,36 +130,15 @@ pub struct RebuildStatus {
     pub started_by: String,
 }
 
-/// The last rebuild this process ran. One at a time: a second request while one runs is
-/// refused rather than queued.
-#[derive(Default, Clone)]
-pub struct RebuildJobs(Arc<Mutex<Option<RebuildStatus>>>);
-
-impl RebuildJobs {
-    fn get(&self) -> Option<RebuildStatus> {
-        self.0.lock().map(|s| s.clone()).unwrap_or(None)
-    }
-
-    fn update(&self, change: impl FnOnce(&mut RebuildStatus)) {
-        if let Ok(mut slot) = self.0.lock() {
-            if let Some(status) = slot.as_mut() {
-                change(status);
-            }
-        }
-    }
-
-    /// Claims the slot for a new rebuild; `false` if one is running.
-    fn claim(&self, status: RebuildStatus) -> bool {
-        let Ok(mut slot) = self.0.lock() else {
-            return false;
-        };
-        if slot.as_ref().is_some_and(|s| s.state == "running") {
-            return false;
-        }
-        *slot = Some(status);
-        true
+impl Job for RebuildStatus {
+    fn is_running(&self) -> bool {
+        self.state == "running"
     }
 }
+
+/// The last rebuild this process ran. One at a time: a second request while one runs is
+/// refused rather than queued.
+pub type RebuildJobs = JobSlot<RebuildStatus>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,7 +175,7 @@ async fn start_rebuild(
         finished_at: None,
         started_by: caller.name.clone(),
     };
-    if !state.rebuilds.claim(status.clone()) {
+    if state.rebuilds.claim(status.clone()).is_err() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "rebuild_running",

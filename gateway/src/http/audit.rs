@@ -1,15 +1,20 @@
 //! `/v1/audit/…`: what auditors read. The event stream with its hashes (NDJSON, paged by
-//! position), a full verification (hash chain, postings, invariants, trial balance, and every
-//! read model against a fresh replay), and every balance as it stood at a past moment.
+//! position); and, as background jobs (see [`super::audit_jobs`]) followed at
+//! `/v1/audit/jobs/{id}`, a full verification (hash chain, postings, invariants, trial
+//! balance, and every read model against a fresh replay) and every balance as it stood at a
+//! past moment.
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use starledger_projections::audit;
+use uuid::Uuid;
 
+use super::audit_jobs::{self, AuditRequest, AuditResult};
 use super::auth::Caller;
 use super::error::ApiError;
+use super::position::position;
 use super::state::AppState;
 use crate::config::server::Role;
 
@@ -18,11 +23,17 @@ const AUDITOR: &[Role] = &[Role::Auditor, Role::Admin];
 /// Most events one page of the stream may hold.
 pub const MAX_EVENTS_PAGE: usize = 10_000;
 
+/// Most balances one page of a balances job's result may hold.
+pub const MAX_BALANCES_PAGE: usize = 10_000;
+
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/v1/audit/events", web::get().to(events))
         .route("/v1/audit/verify", web::get().to(verify))
-        .route("/v1/audit/balances", web::get().to(balances));
+        .route("/v1/audit/verify", web::post().to(verify))
+        .route("/v1/audit/balances", web::get().to(balances))
+        .route("/v1/audit/balances", web::post().to(balances))
+        .route("/v1/audit/jobs/{id}", web::get().to(job));
 }
 
 #[derive(Deserialize)]
@@ -38,7 +49,7 @@ async fn events(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITOR)?;
-    let from = query.from.unwrap_or(0);
+    let from = position("from", query.from)?.unwrap_or(0);
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -69,6 +80,7 @@ struct VerifyQuery {
     scope: Option<String>,
 }
 
+/// Starts a verification job (or finds it running): 202 and its `Location`.
 async fn verify(
     state: web::Data<AppState>,
     caller: Caller,
@@ -85,38 +97,7 @@ async fn verify(
             ))
         }
     };
-    let read = with_tables.then_some(state.read.as_ref());
-    let report = audit::verify(&state.events, read).await?;
-    let tables: serde_json::Map<String, serde_json::Value> = report
-        .tables
-        .iter()
-        .map(|(table, (checkpoint, differences))| {
-            let shown: Vec<_> = differences
-                .iter()
-                .map(|d| json!({"key": d.key, "expected": d.expected, "found": d.found}))
-                .collect();
-            (
-                table.name().to_owned(),
-                json!({"checkpoint": checkpoint, "differences": shown}),
-            )
-        })
-        .collect();
-    let totals: serde_json::Map<String, serde_json::Value> = report
-        .ledger
-        .totals
-        .iter()
-        .map(|(currency, total)| (currency.to_string(), json!(total.normalize().to_string())))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "sound": report.is_sound(),
-        "events": report.ledger.events,
-        "head_position": report.ledger.head_position,
-        "head_hash": report.ledger.head_hash.to_hex(),
-        "trial_balance": totals,
-        "findings": report.ledger.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
-        "tables": tables,
-        "elapsed_ms": report.elapsed.as_millis() as u64,
-    })))
+    audit_jobs::start(&state, &caller.name, AuditRequest::Verify { with_tables })
 }
 
 #[derive(Deserialize)]
@@ -125,6 +106,7 @@ struct BalancesQuery {
     at: Option<String>,
 }
 
+/// Starts a balances-at-a-moment job (or finds it running): 202 and its `Location`.
 async fn balances(
     state: web::Data<AppState>,
     caller: Caller,
@@ -132,27 +114,75 @@ async fn balances(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITOR)?;
     let at = match &query.at {
-        None => Utc::now(),
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_time",
-                    "at must be an RFC 3339 time, e.g. 2026-11-25T12:00:00Z",
-                )
-            })?
-            .with_timezone(&Utc),
+        None => None,
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_time",
+                        "at must be an RFC 3339 time, e.g. 2026-11-25T12:00:00Z",
+                    )
+                })?
+                .with_timezone(&Utc),
+        ),
     };
-    let rows = audit::balances_at(&state.events, at).await?;
-    let balances: Vec<_> = rows
-        .iter()
-        .map(|r| {
+    audit_jobs::start(&state, &caller.name, AuditRequest::Balances { at })
+}
+
+#[derive(Deserialize)]
+struct JobQuery {
+    /// Balances jobs: the first row of the page (the previous page's `next_cursor`).
+    cursor: Option<u64>,
+    /// Balances jobs: rows in the page.
+    limit: Option<usize>,
+}
+
+/// An audit job: its state, progress and, once finished, its result.
+async fn job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    query: web::Query<JobQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(AUDITOR)?;
+    let unknown = || ApiError::not_found("unknown_job", "no such audit job on this instance");
+    let id: Uuid = path.parse().map_err(|_| unknown())?;
+    let job = state
+        .audit_jobs
+        .get()
+        .filter(|job| job.id == id)
+        .ok_or_else(unknown)?;
+    let limit = query.limit.unwrap_or(1_000);
+    if !(1..=MAX_BALANCES_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be 1 to {MAX_BALANCES_PAGE}"),
+        ));
+    }
+    let cursor = query.cursor.unwrap_or(0);
+    let result = match &job.result {
+        None => Value::Null,
+        Some(AuditResult::Verify(report)) => report.as_ref().clone(),
+        Some(AuditResult::Balances(spool)) => {
+            if cursor > spool.rows() {
+                return Err(ApiError::bad_request(
+                    "invalid_cursor",
+                    format!("cursor must be 0 to {}", spool.rows()),
+                ));
+            }
+            let reader = spool.clone();
+            let page = web::block(move || reader.page(cursor, limit))
+                .await
+                .map_err(|e| ApiError::unavailable("cannot read the balances", &e))?
+                .map_err(|e| ApiError::unavailable("cannot read the balances", &e))?;
+            let next = cursor + page.len() as u64;
             json!({
-                "user_id": r.user_id, "currency": r.currency,
-                "available": r.available.normalize().to_string(),
-                "reserved": r.reserved.normalize().to_string(),
-                "total": r.total().normalize().to_string(),
+                "at": job.at,
+                "balances": page,
+                "count": spool.rows(),
+                "next_cursor": (next < spool.rows()).then_some(next),
             })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({"at": at, "balances": balances})))
+        }
+    };
+    Ok(HttpResponse::Ok().json(job.json(result)))
 }

@@ -11,17 +11,25 @@
 //! - [`admin`]: `/v1/admin/…` (adjustments, projection status and rebuilds).
 //! - [`purchases`]: `/v1/admin/purchases…` (open purchases; mark delivered or failed).
 //! - [`reviews`]: `/v1/admin/recharges…` (recharges in review or on hold; credit or reject).
-//! - [`audit`]: `/v1/audit/…` (event stream, verify, balances at a moment).
+//! - [`audit`]: `/v1/audit/…` (event stream; verify and balances at a moment as jobs).
+//! - [`audit_jobs`]: those audits as background jobs, one at a time, the last one kept.
+//! - [`balance_spool`]: a balances job's result, on disk, read a page at a time.
+//! - [`jobs`]: the one-at-a-time slot that rebuilds and audit jobs share.
+//! - [`position`]: log positions in query strings, refused past the log's range.
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod admin;
 pub mod audit;
+pub mod audit_jobs;
 pub mod auth;
+pub mod balance_spool;
 pub mod body;
 pub mod deadline;
 pub mod error;
+pub mod jobs;
 pub mod ops;
+pub mod position;
 pub mod purchases;
 pub mod reviews;
 pub mod sandbox;

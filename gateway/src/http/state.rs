@@ -16,6 +16,7 @@ use starledger_projections::store::ReadStore;
 use tokio::sync::watch;
 
 use super::admin::RebuildJobs;
+use super::audit_jobs::AuditJobs;
 use super::auth::ApiKeys;
 use super::deadline::Deadline;
 use crate::config::server::Secret;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub heleket: HeleketSettings,
     pub metrics: PrometheusHandle,
     pub rebuilds: RebuildJobs,
+    /// The running or last audit job (verify, balances at a moment).
+    pub audit_jobs: AuditJobs,
     /// Projection lag (events) above which `/readyz` says not ready.
     pub ready_max_lag: u64,
     /// The main runtime, for long background work started by a request (rebuilds), which

@@ -21,6 +21,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
+use super::position::position;
 use super::state::AppState;
 use crate::config::server::Role;
 
@@ -174,11 +175,9 @@ async fn balance(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(LOOK)?;
     let user = user_id(&path)?;
-    reach(&state, &deadline, query.min_position).await?;
-    let row = state
-        .queries
-        .balance(user.get(), query.min_position)
-        .await?;
+    let min_position = position("min_position", query.min_position)?;
+    reach(&state, &deadline, min_position).await?;
+    let row = state.queries.balance(user.get(), min_position).await?;
     Ok(HttpResponse::Ok().json(balance_json(&state, user, row).await?))
 }
 
@@ -261,7 +260,12 @@ async fn transactions(
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
-    reach(&state, &deadline, query.min_position).await?;
+    reach(
+        &state,
+        &deadline,
+        position("min_position", query.min_position)?,
+    )
+    .await?;
     if state.queries.user(user.get()).await?.is_none() {
         return Err(unknown_user());
     }

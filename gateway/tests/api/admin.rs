@@ -116,19 +116,9 @@ async fn balances_at_a_past_moment_come_from_the_log() {
             t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
         )
     };
-    let then: Value = app
-        .get(&at(between), AUDITOR_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let then = app.audit_result(&at(between)).await;
     assert_eq!(then["balances"][0]["available"], "3");
-    let now: Value = app
-        .get(&at(chrono::Utc::now()), AUDITOR_KEY)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let now = app.audit_result(&at(chrono::Utc::now())).await;
     assert_eq!(now["balances"][0]["available"], "7");
     app.stop().await;
 }

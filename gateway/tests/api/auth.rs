@@ -28,7 +28,10 @@ const ROUTES: &[(&str, &str, &[&str])] = &[
     ("GET", "/v1/admin/projections/rebuild", &[ADMIN]),
     ("GET", "/v1/audit/events", &[AUDITOR, ADMIN]),
     ("GET", "/v1/audit/verify", &[AUDITOR, ADMIN]),
+    ("POST", "/v1/audit/verify", &[AUDITOR, ADMIN]),
     ("GET", "/v1/audit/balances", &[AUDITOR, ADMIN]),
+    ("POST", "/v1/audit/balances", &[AUDITOR, ADMIN]),
+    ("GET", "/v1/audit/jobs/x", &[AUDITOR, ADMIN]),
     ("POST", "/sandbox/heleket/invoices/x/pay", &[SERVICE, ADMIN]),
 ];
 

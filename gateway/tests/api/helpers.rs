@@ -233,13 +233,37 @@ impl TestApp {
 
     /// `GET /v1/audit/verify`: the log and every read model agree with a replay.
     pub async fn assert_sound(&self) {
-        let report: Value = self
-            .get("/v1/audit/verify", AUDITOR_KEY)
-            .await
-            .json()
-            .await
-            .expect("verify JSON");
+        let report = self.audit_result("/v1/audit/verify").await;
         assert_eq!(report["sound"], true, "{report:#}");
+    }
+
+    /// Starts an audit job with `GET path` (`/v1/audit/verify…`, `/v1/audit/balances…`) and
+    /// returns its result once it has succeeded.
+    pub async fn audit_result(&self, path: &str) -> Value {
+        let started = self.get(path, AUDITOR_KEY).await;
+        assert_eq!(started.status(), StatusCode::ACCEPTED, "GET {path}");
+        let location = started.headers()["Location"].to_str().unwrap().to_owned();
+        let job = self.finished_job(&location).await;
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+        job["result"].clone()
+    }
+
+    /// Follows an audit job at `location` (at most 60 s) until it is no longer running.
+    pub async fn finished_job(&self, location: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let response = self.get(location, AUDITOR_KEY).await;
+            assert_eq!(response.status(), StatusCode::OK, "GET {location}");
+            let job: Value = response.json().await.expect("job JSON");
+            if job["state"] != "running" {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the audit job runs past 60 s: {job:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -186,3 +186,40 @@ async fn malformed_requests_are_refused_and_change_nothing() {
     assert_eq!(app.log_length().await, before, "nothing was appended");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn positions_past_the_logs_range_are_refused_not_wrapped() {
+    let app = spawn_app().await;
+    app.register(5101).await;
+    // i64::MAX + 1 and u64::MAX: bound as BIGINT they would wrap to negative positions and
+    // read the log (or wait for the projections) from the start.
+    for position in ["9223372036854775808", "18446744073709551615"] {
+        for (path, key) in [
+            (format!("/v1/audit/events?from={position}"), AUDITOR_KEY),
+            (
+                format!("/v1/users/5101/balance?min_position={position}"),
+                SERVICE_KEY,
+            ),
+            (
+                format!("/v1/users/5101/transactions?min_position={position}"),
+                SERVICE_KEY,
+            ),
+        ] {
+            let response = app.get(&path, key).await;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_position")),
+                "{path}: {body}"
+            );
+        }
+    }
+    // The largest real position is still a position: nothing after it, not an error.
+    let last = app
+        .get("/v1/audit/events?from=9223372036854775807", AUDITOR_KEY)
+        .await;
+    assert_eq!(last.status(), StatusCode::OK);
+    assert_eq!(last.text().await.unwrap(), "");
+    app.stop().await;
+}

@@ -2,6 +2,7 @@
 //! PostgreSQL (and Redis when `TEST_REDIS_URL` is set) and drives it over HTTP only.
 
 mod admin;
+mod audit;
 mod auth;
 mod degraded;
 mod fulfilment;

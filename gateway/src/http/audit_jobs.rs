@@ -1,0 +1,295 @@
+//! The auditors' whole-log replays (`verify`, `balances` at a moment) as background jobs.
+//!
+//! A replay of a large log takes long and much memory, so a request only starts one (202 and
+//! a `Location`) and the job runs on the main runtime, outside any HTTP worker and any
+//! request deadline. One audit job at a time per process ([`JobSlot`]): asking for the running
+//! job again returns it, asking for another one is refused. The last job is kept, with its
+//! result, until the next one replaces it: a verify report is small and kept as JSON; the
+//! balances go to a [`BalanceSpool`] on disk and are read back a page at a time.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use starledger_ledger::store::EventStore;
+use starledger_projections::audit::{self, ReplaySettings, VerifyReport};
+use starledger_projections::store::ReadStore;
+use uuid::Uuid;
+
+use super::balance_spool::{BalanceSpool, SpoolWriter};
+use super::error::ApiError;
+use super::jobs::{Job, JobSlot};
+use super::state::AppState;
+
+/// What an auditor asked for. Two requests for the same thing share one running job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditRequest {
+    /// `with_tables`: also every read model (`scope=all`), not the log alone (`scope=log`).
+    Verify { with_tables: bool },
+    /// Every balance at `at`; `None`: when the job starts.
+    Balances { at: Option<DateTime<Utc>> },
+}
+
+impl AuditRequest {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Verify { .. } => "verify",
+            Self::Balances { .. } => "balances",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What a finished job found.
+#[derive(Debug, Clone)]
+pub enum AuditResult {
+    /// The body `GET /v1/audit/verify` answered when it ran inside the request.
+    Verify(Arc<Value>),
+    Balances(Arc<BalanceSpool>),
+}
+
+/// One audit job and how it is going.
+#[derive(Debug, Clone)]
+pub struct AuditJob {
+    pub id: Uuid,
+    pub request: AuditRequest,
+    /// Balances: the moment replayed to (the request's `at`, or when the job started).
+    pub at: DateTime<Utc>,
+    pub state: JobState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub started_by: String,
+    pub events_done: u64,
+    pub events_total: u64,
+    pub result: Option<AuditResult>,
+    pub error: Option<String>,
+}
+
+impl Job for AuditJob {
+    fn is_running(&self) -> bool {
+        self.state == JobState::Running
+    }
+}
+
+/// The last audit job of this process.
+pub type AuditJobs = JobSlot<AuditJob>;
+
+impl AuditJob {
+    pub fn location(&self) -> String {
+        format!("/v1/audit/jobs/{}", self.id)
+    }
+
+    fn params(&self) -> Value {
+        match &self.request {
+            AuditRequest::Verify { with_tables } => {
+                json!({"scope": if *with_tables { "all" } else { "log" }})
+            }
+            AuditRequest::Balances { .. } => json!({"at": self.at}),
+        }
+    }
+
+    /// The job as the API shows it, with `result` as given.
+    pub fn json(&self, result: Value) -> Value {
+        json!({
+            "id": self.id,
+            "kind": self.request.kind(),
+            "params": self.params(),
+            "state": self.state.name(),
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "started_by": self.started_by,
+            "progress": {"events_done": self.events_done, "events_total": self.events_total},
+            "result": result,
+            "error": self.error,
+        })
+    }
+}
+
+/// Starts the job `request` asks for, or finds it running; answers 202 with the job and its
+/// `Location`. Another audit job running is 409 `audit_job_running`.
+pub fn start(
+    state: &AppState,
+    started_by: &str,
+    request: AuditRequest,
+) -> Result<HttpResponse, ApiError> {
+    let now = Utc::now();
+    let job = AuditJob {
+        id: Uuid::new_v4(),
+        at: match &request {
+            AuditRequest::Balances { at: Some(at) } => *at,
+            _ => now,
+        },
+        request,
+        state: JobState::Running,
+        started_at: now,
+        finished_at: None,
+        started_by: started_by.to_owned(),
+        events_done: 0,
+        events_total: 0,
+        result: None,
+        error: None,
+    };
+    let job = match state.audit_jobs.claim(job.clone()) {
+        Ok(()) => {
+            tracing::info!(id = %job.id, kind = job.request.kind(), by = started_by, "audit job started");
+            spawn(state, &job);
+            job
+        }
+        Err(Some(running)) if running.request == job.request => running,
+        Err(Some(running)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "audit_job_running",
+                format!(
+                    "audit job {} ({}) is running; one at a time: follow it at {} and ask again \
+                     when it has finished",
+                    running.id,
+                    running.request.kind(),
+                    running.location()
+                ),
+            ))
+        }
+        Err(None) => {
+            return Err(ApiError::unavailable(
+                "the audit jobs cannot be read",
+                &"a job slot's lock is poisoned",
+            ))
+        }
+    };
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", job.location()))
+        .json(json!({"job": job.json(Value::Null)})))
+}
+
+/// Runs the job on the main runtime (not on the HTTP worker's), and records how it ended.
+fn spawn(state: &AppState, job: &AuditJob) {
+    let events = state.events.clone();
+    let read = state.read.clone();
+    let jobs = state.audit_jobs.clone();
+    let (id, request, at) = (job.id, job.request.clone(), job.at);
+    let runtime = state.runtime.clone();
+    state.runtime.spawn(async move {
+        let progress_jobs = jobs.clone();
+        let progress = move |done, total| {
+            progress_jobs.update(|j| {
+                if j.id == id {
+                    (j.events_done, j.events_total) = (done, total);
+                }
+            })
+        };
+        // A task of its own, so that even a panic ends the job as failed instead of leaving
+        // it running forever (which would refuse every later audit).
+        let work = runtime.spawn(run(events, read, request, at, progress));
+        let outcome = work
+            .await
+            .unwrap_or_else(|error| Err(format!("the audit job stopped: {error}")));
+        jobs.update(|j| {
+            if j.id != id {
+                return;
+            }
+            j.finished_at = Some(Utc::now());
+            match outcome {
+                Ok(result) => {
+                    j.state = JobState::Succeeded;
+                    j.events_total = j.events_done;
+                    j.result = Some(result);
+                }
+                Err(error) => {
+                    tracing::error!(%id, %error, "audit job failed");
+                    j.state = JobState::Failed;
+                    j.error = Some(error);
+                }
+            }
+        });
+    });
+}
+
+async fn run(
+    events: Arc<dyn EventStore>,
+    read: Arc<dyn ReadStore>,
+    request: AuditRequest,
+    at: DateTime<Utc>,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<AuditResult, String> {
+    let settings = ReplaySettings::default();
+    match request {
+        AuditRequest::Verify { with_tables } => {
+            let read = with_tables.then_some(read.as_ref());
+            let report = audit::verify_with(&events, read, settings, progress)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(AuditResult::Verify(Arc::new(verify_json(&report))))
+        }
+        AuditRequest::Balances { .. } => {
+            let mut writer = SpoolWriter::default();
+            let mut failed = None;
+            audit::balances_at_with(&events, at, settings, progress, |pass, row| {
+                if failed.is_none() {
+                    failed = writer.push(pass, &row).err();
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Some(error) = failed {
+                return Err(error.to_string());
+            }
+            let spool = tokio::task::spawn_blocking(move || writer.finish())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok(AuditResult::Balances(Arc::new(spool)))
+        }
+    }
+}
+
+/// A verify report as the API shows it.
+pub fn verify_json(report: &VerifyReport) -> Value {
+    let tables: serde_json::Map<String, Value> = report
+        .tables
+        .iter()
+        .map(|(table, (checkpoint, differences))| {
+            let shown: Vec<_> = differences
+                .iter()
+                .map(|d| json!({"key": d.key, "expected": d.expected, "found": d.found}))
+                .collect();
+            (
+                table.name().to_owned(),
+                json!({"checkpoint": checkpoint, "differences": shown}),
+            )
+        })
+        .collect();
+    let totals: serde_json::Map<String, Value> = report
+        .ledger
+        .totals
+        .iter()
+        .map(|(currency, total)| (currency.to_string(), json!(total.normalize().to_string())))
+        .collect();
+    json!({
+        "sound": report.is_sound(),
+        "events": report.ledger.events,
+        "head_position": report.ledger.head_position,
+        "head_hash": report.ledger.head_hash.to_hex(),
+        "trial_balance": totals,
+        "findings": report.ledger.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
+        "tables": tables,
+        "elapsed_ms": report.elapsed.as_millis() as u64,
+    })
+}
