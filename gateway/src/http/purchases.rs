@@ -13,7 +13,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use starledger_ledger::account::AccountCommand;
+use starledger_ledger::account::{checked_text, AccountCommand, MAX_REASON_LEN};
 use starledger_ledger::commands::CommandContext;
 use starledger_ledger::events::Actor;
 use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
@@ -144,10 +144,18 @@ async fn deliver(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ADMIN)?;
     let request: DeliverRequest = body.json_or_default()?;
+    // Only logged, but held to the ledger's rule for free text all the same: a note with a
+    // bidi override would make the log line read differently from what it is.
+    let note = request
+        .note
+        .as_deref()
+        .map(|note| checked_text("note", note, MAX_REASON_LEN))
+        .transpose()
+        .map_err(ApiError::from)?;
     let (user, purchase_id) = find(&state, &path).await?;
     let command = AccountCommand::CompletePurchase { purchase_id };
     let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
-    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?request.note, "purchase marked delivered");
+    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?note, "purchase marked delivered");
     let projected = state.projected(executed.position, &deadline).await;
     Ok(created(
         &executed,

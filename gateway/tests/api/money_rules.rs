@@ -164,6 +164,22 @@ async fn deliver(app: &TestApp, heleket: &Heleket, uuid: &str) -> (StatusCode, V
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Heleket moves the invoice to `status`, paid with `amount` of `coin`, and sends its webhook;
+/// returns what the ledger recorded.
+async fn outcome(
+    app: &TestApp,
+    heleket: &Heleket,
+    uuid: &str,
+    status: &str,
+    coin: &str,
+    amount: &str,
+) -> Value {
+    heleket.pay(uuid, status, coin, amount);
+    let (status, answer) = deliver(app, heleket, uuid).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    answer["detail"]["outcome"].clone()
+}
+
 async fn settled_balance(app: &TestApp, user: i64) -> Value {
     let head = app.log_length().await;
     app.balance_at_least(user, head).await
@@ -355,9 +371,8 @@ async fn a_confirmed_refund_after_the_credit_was_spent_leaves_a_debt_that_the_ne
     let heleket = Heleket::start().await;
     let app = live_app(&heleket.server).await;
     let (uuid, _) = invoice(&app, 8005, "10").await;
-    heleket.pay(&uuid, "paid", "TON", "10");
     assert_eq!(
-        deliver(&app, &heleket, &uuid).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, &uuid, "paid", "TON", "10").await,
         "settled"
     );
 
@@ -410,9 +425,8 @@ async fn a_confirmed_refund_after_the_credit_was_spent_leaves_a_debt_that_the_ne
     // The next top-up pays the debt first.
     let next = app.recharge(8005, "5").await;
     let next_uuid = next["invoice_uuid"].as_str().unwrap();
-    heleket.pay(next_uuid, "paid", "TON", "5");
     assert_eq!(
-        deliver(&app, &heleket, next_uuid).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, next_uuid, "paid", "TON", "5").await,
         "settled"
     );
     let balance = settled_balance(&app, 8005).await;
@@ -432,16 +446,14 @@ async fn overpayments_within_the_tolerance_are_credited_and_beyond_it_reviewed()
     let heleket = Heleket::start().await;
     let app = live_app(&heleket.server).await;
     let (within, _) = invoice(&app, 8006, "10").await;
-    heleket.pay(&within, "paid_over", "TON", "11");
     assert_eq!(
-        deliver(&app, &heleket, &within).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, &within, "paid_over", "TON", "11").await,
         "settled"
     );
     let beyond = app.recharge(8006, "10").await;
     let beyond = beyond["invoice_uuid"].as_str().unwrap();
-    heleket.pay(beyond, "paid_over", "TON", "11.5");
     assert_eq!(
-        deliver(&app, &heleket, beyond).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, beyond, "paid_over", "TON", "11.5").await,
         "needs_review"
     );
     assert_eq!(settled_balance(&app, 8006).await["available"], "11");
@@ -453,9 +465,8 @@ async fn an_underpayment_credits_what_arrived_and_a_hold_waits_for_the_final_sta
     let heleket = Heleket::start().await;
     let app = live_app(&heleket.server).await;
     let (under, _) = invoice(&app, 8007, "10").await;
-    heleket.pay(&under, "wrong_amount", "TON", "6.25");
     assert_eq!(
-        deliver(&app, &heleket, &under).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, &under, "wrong_amount", "TON", "6.25").await,
         "partial"
     );
     let row = app.latest_transaction(8007, app.log_length().await).await;
@@ -469,9 +480,8 @@ async fn an_underpayment_credits_what_arrived_and_a_hold_waits_for_the_final_sta
         held["invoice_uuid"].as_str().unwrap(),
         held["recharge_id"].as_str().unwrap(),
     );
-    heleket.pay(held_uuid, "locked", "TON", "3");
     assert_eq!(
-        deliver(&app, &heleket, held_uuid).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, held_uuid, "locked", "TON", "3").await,
         "on_hold"
     );
     assert_eq!(settled_balance(&app, 8007).await["available"], "6.25");
@@ -483,9 +493,8 @@ async fn an_underpayment_credits_what_arrived_and_a_hold_waits_for_the_final_sta
         .unwrap();
     assert_eq!(listed["recharges"][0]["recharge"]["id"], held_id);
     assert_eq!(listed["recharges"][0]["recharge"]["status"], "on_hold");
-    heleket.pay(held_uuid, "paid", "TON", "3");
     assert_eq!(
-        deliver(&app, &heleket, held_uuid).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, held_uuid, "paid", "TON", "3").await,
         "settled"
     );
     assert_eq!(settled_balance(&app, 8007).await["available"], "9.25");
@@ -498,9 +507,8 @@ async fn an_operator_rejects_a_review_and_bad_decisions_change_nothing() {
     let heleket = Heleket::start().await;
     let app = live_app(&heleket.server).await;
     let (uuid, recharge_id) = invoice(&app, 8008, "2").await;
-    heleket.pay(&uuid, "paid", "BTC", "0.001");
     assert_eq!(
-        deliver(&app, &heleket, &uuid).await.1["detail"]["outcome"],
+        outcome(&app, &heleket, &uuid, "paid", "BTC", "0.001").await,
         "needs_review"
     );
     settled_balance(&app, 8008).await;

@@ -69,6 +69,13 @@ impl BotApp {
 
     /// Makes the sandbox pay an invoice with a signed webhook to our endpoint.
     pub async fn pay(&self, invoice_uuid: &str) {
+        self.sandbox_webhook(invoice_uuid, json!({"status": "paid"}))
+            .await;
+    }
+
+    /// Makes the sandbox send its signed webhook for `invoice_uuid` as `body` says (status,
+    /// amount, payer_currency); returns what the ledger recorded.
+    pub async fn sandbox_webhook(&self, invoice_uuid: &str, body: Value) -> Value {
         let answer: Value = self
             .http
             .post(format!(
@@ -76,7 +83,7 @@ impl BotApp {
                 self.base
             ))
             .bearer_auth(SERVICE_KEY)
-            .json(&json!({"status": "paid"}))
+            .json(&body)
             .send()
             .await
             .expect("pay")
@@ -84,6 +91,7 @@ impl BotApp {
             .await
             .expect("pay JSON");
         assert_eq!(answer["endpoint_answer"]["result"], "recorded", "{answer}");
+        answer["endpoint_answer"]["detail"]["outcome"].clone()
     }
 
     /// The ids of `user`'s purchases, newest first, from the read model.

@@ -8,6 +8,7 @@ use super::harness::{self, invoice_uuid, Database};
 const GIL: i64 = 4_400_000_001;
 const HAL: i64 = 4_400_000_002;
 const IDA: i64 = 4_400_000_003;
+const JON: i64 = 4_400_000_004;
 
 fn text(call: &super::fake_telegram::Call) -> String {
     call.body["text"].as_str().unwrap_or_default().to_owned()
@@ -101,6 +102,88 @@ async fn a_restart_neither_repeats_nor_misses_a_notification() {
     assert!(balance.contains("Available: 3 TON"), "{balance}");
     app.stop().await;
 
+    database.drop_database().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn users_hear_of_partial_credits_holds_reviews_and_reversals_and_cannot_buy_in_debt() {
+    let fake = FakeTelegram::start().await;
+    let database = Database::new().await;
+    let app = harness::start(&database, &fake, &[("FRAGMENT_MODE", "manual")]).await;
+    let invoice = |amount: &'static str| {
+        let fake = &fake;
+        async move {
+            let before = fake.count(JON, &format!("Invoice for {amount} TON"));
+            fake.send_text(JON, "en", &format!("/recharge {amount}"));
+            let sent = fake
+                .nth_text(JON, &format!("Invoice for {amount} TON"), before)
+                .await;
+            invoice_uuid(&text(&sent))
+        }
+    };
+
+    // Underpaid: what arrived is credited, and the user is told it was partial.
+    let under = invoice("10").await;
+    let outcome = app
+        .sandbox_webhook(
+            &under,
+            serde_json::json!({"status": "wrong_amount", "amount": "6"}),
+        )
+        .await;
+    assert_eq!(outcome, "partial");
+    let partial = text(&fake.text(JON, "Less than the invoice was paid").await);
+    assert!(partial.contains("6 TON of 10 TON"), "{partial}");
+
+    // Held for a check: the user is told a check is under way.
+    let held = invoice("2").await;
+    let outcome = app
+        .sandbox_webhook(&held, serde_json::json!({"status": "locked"}))
+        .await;
+    assert_eq!(outcome, "on_hold");
+    fake.text(JON, "is checking your payment").await;
+
+    // Paid in another coin: reviewed, and the user is told so.
+    let foreign = invoice("3").await;
+    let outcome = app
+        .sandbox_webhook(
+            &foreign,
+            serde_json::json!({"status": "paid", "amount": "30", "payer_currency": "USDT"}),
+        )
+        .await;
+    assert_eq!(outcome, "needs_review");
+    fake.text(JON, "needs a manual check").await;
+
+    // Spend most of the partial credit on Stars (FRAGMENT_MODE=manual: the order waits), then
+    // the payment is refunded: reversed, and what was spent is owed.
+    fake.send_text(JON, "en", "/buy_stars 1000");
+    let offer = fake.text(JON, "Order: 1000 ⭐").await;
+    fake.press(
+        JON,
+        "en",
+        &offer.result,
+        &harness::button(&offer.body, "ok:"),
+    );
+    fake.text(JON, "Order placed: 1000 ⭐").await;
+    let outcome = app
+        .sandbox_webhook(&under, serde_json::json!({"status": "refund_paid"}))
+        .await;
+    assert_eq!(outcome, "reversed");
+    let reversed = text(&fake.text(JON, "was refunded to you").await);
+    assert!(reversed.contains("you owe 4.95 TON"), "{reversed}");
+
+    // Purchases are paused while the debt is open.
+    fake.send_text(JON, "en", "/buy_stars 50");
+    let offer = fake.text(JON, "Order: 50 ⭐").await;
+    fake.press(
+        JON,
+        "en",
+        &offer.result,
+        &harness::button(&offer.body, "ok:"),
+    );
+    fake.text(JON, "Purchases are paused").await;
+
+    app.stop().await;
     database.drop_database().await;
     fake.stop().await;
 }
