@@ -179,6 +179,7 @@ mod tests {
     use crate::events::{Invoice, PaidStatus, Stars};
     use crate::ids::{EventId, IdempotencyKey, PurchaseId, RechargeId, UserId};
     use crate::money::{Amount, Currency};
+    use crate::postings::{LedgerAccount, Posting};
     use crate::store::plan::{plan_batch, BatchFacts};
     use crate::store::{AppendRequest, ExpectedVersion, NewEvent};
 
@@ -283,6 +284,72 @@ mod tests {
                 .iter()
                 .any(|f| matches!(f, Finding::Invariant { position: 6, .. })),
             "the second capture drives reserved negative: {:?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn money_made_available_while_a_debt_is_open_is_found() {
+        let user = UserId::new(7).unwrap();
+        let mut events = history();
+        // A refund of 10 after 4 was spent: 6 back from available, 4 owed…
+        let recharge_id = RechargeId::derive(user, &IdempotencyKey::parse("r").unwrap());
+        let ton = Currency::ton();
+        events.push(AccountEvent::RechargeReversed(
+            crate::events::RechargeReversed {
+                recharge_id,
+                provider_status: "refund_paid".into(),
+                reversed: Amount::parse("10").unwrap(),
+                from_available: Decimal::from(6),
+                debt: Decimal::from(4),
+                currency: ton.clone(),
+                postings: vec![
+                    Posting {
+                        account: LedgerAccount::CustomerAvailable(user),
+                        currency: ton.clone(),
+                        amount: Decimal::from(-6),
+                    },
+                    Posting {
+                        account: LedgerAccount::CustomerDebt(user),
+                        currency: ton.clone(),
+                        amount: Decimal::from(-4),
+                    },
+                    Posting {
+                        account: LedgerAccount::ClearingHeleket,
+                        currency: ton.clone(),
+                        amount: Decimal::from(10),
+                    },
+                ],
+            },
+        ));
+        assert!(audit(&log(&events)).is_sound());
+        // …then a credit written straight to available, as `decide` never would: the debt
+        // must be paid first.
+        events.push(AccountEvent::BalanceAdjusted(
+            crate::events::BalanceAdjusted {
+                adjustment_id: crate::ids::AdjustmentId::derive(
+                    user,
+                    &IdempotencyKey::parse("a").unwrap(),
+                ),
+                amount: crate::money::SignedAmount::parse("1").unwrap(),
+                currency: ton.clone(),
+                admin: "mallory".into(),
+                reason: "bypasses the debt".into(),
+                postings: crate::postings::transfer(
+                    LedgerAccount::EquityAdjustments,
+                    LedgerAccount::CustomerAvailable(user),
+                    Amount::parse("1").unwrap(),
+                    &ton,
+                ),
+            },
+        ));
+        let report = audit(&log(&events));
+        assert!(
+            report.findings.iter().any(|f| matches!(
+                f,
+                Finding::Invariant { position: 7, reason, .. } if reason.contains("debt")
+            )),
+            "{:?}",
             report.findings
         );
     }
