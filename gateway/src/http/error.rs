@@ -109,8 +109,8 @@ impl From<Rejection> for ApiError {
             | Rejection::InsufficientFunds { .. }
             | Rejection::AccountInDebt { .. }
             | Rejection::AdjustmentWouldOverdraw { .. }
-            | Rejection::InvalidTolerance
-            | Rejection::InvalidFacts
+            | Rejection::InvalidTolerance { .. }
+            | Rejection::InvalidFacts { .. }
             | Rejection::InvalidText { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         Self::new(status, rejection.code(), rejection.to_string())
