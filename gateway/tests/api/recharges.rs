@@ -181,3 +181,36 @@ async fn no_invoice_is_created_for_an_unknown_user() {
     assert_eq!(app.log_length().await, 0);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_confirmation_on_the_sandbox_confirms_its_own_payments_and_nothing_else() {
+    let app = spawn_app_with(Options {
+        vars: vec![("HELEKET_CONFIRM_WEBHOOKS", "true".into())],
+    })
+    .await;
+    app.register(1005).await;
+    let recharge = app.recharge(1005, "3").await;
+    let invoice = recharge["invoice_uuid"].as_str().unwrap();
+    let before = app.log_length().await;
+    // Signed with the right key, but the sandbox (like Heleket) has the invoice unpaid.
+    let recharge_id = recharge["recharge_id"].as_str().unwrap().replace('-', "");
+    let claimed = json!({"type": "payment", "uuid": invoice,
+        "order_id": format!("sl_1005_{recharge_id}"), "amount": "3", "payment_amount": "3",
+        "payer_amount": "3", "payer_currency": "TON", "currency": "TON", "network": "ton",
+        "status": "paid", "is_final": true});
+    let answer: Value = app
+        .webhook(claimed, HELEKET_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["result"], "unconfirmed", "{answer}");
+    assert_eq!(app.log_length().await, before);
+    // The sandbox's own payment is confirmed by its payment/info and credited.
+    let paid = app.pay(invoice, "paid", None).await;
+    assert_eq!(
+        paid["endpoint_answer"]["detail"]["outcome"], "settled",
+        "{paid}"
+    );
+    app.stop().await;
+}
