@@ -2,8 +2,11 @@
 //!
 //! A user who blocked the bot, deleted their account or never opened a chat with it will
 //! never be reachable: retrying only piles up work, so those are [`Failure::Unreachable`].
-//! Telegram's flood control (429) says how long to wait ([`Failure::RetryAfter`]). Anything
-//! else (network, 5xx, an answer we cannot read) may pass, and is retried.
+//! A request Telegram refuses as it stands (any other 400: a message it will not take, a
+//! chat it will not write to) will be refused again: [`Failure::Rejected`]. Telegram's flood
+//! control (429) says how long to wait ([`Failure::RetryAfter`]). What may pass — network
+//! errors, 5xx, an answer we cannot read, and a refused token (every call fails alike until an
+//! operator fixes it, so no single message is to blame) — is [`Failure::Transient`].
 //!
 //! Every request URL carries the bot token (`…/bot<token>/sendMessage`), and reqwest's errors
 //! quote the URL: [`describe`] cuts the token out of whatever is about to be logged.
@@ -18,6 +21,8 @@ use crate::config::server::Secret;
 pub enum Failure {
     /// The chat cannot be written to, now or later.
     Unreachable,
+    /// This request is refused as it stands (a 400): sending it again changes nothing.
+    Rejected,
     /// Flood control: try again after this long.
     RetryAfter(Duration),
     /// Anything that may pass: try again.
@@ -44,7 +49,24 @@ pub fn classify(error: &RequestError) -> Failure {
         {
             Failure::Unreachable
         }
-        _ => Failure::Transient,
+        RequestError::MigrateToChatId(_) => Failure::Unreachable,
+        RequestError::Api(ApiError::Unknown(description))
+            if description.starts_with("Bad Request") =>
+        {
+            Failure::Rejected
+        }
+        // Not about this message: every call fails alike until the token or the other
+        // poller is dealt with.
+        RequestError::Api(ApiError::InvalidToken | ApiError::TerminatedByOtherGetUpdates) => {
+            Failure::Transient
+        }
+        // 5xx and whatever else Telegram answers without a known 400 description.
+        RequestError::Api(ApiError::Unknown(_)) => Failure::Transient,
+        // Every other typed error is a 400 Telegram names: this request, refused.
+        RequestError::Api(_) => Failure::Rejected,
+        RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
+            Failure::Transient
+        }
     }
 }
 
@@ -84,6 +106,26 @@ mod tests {
             ))),
             Failure::Transient
         );
+        assert_eq!(
+            classify(&RequestError::Api(ApiError::InvalidToken)),
+            Failure::Transient,
+            "a refused token is not this message's fault"
+        );
+    }
+
+    #[test]
+    fn other_bad_requests_are_rejected_for_good() {
+        for error in [
+            ApiError::Unknown("Bad Request: TOPIC_CLOSED".into()),
+            ApiError::MessageIsTooLong,
+            ApiError::MessageTextIsEmpty,
+        ] {
+            assert_eq!(
+                classify(&RequestError::Api(error.clone())),
+                Failure::Rejected,
+                "{error:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! recipient, the balance after it), never from the write side.
 //!
 //! Delivery failures: a chat that can never be written to (the user blocked the bot, or
-//! never opened it) is skipped and logged; flood control (429) is honoured by waiting the
-//! `retry_after` Telegram gives before the next attempt; anything else is retried by the
-//! reactor with growing pauses.
+//! never opened it), or a message Telegram refuses as it stands (any other 400), is skipped,
+//! counted and logged, and the reactor moves on, so one undeliverable message never holds
+//! back the ones after it; flood control (429) is honoured by waiting the `retry_after`
+//! Telegram gives before the next attempt; only what may pass (network, 5xx) is retried by
+//! the reactor, with growing pauses.
 
 use actix_web::web;
 use async_trait::async_trait;
@@ -191,6 +193,17 @@ impl Reaction for Notifier {
                     position = event.position,
                     error = %described,
                     "notification skipped: the user cannot be reached"
+                );
+                Ok(Reacted::Skipped)
+            }
+            Failure::Rejected => {
+                metrics::counter!("starledger_bot_notifications_total", "outcome" => "rejected")
+                    .increment(1);
+                tracing::warn!(
+                    user = event.user_id,
+                    position = event.position,
+                    error = %described,
+                    "notification skipped: Telegram refuses it as it stands"
                 );
                 Ok(Reacted::Skipped)
             }

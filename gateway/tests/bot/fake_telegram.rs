@@ -2,7 +2,8 @@
 //! (long polling: held until an update is queued or about a second passes), `sendMessage`,
 //! `editMessageText`, `answerCallbackQuery`, `setWebhook`, `deleteWebhook`. It records every
 //! call the bot makes, queues the updates a test "types", and can be told to fail
-//! `sendMessage` to a chat the way Telegram does (403 blocked, 429 with `retry_after`).
+//! `sendMessage` to a chat the way Telegram does (403 blocked, 429 with `retry_after`, a 400
+//! it will never stop answering).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -33,6 +34,8 @@ pub enum Scripted {
     Blocked,
     /// 429 with `retry_after`.
     FloodWait(u64),
+    /// 400 with this description, forever (a message Telegram will never take).
+    BadRequest(&'static str),
 }
 
 #[derive(Default)]
@@ -350,6 +353,7 @@ async fn handle(
         match inner.failures.get_mut(&chat) {
             Some(queue) => match queue.front().cloned() {
                 Some(Scripted::Blocked) => Some(Scripted::Blocked),
+                Some(Scripted::BadRequest(why)) => Some(Scripted::BadRequest(why)),
                 Some(flood) => {
                     queue.pop_front();
                     Some(flood)
@@ -366,6 +370,7 @@ async fn handle(
             error(403, "Forbidden: bot was blocked by the user", None),
             Value::Null,
         ),
+        Some(Scripted::BadRequest(why)) => (error(400, why, None), Value::Null),
         Some(Scripted::FloodWait(seconds)) => (
             error(
                 429,

@@ -9,6 +9,8 @@ const GIL: i64 = 4_400_000_001;
 const HAL: i64 = 4_400_000_002;
 const IDA: i64 = 4_400_000_003;
 const JON: i64 = 4_400_000_004;
+const KIT: i64 = 4_400_000_005;
+const LEO: i64 = 4_400_000_006;
 
 fn text(call: &super::fake_telegram::Call) -> String {
     call.body["text"].as_str().unwrap_or_default().to_owned()
@@ -182,6 +184,55 @@ async fn users_hear_of_partial_credits_holds_reviews_and_reversals_and_cannot_bu
         &harness::button(&offer.body, "ok:"),
     );
     fake.text(JON, "Purchases are paused").await;
+
+    app.stop().await;
+    database.drop_database().await;
+    fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_notification_telegram_refuses_for_good_is_skipped_and_the_later_ones_still_arrive() {
+    let fake = FakeTelegram::start().await;
+    let database = Database::new().await;
+    let app = harness::start(&database, &fake, &[]).await;
+
+    fake.send_text(KIT, "en", "/recharge 1");
+    let kit_invoice = fake.text(KIT, "Invoice for 1 TON").await;
+    let mut leo_invoices = Vec::new();
+    for amount in ["2", "3", "4"] {
+        fake.send_text(LEO, "en", &format!("/recharge {amount}"));
+        leo_invoices.push(fake.text(LEO, &format!("Invoice for {amount} TON")).await);
+    }
+    // From now on Telegram answers every message to KIT with a 400 it will never take back.
+    fake.script(KIT, vec![Scripted::BadRequest("Bad Request: TOPIC_CLOSED")]);
+    // KIT's payment is in the log first; LEO's three follow it.
+    app.pay(&invoice_uuid(&text(&kit_invoice))).await;
+    for invoice in &leo_invoices {
+        app.pay(&invoice_uuid(&text(invoice))).await;
+    }
+
+    // LEO's notifications arrive, in the log's order, once each.
+    fake.text(LEO, "4 TON added").await;
+    let to_leo: Vec<String> = fake
+        .calls_to("sendMessage", LEO)
+        .iter()
+        .map(text)
+        .filter(|t| t.contains("Payment received"))
+        .collect();
+    assert_eq!(to_leo.len(), 3, "{to_leo:?}");
+    for (message, amount) in to_leo.iter().zip(["2", "3", "4"]) {
+        assert!(
+            message.contains(&format!("{amount} TON added")),
+            "{to_leo:?}"
+        );
+    }
+    // KIT's was tried once, and skipped for good.
+    let to_kit = fake
+        .calls_to("sendMessage", KIT)
+        .iter()
+        .filter(|c| text(c).contains("Payment received"))
+        .count();
+    assert_eq!(to_kit, 1);
 
     app.stop().await;
     database.drop_database().await;
