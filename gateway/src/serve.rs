@@ -196,7 +196,19 @@ impl Application {
             reactors,
             stopped.clone(),
         )
-        .map_err(|e| StartError::Bot(e.to_string()))?;
+        .await;
+        let bot = match bot {
+            Ok(bot) => bot,
+            Err(error) => {
+                // What already runs stops in order, as at shutdown, before start-up gives up.
+                let _ = stop.send(true);
+                for task in background {
+                    let _ = task.await;
+                }
+                runner.shutdown().await;
+                return Err(StartError::Bot(error.to_string()));
+            }
+        };
         background.extend(bot.tasks);
         let telegram_inbox = bot.inbox;
         let app_state = state.clone();

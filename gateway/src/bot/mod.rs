@@ -42,6 +42,7 @@ use teloxide::{Bot, RequestError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use self::delivery::Failure;
 use self::limits::RateLimiter;
 use self::redis_link::RedisLink;
 use self::session::Sessions;
@@ -66,6 +67,73 @@ pub enum BotError {
     ApiUrl,
     #[error("REDIS_URL does not parse ({0:?})")]
     RedisUrl(redis::ErrorKind),
+    #[error("TELEGRAM_WEBHOOK_URL does not parse")]
+    WebhookUrl,
+    #[error("Telegram refused setWebhook for {url}: {why} (check TELEGRAM_WEBHOOK_URL / PRODUCTION_DOMAIN and WEBHOOK_SECRET)")]
+    WebhookRefused { url: String, why: String },
+    #[error("setWebhook for {url} failed {attempts} times, the last: {why}")]
+    WebhookUnreachable {
+        url: String,
+        attempts: u32,
+        why: String,
+    },
+}
+
+/// The updates the bot asks Telegram for, by webhook or by polling.
+const ALLOWED_UPDATES: [AllowedUpdate; 2] = [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
+
+/// Attempts `setWebhook` gets at start-up before the server gives up. (teloxide itself
+/// waits 10 s after a 5xx before answering, so three attempts at a failing Telegram take
+/// about 20 s.)
+const WEBHOOK_ATTEMPTS: u32 = 3;
+
+/// Registers the webhook before the server starts: without it Telegram sends the bot
+/// nothing, and an operator would only notice when users do. A refusal (Telegram will not take
+/// this URL or secret) stops start-up at once; other failures are tried a few times with
+/// growing pauses first.
+async fn register_webhook(
+    bot: &Bot,
+    url: &str,
+    secret: &Secret,
+    token: &Secret,
+) -> Result<(), BotError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| BotError::WebhookUrl)?;
+    let mut pause = Duration::from_millis(250);
+    for attempt in 1..=WEBHOOK_ATTEMPTS {
+        let request = bot
+            .set_webhook(parsed.clone())
+            .secret_token(secret.expose().to_owned())
+            .allowed_updates(ALLOWED_UPDATES.to_vec());
+        let error = match request.await {
+            Ok(_) => {
+                tracing::info!(url, "Telegram webhook registered");
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let why = delivery::describe(&error, token);
+        match delivery::classify(&error) {
+            Failure::Rejected | Failure::Unreachable => {
+                return Err(BotError::WebhookRefused {
+                    url: url.to_owned(),
+                    why,
+                })
+            }
+            Failure::RetryAfter(wait) => pause = wait.min(MAX_START_BACKOFF),
+            Failure::Transient => {}
+        }
+        if attempt == WEBHOOK_ATTEMPTS {
+            return Err(BotError::WebhookUnreachable {
+                url: url.to_owned(),
+                attempts: attempt,
+                why,
+            });
+        }
+        tracing::warn!(%why, attempt, "Telegram: setWebhook failed; trying again");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_START_BACKOFF);
+    }
+    Ok(())
 }
 
 /// What every handler shares.
@@ -87,11 +155,11 @@ pub struct RunningBot {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the bot when it is configured: the dispatcher (after `getMe`, and `setWebhook` or
-/// `deleteWebhook`, retried until Telegram answers) and the notifications reactor. Returns at
-/// once: the HTTP API does not wait for Telegram. Without a configuration it says so in one
-/// log line and starts nothing.
-pub fn start(
+/// Starts the bot when it is configured: in webhook mode `setWebhook` first (bounded: a
+/// refusal stops start-up), then the dispatcher (after `getMe`, and in polling mode
+/// `deleteWebhook`, retried until Telegram answers) and the notifications reactor. Without a
+/// configuration it says so in one log line and starts nothing.
+pub async fn start(
     config: &Config,
     telegram: Option<&TelegramConfig>,
     state: web::Data<AppState>,
@@ -105,6 +173,9 @@ pub fn start(
     let api_url =
         reqwest::Url::parse(&format!("{}/", telegram.api_url)).map_err(|_| BotError::ApiUrl)?;
     let bot = Bot::new(telegram.token.expose()).set_api_url(api_url);
+    if let TelegramMode::Webhook { url, secret } = &telegram.mode {
+        register_webhook(&bot, url, secret, &telegram.token).await?;
+    }
     // Limits and sessions share the read cache's Redis and key prefix (under `:bot:`).
     let redis = config
         .redis_url
@@ -167,7 +238,7 @@ where
             Ok(value) => return Some(value),
             Err(error) => {
                 let wait = match delivery::classify(&error) {
-                    delivery::Failure::RetryAfter(wait) => wait,
+                    Failure::RetryAfter(wait) => wait,
                     _ => pause,
                 };
                 tracing::warn!(
@@ -205,26 +276,9 @@ async fn run(
     else {
         return;
     };
-    let allowed = vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
     match &config.mode {
-        TelegramMode::Webhook { url, secret } => {
-            let Ok(parsed) = reqwest::Url::parse(url) else {
-                tracing::error!("the Telegram webhook URL does not parse; the bot is off");
-                return;
-            };
-            let registered = persist("setWebhook", &token, &mut stop, || {
-                let request = bot
-                    .set_webhook(parsed.clone())
-                    .secret_token(secret.expose().to_owned())
-                    .allowed_updates(allowed.clone());
-                async move { request.await }
-            })
-            .await;
-            if registered.is_none() {
-                return;
-            }
-            tracing::info!(url = %url, "Telegram webhook registered");
-        }
+        // Registered by `start` before the server took requests.
+        TelegramMode::Webhook { .. } => {}
         TelegramMode::Polling => {
             // A webhook left from webhook mode would make getUpdates fail.
             let deleted = persist("deleteWebhook", &token, &mut stop, || {
@@ -280,7 +334,7 @@ async fn run(
         None => {
             let polling = Polling::builder(bot)
                 .timeout(POLL_TIMEOUT)
-                .allowed_updates(allowed)
+                .allowed_updates(ALLOWED_UPDATES.to_vec())
                 .build();
             tokio::spawn(async move {
                 dispatcher

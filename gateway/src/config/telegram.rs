@@ -106,6 +106,9 @@ pub fn telegram<F: Fn(&str) -> Option<String>>(
         )),
         (None, None) => None,
     };
+    if let Some(url) = &url {
+        webhook_url_telegram_accepts(url)?;
+    }
     let mode = match url {
         None => TelegramMode::Polling,
         Some(url) => {
@@ -146,6 +149,35 @@ pub fn telegram<F: Fn(&str) -> Option<String>>(
     }))
 }
 
+/// Ports Telegram delivers webhooks to.
+pub const WEBHOOK_PORTS: [u16; 4] = [443, 80, 88, 8443];
+
+/// Telegram posts webhooks only to https URLs on ports 443, 80, 88 or 8443; `setWebhook`
+/// refuses anything else, so say so at start with the variable's name.
+fn webhook_url_telegram_accepts(url: &str) -> Result<(), ConfigError> {
+    let variable = "TELEGRAM_WEBHOOK_URL";
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        problem(
+            variable,
+            "is not a URL (nor is https://PRODUCTION_DOMAIN/…)",
+        )
+    })?;
+    if parsed.scheme() != "https" || parsed.host_str().is_none() {
+        return Err(problem(
+            variable,
+            "must be an https URL with a host: Telegram sends webhooks only over https",
+        ));
+    }
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    if !WEBHOOK_PORTS.contains(&port) {
+        return Err(problem(
+            variable,
+            format!("port {port} is not one Telegram sends webhooks to (443, 80, 88 or 8443)"),
+        ));
+    }
+    Ok(())
+}
+
 fn is_http_url(url: &str) -> bool {
     (url.starts_with("https://") || url.starts_with("http://"))
         && !url.contains(char::is_whitespace)
@@ -165,6 +197,45 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         telegram(&Env(move |name| vars.get(name).cloned()))
+    }
+
+    #[test]
+    fn the_webhook_url_is_https_on_a_port_telegram_posts_to() {
+        for good in [
+            "https://shop.example/webhooks/telegram",
+            "https://shop.example:8443/webhooks/telegram",
+            "https://shop.example:88/hook",
+            "https://shop.example:443/hook",
+        ] {
+            let parsed = parse(&[
+                ("TELEGRAM_TOKEN", TOKEN),
+                ("TELEGRAM_WEBHOOK_URL", good),
+                ("WEBHOOK_SECRET", "0123456789abcdef"),
+            ]);
+            assert!(parsed.is_ok(), "{good}: {parsed:?}");
+        }
+        for bad in [
+            "http://shop.example/webhooks/telegram",
+            "https://shop.example:8080/webhooks/telegram",
+            "https://shop.example:8444/hook",
+            "https://:443/hook",
+        ] {
+            let error = parse(&[
+                ("TELEGRAM_TOKEN", TOKEN),
+                ("TELEGRAM_WEBHOOK_URL", bad),
+                ("WEBHOOK_SECRET", "0123456789abcdef"),
+            ])
+            .unwrap_err();
+            assert_eq!(error.variable, "TELEGRAM_WEBHOOK_URL", "{bad}");
+        }
+        // A domain with a port Telegram does not post to is refused the same way.
+        let error = parse(&[
+            ("TELEGRAM_TOKEN", TOKEN),
+            ("PRODUCTION_DOMAIN", "shop.example:9000"),
+            ("WEBHOOK_SECRET", "0123456789abcdef"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "TELEGRAM_WEBHOOK_URL");
     }
 
     #[test]

@@ -45,6 +45,8 @@ struct Inner {
     /// Per chat: answers to give instead of delivering (`None` in the queue's place: the
     /// script is done). A `Blocked` stays forever.
     failures: HashMap<i64, VecDeque<Scripted>>,
+    /// Per method: an error answered to every call of it (`setWebhook` refused, …).
+    method_failures: HashMap<String, (u16, &'static str)>,
 }
 
 pub struct FakeTelegram {
@@ -168,6 +170,15 @@ impl FakeTelegram {
             .unwrap()
             .failures
             .insert(chat, scripted.into_iter().collect());
+    }
+
+    /// Answers every call of `method` with this error from now on.
+    pub fn fail_method(&self, method: &str, status: u16, description: &'static str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .method_failures
+            .insert(method.to_owned(), (status, description));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -346,6 +357,21 @@ async fn handle(
     };
     if method == "getUpdates" {
         return get_updates(&shared, &body).await;
+    }
+    let method_failure = shared
+        .inner
+        .lock()
+        .unwrap()
+        .method_failures
+        .get(&method)
+        .copied();
+    if let Some((status, description)) = method_failure {
+        shared.inner.lock().unwrap().calls.push(Call {
+            method: method.clone(),
+            body: body.clone(),
+            result: Value::Null,
+        });
+        return error(status, description, None);
     }
     let scripted = if method == "sendMessage" {
         let chat = body["chat_id"].as_i64().unwrap_or_default();

@@ -8,7 +8,7 @@ use starledger_gateway::http::state::AppState;
 use starledger_ledger::ids::PurchaseId;
 
 use super::fake_telegram::FakeTelegram;
-use super::support::app::{launch, Running};
+use super::support::app::{try_launch, Running};
 
 pub use super::support::app::Database;
 
@@ -25,6 +25,17 @@ pub struct BotApp {
 
 /// Starts `serve` with the bot talking to `fake`, plus `extra` settings.
 pub async fn start(database: &Database, fake: &FakeTelegram, extra: &[(&str, &str)]) -> BotApp {
+    try_start(database, fake, extra)
+        .await
+        .expect("the app starts")
+}
+
+/// Starts `serve` as [`start`] does, or says why it would not start.
+pub async fn try_start(
+    database: &Database,
+    fake: &FakeTelegram,
+    extra: &[(&str, &str)],
+) -> Result<BotApp, starledger_gateway::serve::StartError> {
     // RUST_LOG=starledger=debug shows the app's log lines in a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -49,14 +60,14 @@ pub async fn start(database: &Database, fake: &FakeTelegram, extra: &[(&str, &st
         state,
         handle,
         server,
-    } = launch(database, &settings).await;
-    BotApp {
+    } = try_launch(database, &settings).await?;
+    Ok(BotApp {
         base,
         state,
         http: reqwest::Client::new(),
         handle,
         server,
-    }
+    })
 }
 
 impl BotApp {

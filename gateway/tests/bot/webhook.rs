@@ -133,3 +133,58 @@ async fn in_polling_mode_the_webhook_route_is_not_there() {
     database.drop_database().await;
     fake.stop().await;
 }
+
+#[tokio::test]
+async fn a_webhook_telegram_refuses_stops_start_up_with_a_clear_message() {
+    let fake = FakeTelegram::start().await;
+    let database = Database::new().await;
+    fake.fail_method(
+        "setWebhook",
+        400,
+        "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
+    );
+    let settings = [
+        (
+            "TELEGRAM_WEBHOOK_URL",
+            "https://shop.invalid/webhooks/telegram",
+        ),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET),
+    ];
+    let refused = harness::try_start(&database, &fake, &settings).await;
+    let Err(error) = refused else {
+        panic!("the app started although Telegram refused its webhook");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("refused setWebhook") && message.contains("Failed to resolve host"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&fake.token),
+        "the token is never shown: {message}"
+    );
+    // Refused is final: asked once, not retried.
+    let asked = fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "setWebhook")
+        .count();
+    assert_eq!(asked, 1);
+
+    // Telegram out of reach is tried a bounded number of times, then start-up stops too.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let api = format!("http://127.0.0.1:{closed}");
+    let mut unreachable_settings = settings.to_vec();
+    unreachable_settings.push(("TELEGRAM_API_URL", &api));
+    let unreachable = harness::try_start(&database, &fake, &unreachable_settings).await;
+    let Err(error) = unreachable else {
+        panic!("the app started without a registered webhook");
+    };
+    assert!(error.to_string().contains("failed 3 times"), "{error}");
+    assert!(!error.to_string().contains(&fake.token), "{error}");
+    database.drop_database().await;
+    fake.stop().await;
+}

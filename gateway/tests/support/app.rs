@@ -78,6 +78,16 @@ pub struct Running {
 /// own and of a local, sandboxed default: loopback, a free port, two workers, the sandbox
 /// Heleket).
 pub async fn launch(database: &Database, settings: &[(&str, String)]) -> Running {
+    try_launch(database, settings)
+        .await
+        .expect("the app starts")
+}
+
+/// Starts the app, or says why it would not start.
+pub async fn try_launch(
+    database: &Database,
+    settings: &[(&str, String)],
+) -> Result<Running, starledger_gateway::serve::StartError> {
     let mut vars = database.vars.clone();
     for (name, value) in [
         ("WEBHOOK_HOST", "127.0.0.1"),
@@ -95,17 +105,15 @@ pub async fn launch(database: &Database, settings: &[(&str, String)]) -> Running
     let config = Config::from_env(&env).expect("test config");
     let server_config = ServerConfig::from_env(&env).expect("test server config");
     storage::migrate(&config.storage).await.expect("migrate");
-    let app = Application::build(config, server_config)
-        .await
-        .expect("the app starts");
+    let app = Application::build(config, server_config).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let state = app.state();
     let server = tokio::spawn(app.run_until_stopped());
-    Running {
+    Ok(Running {
         base,
         state,
         handle,
         server,
-    }
+    })
 }
