@@ -12,40 +12,23 @@ use serde_json::{Map, Value};
 use starledger_gateway::heleket::sign::{php_json_encode, sign_webhook, verify_webhook};
 use starledger_gateway::heleket::{OrderId, Webhook};
 use starledger_ledger::account::{decide, Account, AccountCommand};
-use starledger_ledger::events::{AccountEvent, Invoice, CURRENT_VERSIONS};
-use starledger_ledger::ids::{RechargeId, UserId};
-use starledger_ledger::money::{Amount, Currency, MAX_AMOUNT, MAX_SCALE};
+use starledger_ledger::events::{AccountEvent, CURRENT_VERSIONS};
+use starledger_ledger::ids::RechargeId;
+use starledger_ledger::money::{Amount, MAX_AMOUNT, MAX_SCALE};
+use starledger_ledger::testing::flow;
 
 const KEY: &str = "merchant-test-key";
 
-/// An account of user 1 with a pending recharge of 10 TON.
+/// An account of user 1 with a pending recharge of 10 TON (the ledger's test builders).
 fn pending_recharge_of_ten() -> (Account, RechargeId) {
-    let user = UserId::new(1).unwrap();
-    let recharge_id =
-        RechargeId::from_uuid(uuid::Uuid::from_u128(0x0123456789abcdef0123456789abcdef));
+    let user = flow::user(1);
     let mut account = Account::default();
-    for command in [
-        AccountCommand::Register {
-            username: None,
-            language: None,
-            currency: Currency::ton(),
-        },
-        AccountCommand::RequestRecharge {
-            recharge_id,
-            amount: Amount::parse("10").unwrap(),
-            currency: Currency::ton(),
-            invoice: Invoice {
-                uuid: "u-1".into(),
-                url: "https://pay.example/u-1".into(),
-                expires_at: chrono::Utc::now(),
-            },
-        },
-    ] {
+    for command in [flow::register(), flow::request_recharge(user, "r1", "10")] {
         for event in decide(user, &account, &command).unwrap() {
             account.evolve(&event);
         }
     }
-    (account, recharge_id)
+    (account, RechargeId::derive(user, &flow::key("r1")))
 }
 
 fn config() -> ProptestConfig {
@@ -146,7 +129,7 @@ proptest! {
                 report,
                 overpay_tolerance_percent: 10,
             };
-            if let Ok(events) = decide(UserId::new(1).unwrap(), &account, &command) {
+            if let Ok(events) = decide(flow::user(1), &account, &command) {
                 if let Some(AccountEvent::RechargeSettled(settled)) = events.first() {
                     let credited = settled.credited.value();
                     prop_assert_eq!(payer_currency.as_str(), "TON");
