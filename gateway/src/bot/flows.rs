@@ -483,38 +483,46 @@ pub async fn on_callback(
         .as_ref()
         .map(|message| (message.chat().id, message.id()));
     let action = query.data.as_deref().and_then(Action::parse);
-    let outcome = match (turn.allow(Limit::Messages).await, action, place) {
-        (Err(refused), _, _) => refused,
-        // Not ours, or a button without a message we can answer in: nothing to do.
-        (Ok(()), None, _) | (Ok(()), _, None) => {
-            bot.answer_callback_query(query.id.clone()).await?;
-            return Ok(());
+    if let Err(refused) = turn.allow(Limit::Messages).await {
+        // A refused press: the spinner on the button stops with the polite text in an alert.
+        let mut answer = bot.answer_callback_query(query.id.clone());
+        if let Outcome::Limited { limit, .. } = refused {
+            answer = answer.text(turn.texts.rate_limited(limit)).show_alert(true);
         }
-        (Ok(()), Some(action), Some((chat, message))) => {
-            let edits = matches!(
-                action,
-                Action::History(_) | Action::Confirm(_) | Action::Cancel(_)
-            );
-            let outcome = press(&turn, action, chat, message).await;
-            if let Outcome::Reply(answer) = outcome {
-                bot.answer_callback_query(query.id.clone()).await?;
-                return if edits {
-                    edit(&bot, chat, message, answer).await
-                } else {
-                    send(&bot, chat, answer).await
-                };
-            }
-            outcome
-        }
-    };
-    // A refused press: the spinner on the button stops with the polite text in an alert.
-    if let Outcome::Limited { limit, .. } = outcome {
-        bot.answer_callback_query(query.id.clone())
-            .text(turn.texts.rate_limited(limit))
-            .show_alert(true)
-            .await?;
+        answered(answer.await);
+        return Ok(());
     }
-    Ok(())
+    // Answered before any slow work: a top-up may wait out Heleket's retries, and Telegram
+    // refuses an answer that comes too late. Whether or not the answer got through, the
+    // reply below is sent.
+    answered(bot.answer_callback_query(query.id.clone()).await);
+    // Not ours, or a button without a message we can answer in: nothing more to do.
+    let (Some(action), Some((chat, message))) = (action, place) else {
+        return Ok(());
+    };
+    let edits = matches!(
+        action,
+        Action::History(_) | Action::Confirm(_) | Action::Cancel(_)
+    );
+    match press(&turn, action, chat, message).await {
+        Outcome::Reply(answer) if edits => edit(&bot, chat, message, answer).await,
+        Outcome::Reply(answer) => send(&bot, chat, answer).await,
+        // Another limit refused the step; the press is answered already, so the polite text
+        // comes as a message, once per window.
+        Outcome::Limited { limit, first: true } => {
+            send(&bot, chat, Answer::text(turn.texts.rate_limited(limit))).await
+        }
+        Outcome::Limited { first: false, .. } => Ok(()),
+    }
+}
+
+/// Logs a callback answer Telegram did not take (too late, or a network error) and goes on:
+/// the answer only stops a button's spinner, and the reply that follows must still be sent.
+fn answered<T>(result: Result<T, RequestError>) {
+    if let Err(error) = result {
+        // Only the kind of failure: a network error's text would quote the token's URL.
+        tracing::warn!(failure = ?super::delivery::classify(&error), "bot: a button press could not be answered; replying anyway");
+    }
 }
 
 async fn press(turn: &Turn<'_>, action: Action, chat: ChatId, message: MessageId) -> Outcome {

@@ -3,7 +3,8 @@
 //! `editMessageText`, `answerCallbackQuery`, `setWebhook`, `deleteWebhook`. It records every
 //! call the bot makes, queues the updates a test "types", and can be told to fail
 //! `sendMessage` to a chat the way Telegram does (403 blocked, 429 with `retry_after`, a 400
-//! it will never stop answering).
+//! it will never stop answering), refuse a method, and refuse a button's answer that comes
+//! too late, as Telegram does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -47,7 +48,13 @@ struct Inner {
     failures: HashMap<i64, VecDeque<Scripted>>,
     /// Per method: an error answered to every call of it (`setWebhook` refused, …).
     method_failures: HashMap<String, (u16, &'static str)>,
+    /// When each callback query was made: Telegram refuses an answer that comes too late.
+    pressed: HashMap<String, std::time::Instant>,
 }
+
+/// How long after a button press Telegram still takes `answerCallbackQuery` (it documents no
+/// number; answers after about 15 s are refused as "query is too old").
+pub const ANSWER_WINDOW: Duration = Duration::from_secs(15);
 
 pub struct FakeTelegram {
     pub base: String,
@@ -150,6 +157,11 @@ impl FakeTelegram {
     /// Queues a button press on one of the bot's messages (as the bot sent it).
     pub fn press(&self, user: i64, language: &str, message: &Value, data: &str) -> i64 {
         let id = self.next_update_id();
+        self.inner
+            .lock()
+            .unwrap()
+            .pressed
+            .insert(format!("cbq-{id}"), std::time::Instant::now());
         self.queue(json!({
             "update_id": id,
             "callback_query": {
@@ -372,6 +384,23 @@ async fn handle(
             result: Value::Null,
         });
         return error(status, description, None);
+    }
+    if method == "answerCallbackQuery" {
+        let query = body["callback_query_id"].as_str().unwrap_or_default();
+        let pressed = shared.inner.lock().unwrap().pressed.get(query).copied();
+        if pressed.is_some_and(|at| at.elapsed() > ANSWER_WINDOW) {
+            shared.inner.lock().unwrap().calls.push(Call {
+                method: method.clone(),
+                body: body.clone(),
+                result: Value::Null,
+            });
+            shared.changed.notify_waiters();
+            return error(
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+                None,
+            );
+        }
     }
     let scripted = if method == "sendMessage" {
         let chat = body["chat_id"].as_i64().unwrap_or_default();

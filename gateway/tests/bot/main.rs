@@ -4,6 +4,7 @@
 //! in-process caches otherwise). Users "type" through the fake's `getUpdates` (or post to the
 //! webhook route in webhook mode); what the bot answers is read from the calls it made.
 
+mod answers;
 mod fake_telegram;
 mod harness;
 mod journey;
