@@ -6,11 +6,13 @@
 //! command carries an idempotency key that Telegram's redelivery or a second press cannot
 //! change:
 //!
-//! - a typed command: the update id (`tg:{bot}:{update}:…`), the same when Telegram delivers
-//!   the update again;
+//! - a typed command: its message (`tg:{bot}:m:{chat}:{message id}:{date}:…`), the same when
+//!   Telegram delivers the update again; not the update id, which Telegram starts again from
+//!   a random number after a week without updates;
 //! - a top-up preset button: the message it sits on and the amount, so pressing it twice
 //!   returns the same invoice;
-//! - the confirm button: the offer's token (the update that made the offer), so a repeated
+//! - the confirm button: the offer's token (a digest of the message or press that made the
+//!   offer), so a repeated
 //!   or concurrent confirm reserves once; a confirm whose offer is gone buys nothing and says
 //!   what became of the order, if there is one (`orders.rs`).
 //!
@@ -19,15 +21,14 @@
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use starledger_ledger::account::Rejection;
 use starledger_ledger::commands::CommandError;
 use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
 use starledger_ledger::money::Amount;
 use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
-use teloxide::types::{
-    CallbackQuery, ChatId, InlineKeyboardMarkup, Message, MessageId, Update, User,
-};
+use teloxide::types::{CallbackQuery, ChatId, InlineKeyboardMarkup, Message, MessageId, User};
 use teloxide::{Bot, RequestError};
 
 use super::command::{self, Command};
@@ -82,8 +83,11 @@ pub(super) struct Turn<'a> {
     pub(super) user: UserId,
     pub(super) from: &'a User,
     pub(super) texts: Texts,
-    /// The Telegram update being handled.
-    pub(super) update: u32,
+    /// What this turn's ledger commands are keyed on: the message (`m:{chat}:{message
+    /// id}:{date}`) or the button press (`cq:{callback query id}`). Not the update id:
+    /// Telegram starts update ids again from a random number after a week without updates,
+    /// so a key made of it alone could come back and replay an old command.
+    pub(super) origin: String,
 }
 
 impl Turn<'_> {
@@ -93,6 +97,15 @@ impl Turn<'_> {
 
     pub(super) fn currency(&self) -> &str {
         self.context.state.currency.as_str()
+    }
+
+    /// A number that stands for this turn's origin (offer tokens in button data): the first
+    /// eight bytes of its SHA-256.
+    pub(super) fn origin_token(&self) -> u64 {
+        let digest = Sha256::digest(self.origin.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
     }
 
     /// `tg:{bot id}:{rest}`: keys of different bots (a token changed) never meet.
@@ -122,7 +135,7 @@ impl Turn<'_> {
         if known.is_some() {
             return Ok(());
         }
-        let Some(key) = self.key(&format!("{}:register", self.update)) else {
+        let Some(key) = self.key(&format!("{}:register", self.origin)) else {
             return Err(ShopError::UnknownUser);
         };
         // At most 16 characters are kept for a language; Telegram's codes are shorter.
@@ -199,12 +212,7 @@ fn user_id(user: &User) -> Option<UserId> {
 }
 
 /// A message from a user.
-pub async fn on_message(
-    bot: Bot,
-    update: Update,
-    message: Message,
-    context: Arc<BotContext>,
-) -> HandlerResult {
+pub async fn on_message(bot: Bot, message: Message, context: Arc<BotContext>) -> HandlerResult {
     // The shop is a private conversation; groups and channels are not served.
     if !message.chat.is_private() {
         return Ok(());
@@ -220,7 +228,12 @@ pub async fn on_message(
         user,
         from,
         texts: Texts(Lang::from_code(from.language_code.as_deref())),
-        update: update.id.0,
+        origin: format!(
+            "m:{}:{}:{}",
+            message.chat.id.0,
+            message.id.0,
+            message.date.timestamp()
+        ),
     };
     let outcome = match turn.allow(Limit::Messages).await {
         Err(refused) => refused,
@@ -267,7 +280,7 @@ async fn run_command(turn: &Turn<'_>, command: Command) -> Outcome {
         Command::Recharge(None) => recharge_menu(turn),
         Command::Recharge(Some(Err(_))) => Answer::text(turn.texts.invalid_amount()).into(),
         Command::Recharge(Some(Ok(amount))) => {
-            let key = turn.key(&format!("{}:recharge", turn.update));
+            let key = turn.key(&format!("{}:recharge", turn.origin));
             recharge(turn, amount, key).await
         }
         Command::BuyStars {
@@ -303,7 +316,7 @@ async fn reply_to_dialogue(turn: &Turn<'_>, text: &str) -> Outcome {
             };
             session.awaiting = None;
             turn.context.sessions.put(turn.user.get(), &session).await;
-            let key = turn.key(&format!("{}:recharge", turn.update));
+            let key = turn.key(&format!("{}:recharge", turn.origin));
             recharge(turn, amount, key).await
         }
         Awaiting::Stars { recipient } => {
@@ -462,7 +475,6 @@ async fn ask(turn: &Turn<'_>, awaiting: Awaiting, question: String) -> Outcome {
 /// A button press.
 pub async fn on_callback(
     bot: Bot,
-    update: Update,
     query: CallbackQuery,
     context: Arc<BotContext>,
 ) -> HandlerResult {
@@ -474,7 +486,7 @@ pub async fn on_callback(
         user,
         from: &query.from,
         texts: Texts(Lang::from_code(query.from.language_code.as_deref())),
-        update: update.id.0,
+        origin: format!("cq:{}", query.id),
     };
     // The message the button sits on: where answers go, and what a top-up preset's key
     // is made of.

@@ -40,7 +40,7 @@ pub(super) async fn offer(turn: &Turn<'_>, stars: Stars, recipient: Option<Usern
         Ok(balance) => balance,
         Err(error) => return turn.failure(&error).into(),
     };
-    let token = u64::from(turn.update);
+    let token = turn.origin_token();
     let mut session = turn.context.sessions.get(turn.user.get()).await;
     session.offer = Some(Offer {
         token,

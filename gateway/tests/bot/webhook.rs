@@ -82,7 +82,8 @@ async fn webhook_mode_takes_updates_only_with_the_secret_token() {
     );
 
     // Telegram delivers an update again when our 200 got lost: the command it carries is
-    // recorded once (its key is the update id) and the same invoice is shown again.
+    // recorded once (its key is the message: chat, id and date) and the same invoice is
+    // shown again.
     let recharge = fake.message_update(JO, "en", "/recharge 3");
     for _ in 0..2 {
         let response = app
@@ -107,6 +108,23 @@ async fn webhook_mode_takes_updates_only_with_the_secret_token() {
         events + 2,
         "one recharge for two deliveries"
     );
+
+    // After a week without updates Telegram starts update ids again from a random number:
+    // a new message may come with an update id seen before. It is a new command, not a
+    // repeat of the old one.
+    let mut later = fake.message_update(JO, "en", "/recharge 7");
+    later["update_id"] = recharge["update_id"].clone();
+    let response = app
+        .http
+        .post(&url)
+        .header(SECRET_HEADER, WEBHOOK_SECRET)
+        .json(&later)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    fake.text(JO, "Invoice for 7 TON").await;
+    assert_eq!(app.log_length().await, events + 3, "a second recharge");
 
     app.stop().await;
     database.drop_database().await;
