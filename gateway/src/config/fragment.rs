@@ -55,17 +55,28 @@ pub struct FragmentConfig {
     pub delivery_alert_after: Duration,
 }
 
+/// The test-only setting that lets live mode talk plain http (to local stand-ins of Fragment
+/// and toncenter). Never set it in production: the Fragment cookies travel to
+/// `FRAGMENT_API_URL`, and a plaintext TON API could be fed a false chain.
+pub const ALLOW_PLAIN_HTTP: &str = "STARLEDGER_TEST_ALLOW_PLAIN_HTTP";
+
 fn url<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
     variable: &'static str,
     default: &str,
+    plain_http: bool,
 ) -> Result<String, ConfigError> {
     let url = env.get(variable).unwrap_or_else(|| default.into());
     let url = url.trim().trim_end_matches('/').to_owned();
-    if url.starts_with("https://") || url.starts_with("http://") {
+    if url.starts_with("https://") || (plain_http && url.starts_with("http://")) {
         Ok(url)
+    } else if url.starts_with("http://") {
+        Err(problem(
+            variable,
+            format!("must be an https URL (plain http only with the test setting {ALLOW_PLAIN_HTTP}=true)"),
+        ))
     } else {
-        Err(problem(variable, "must be an http(s) URL"))
+        Err(problem(variable, "must be an https URL"))
     }
 }
 
@@ -113,12 +124,18 @@ pub fn fragment<F: Fn(&str) -> Option<String>>(
             let cookies = parse_fragment_cookies(required("FRAGMENT_COOKIES")?.expose())
                 // The parser's messages name the variable and the cookie, never a value.
                 .map_err(|error| problem("FRAGMENT_COOKIES", error.to_string()))?;
+            let plain_http = env.flag(ALLOW_PLAIN_HTTP, false)?;
             FragmentMode::Live(Box::new(LiveFragment {
-                fragment_url: url(env, "FRAGMENT_API_URL", "https://fragment.com")?,
+                fragment_url: url(env, "FRAGMENT_API_URL", "https://fragment.com", plain_http)?,
                 cookies,
                 seed_phrase: required("FRAGMENT_SEED_PHRASE")?,
                 wallet_version,
-                ton_api_url: url(env, "TON_API_URL", "https://toncenter.com/api/v2")?,
+                ton_api_url: url(
+                    env,
+                    "TON_API_URL",
+                    "https://toncenter.com/api/v2",
+                    plain_http,
+                )?,
                 ton_api_key: env.get("TON_API_KEY").map(Secret::new),
             }))
         }
@@ -224,10 +241,19 @@ mod tests {
             ("FRAGMENT_WALLET_VERSION", "v3"),
             ("TON_API_URL", "toncenter.com"),
             ("FRAGMENT_API_URL", "ftp://fragment.com"),
+            ("FRAGMENT_API_URL", "http://fragment.com"),
+            ("TON_API_URL", "http://toncenter.com/api/v2"),
         ] {
             let mut vars = live.to_vec();
             vars.push((variable, value));
             assert_eq!(config(&vars).unwrap_err().variable, variable, "{value}");
         }
+        // Local stand-ins speak plain http, with the test-only setting only.
+        let mut local = live.to_vec();
+        local.push(("FRAGMENT_API_URL", "http://127.0.0.1:9000"));
+        local.push(("TON_API_URL", "http://127.0.0.1:9001/api/v2"));
+        assert!(config(&local).is_err());
+        local.push((ALLOW_PLAIN_HTTP, "true"));
+        assert!(config(&local).is_ok());
     }
 }
