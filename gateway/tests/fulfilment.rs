@@ -446,9 +446,19 @@ async fn two_workers_racing_on_one_ledger_never_pay_twice() {
         // Two instances, each with its own command handler on the same log, as two processes
         // whose lease broke would be.
         let other_ledger = Arc::new(Ledger::new(world.backend.open(CommitMode::default()).await));
+        // Without a lease both sign with the one wallet, so both may sign with the same seqno
+        // (more likely the busier the machine). Then only one of the two messages can execute,
+        // and the other purchase finds the wallet past its seqno with its payment nowhere on
+        // chain: an outcome the worker cannot prove, so it alerts an operator
+        // (`payment_unknown`) and never signs again. What must hold in every interleaving is
+        // that nothing is paid twice: every executed payment completed its purchase, and every
+        // purchase is delivered or waiting, paid at most once.
         let mut a = world.worker(quick_settings(), "a");
         let mut b = world.worker_on(other_ledger, quick_settings(), "b");
-        for _ in 0..200 {
+        // Bounded by wall time, not by rounds: how many rounds the race takes depends on the
+        // machine's load.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
             let (ra, rb) = tokio::join!(
                 a.step(world.store.as_ref(), &world.stop),
                 b.step(world.store.as_ref(), &world.stop)
@@ -464,17 +474,25 @@ async fn two_workers_racing_on_one_ledger_never_pay_twice() {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let mut completed = 0;
         for (user, purchase) in &purchases {
-            assert_eq!(
-                world.status(*user, *purchase).await,
-                PurchaseStatus::Completed
+            let status = world.status(*user, *purchase).await;
+            assert!(
+                matches!(
+                    status,
+                    PurchaseStatus::Completed | PurchaseStatus::OrderSent
+                ),
+                "{status:?}"
             );
-            assert_eq!(world.attempts(*user).await, vec![1]);
+            completed += usize::from(status == PurchaseStatus::Completed);
+            assert_eq!(world.attempts(*user).await, vec![1], "signed again");
         }
+        // Each collision costs one purchase; the race still delivers most of them.
+        assert!(2 * completed >= purchases.len(), "{completed} delivered");
         assert_eq!(
             world.sandbox.payments_executed(),
-            purchases.len(),
-            "paid twice"
+            completed,
+            "paid twice, or paid without delivering"
         );
         world.shop.finish().await;
     }

@@ -900,11 +900,14 @@ impl Worker {
             Err(
                 CommandError::IdempotencyKeyReused(_)
                 | CommandError::Rejected(
-                    Rejection::PurchaseNotOpen { .. } | Rejection::PaymentAttemptOutOfOrder { .. },
+                    Rejection::PurchaseNotOpen { .. }
+                    | Rejection::PaymentAttemptOutOfOrder { .. }
+                    | Rejection::PaymentRecorded(_),
                 ),
             ) => {
-                // Someone else (an admin, another instance) moved this purchase on; the log
-                // has the truth and the next fold shows it.
+                // Someone else (an admin, another instance) moved this purchase on — paid it,
+                // in the last case, so this worker's failure must not refund it; the log has
+                // the truth and the next fold shows it.
                 tracing::info!(purchase = %order.purchase_id, step, "purchase moved on elsewhere");
                 Err(Recorded::Elsewhere)
             }
