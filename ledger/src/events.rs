@@ -101,6 +101,11 @@ pub enum ReviewReason {
     InconsistentReport,
     /// A refund failed: the money may be with us although nothing was credited.
     RefundFailed,
+    /// Another payment report while the recharge already waits for an operator.
+    WhileInReview,
+    /// A payment report after an operator's review closed the recharge without a credit:
+    /// the operator decides again (they may have refunded the payer by other means).
+    AfterReview,
 }
 
 impl ReviewReason {
@@ -112,6 +117,8 @@ impl ReviewReason {
             Self::AboveTolerance => "above_tolerance",
             Self::InconsistentReport => "inconsistent_report",
             Self::RefundFailed => "refund_failed",
+            Self::WhileInReview => "while_in_review",
+            Self::AfterReview => "after_review",
         }
     }
 }

@@ -140,6 +140,8 @@ enum Model {
     OnHold,
     Review,
     Failed,
+    /// Closed by a failure after an operator had been asked to review it.
+    FailedAfterReview,
     Settled(Decimal),
     Reversed,
 }
@@ -151,6 +153,12 @@ fn step(state: Model, delivery: &Delivery) -> Option<Model> {
     let invoice = decimal(INVOICE_AMOUNT);
     let creditable = matches!(state, Pending | OnHold | Failed);
     match delivery.status {
+        // Once reviewed, every report of money goes to the operator again.
+        "paid" | "paid_over" | "wrong_amount" | "refund_fail"
+            if matches!(state, Review | FailedAfterReview) =>
+        {
+            Some(Review)
+        }
         "paid" | "paid_over" | "wrong_amount" if creditable => {
             let Some(paid) = delivery.paid.map(decimal) else {
                 return Some(Review);
@@ -168,9 +176,10 @@ fn step(state: Model, delivery: &Delivery) -> Option<Model> {
         }
         "locked" if state == Pending => Some(OnHold),
         "fail" | "cancel" | "system_fail" | "refund_paid" => match state {
-            Pending | OnHold | Review => Some(Failed),
+            Pending | OnHold => Some(Failed),
+            Review => Some(FailedAfterReview),
             Settled(_) => Some(Reversed),
-            Failed | Reversed => None,
+            Failed | FailedAfterReview | Reversed => None,
         },
         "refund_fail" if creditable => Some(Review),
         _ => None,
@@ -363,6 +372,7 @@ fn check_flow(flow: &Flow, log: &[Value], problems: &mut Vec<String>) -> Decimal
     for event in &events {
         ended = match event["event_type"].as_str().unwrap_or_default() {
             "RechargeSettled" => Model::Settled(decimal_of(&event["data"]["credited"])),
+            "RechargeFailed" if ended == Model::Review => Model::FailedAfterReview,
             "RechargeFailed" => Model::Failed,
             "RechargeHeld" => Model::OnHold,
             "RechargeReviewRequired" => Model::Review,

@@ -197,6 +197,31 @@ pub(super) fn record_payment(
             },
         ))
     };
+    // Once an operator had to look at a recharge, every further report of money for it goes
+    // to them too: recorded as facts while they decide, never a credit after they closed it.
+    if matches!(
+        report.outcome,
+        ReportedOutcome::Paid
+            | ReportedOutcome::PaidOver
+            | ReportedOutcome::Underpaid
+            | ReportedOutcome::RefundFailed
+    ) {
+        match recharge.status {
+            RechargeStatus::NeedsReview { .. } => {
+                return review(
+                    ReviewReason::WhileInReview,
+                    format!("{provider_status} reported while the recharge waits for review"),
+                )
+            }
+            RechargeStatus::Failed { .. } if recharge.reviewed => {
+                return review(
+                    ReviewReason::AfterReview,
+                    format!("{provider_status} reported after the recharge was closed on review"),
+                )
+            }
+            _ => {}
+        }
+    }
     match report.outcome {
         ReportedOutcome::Paid | ReportedOutcome::PaidOver | ReportedOutcome::Underpaid => {
             may_credit(recharge_id, recharge)?;

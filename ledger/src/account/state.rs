@@ -68,6 +68,9 @@ impl RechargeStatus {
 pub struct Recharge {
     pub amount: Amount,
     pub status: RechargeStatus,
+    /// An operator was asked to look at this recharge at least once: later payment reports
+    /// for it go back to them, never straight to a credit.
+    pub reviewed: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +162,7 @@ impl Account {
                     Recharge {
                         amount: e.amount,
                         status: RechargeStatus::Pending,
+                        reviewed: false,
                     },
                 );
             }
@@ -177,10 +181,15 @@ impl Account {
             AccountEvent::RechargeHeld(e) => {
                 self.set_recharge_status(e.recharge_id, RechargeStatus::OnHold)
             }
-            AccountEvent::RechargeReviewRequired(e) => self.set_recharge_status(
-                e.recharge_id,
-                RechargeStatus::NeedsReview { reason: e.reason },
-            ),
+            AccountEvent::RechargeReviewRequired(e) => {
+                self.set_recharge_status(
+                    e.recharge_id,
+                    RechargeStatus::NeedsReview { reason: e.reason },
+                );
+                if let Some(recharge) = self.recharges.get_mut(&e.recharge_id) {
+                    recharge.reviewed = true;
+                }
+            }
             AccountEvent::RechargeReversed(e) => self.set_recharge_status(
                 e.recharge_id,
                 RechargeStatus::Reversed {

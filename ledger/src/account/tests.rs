@@ -430,17 +430,41 @@ fn a_payment_in_another_coin_is_never_credited_but_reviewed() {
         account.recharges[&recharge_id()].status,
         RechargeStatus::NeedsReview { .. }
     ));
-    // Nor is it credited when a later report of the same payment comes in.
-    let (account, outcome) = given_when(
-        &[
-            register(),
-            request_recharge("10"),
-            report("paid", Some("USDT"), Some("30")),
-        ],
-        &report("paid", Some("TON"), Some("10")),
+    // Nor is it credited when a later report comes in: the operator sees that too.
+    let reviewed = [
+        register(),
+        request_recharge("10"),
+        report("paid", Some("USDT"), Some("30")),
+    ];
+    let (account, outcome) = given_when(&reviewed, &report("paid_over", Some("TON"), Some("10.5")));
+    assert_eq!(
+        review_reason(&only_event(outcome)),
+        Some(ReviewReason::WhileInReview)
     );
-    assert_eq!(outcome, Err(Rejection::RechargeInReview(recharge_id())));
     assert_eq!(account.available, dec("0"));
+    // And once the operator closed it without a credit, a late report goes back to them: they
+    // may have refunded the payer by other means.
+    let mut rejected = reviewed.to_vec();
+    rejected.push(AccountCommand::ResolveRecharge {
+        recharge_id: recharge_id(),
+        decision: ReviewDecision::Reject,
+        admin: "carol".into(),
+        reason: "refunded to the payer by Heleket support".into(),
+    });
+    let (account, outcome) = given_when(&rejected, &report("paid_over", Some("TON"), Some("10.5")));
+    assert_eq!(
+        review_reason(&only_event(outcome)),
+        Some(ReviewReason::AfterReview)
+    );
+    assert_eq!(account.available, dec("0"));
+    // A recharge that only expired (no review) still takes a late payment: the money arrived.
+    let expired = [
+        register(),
+        request_recharge("10"),
+        report("cancel", None, None),
+    ];
+    let (account, _) = given_when(&expired, &report("paid", Some("TON"), Some("10")));
+    assert_eq!(account.available, dec("10"));
 }
 
 #[test]
