@@ -85,7 +85,7 @@ impl Sandbox {
     /// The invoice as `payment/info` would describe it.
     pub fn invoice(&self, uuid: &str) -> Option<PaymentInfo> {
         let order = self.order_of_uuid.get(uuid)?.clone();
-        self.by_order.get(&order).map(|i| describe(&i))
+        self.by_order.get(&order).and_then(|i| describe(&i).ok())
     }
 
     /// Moves a sandbox invoice to `status` and sends the signed webhook to its callback.
@@ -176,31 +176,14 @@ fn webhook_body(invoice: &SandboxInvoice) -> Value {
     })
 }
 
-/// The invoice as `payment/info` answers: the webhook's fields, its page and its expiry.
-fn describe(invoice: &SandboxInvoice) -> PaymentInfo {
+/// The invoice as `payment/info` answers: the webhook's fields, its page and its expiry, read
+/// back through the same parser a real answer goes through.
+fn describe(invoice: &SandboxInvoice) -> Result<PaymentInfo, ProviderError> {
     let mut result = webhook_body(invoice);
     result["payment_status"] = json!(invoice.status.as_str());
     result["url"] = json!(invoice.created.url);
     result["expired_at"] = json!(invoice.created.expires_at.timestamp());
-    let fallback = || PaymentInfo {
-        payment: super::wire::PaymentFacts {
-            uuid: invoice.created.uuid.clone(),
-            order_id: invoice.request.order_id.to_string(),
-            status: invoice.status.clone(),
-            amount: Some(invoice.request.amount.value()),
-            currency: invoice.request.currency.to_string(),
-            payer_currency: invoice.payer_currency.clone(),
-            payment_amount: invoice.payment_amount.map(|p| p.to_string()),
-            network: Some(invoice.request.network.clone()),
-            is_final: false,
-            txid: invoice.txid.clone(),
-            raw: Value::Null,
-        },
-        url: invoice.created.url.clone(),
-        expires_at: Some(invoice.created.expires_at),
-    };
-    // Our own body always reads back; the fallback only keeps this total.
-    PaymentInfo::from_result(&result).unwrap_or_else(|_| fallback())
+    PaymentInfo::from_result(&result).map_err(|e| ProviderError::BadResponse(e.to_string()))
 }
 
 #[async_trait]
@@ -243,7 +226,7 @@ impl PaymentProvider for Sandbox {
             .get(&order)
             .filter(|invoice| uuid.is_none_or(|uuid| invoice.created.uuid == uuid))
             .ok_or(ProviderError::NotFound(order))?;
-        let mut info = describe(&invoice);
+        let mut info = describe(&invoice)?;
         // An unpaid sandbox invoice past its expiry is cancelled, as Heleket's would be.
         if matches!(info.payment.status, PaymentStatus::Pending(_))
             && info.expires_at.is_some_and(|at| at < Utc::now())
