@@ -25,7 +25,7 @@ use sqlx::{ConnectOptions, Executor};
 use starledger_ledger::account::AccountCommand;
 use starledger_ledger::commands::{CommandContext, Ledger};
 use starledger_ledger::events::{Actor, Invoice, PaidStatus, Stars};
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username};
 use starledger_ledger::money::{Amount, Currency};
 use starledger_ledger::store::postgres::{self, PostgresStore};
 use starledger_ledger::store::sqlite::SqliteStore;
@@ -347,7 +347,7 @@ async fn drive(
                 let command = AccountCommand::RequestPurchase {
                     purchase_id: PurchaseId::derive(user, &key),
                     stars,
-                    recipient: None,
+                    recipient: Recipient::Buyer(Username::parse("bench_buyer")?),
                     price,
                 };
                 let began = Instant::now();
@@ -440,7 +440,7 @@ pub(crate) async fn projections_bench(
                             AccountCommand::RequestPurchase {
                                 purchase_id: ids[0],
                                 stars,
-                                recipient: None,
+                                recipient: Recipient::Buyer(Username::parse("bench_buyer")?),
                                 price,
                             },
                         ),
@@ -449,7 +449,7 @@ pub(crate) async fn projections_bench(
                             AccountCommand::RequestPurchase {
                                 purchase_id: ids[1],
                                 stars,
-                                recipient: None,
+                                recipient: Recipient::Buyer(Username::parse("bench_buyer")?),
                                 price,
                             },
                         ),

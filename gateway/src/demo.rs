@@ -19,7 +19,7 @@ use starledger_ledger::audit::LogAudit;
 use starledger_ledger::commands::{decode, CommandContext, CommandError, Executed, Ledger};
 use starledger_ledger::events::{AccountEvent, Actor, Invoice, Stars};
 use starledger_ledger::ids::{
-    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
+    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
 };
 use starledger_ledger::money::{Amount, Currency, SignedAmount};
 use starledger_ledger::store::sqlite::SqliteStore;
@@ -238,7 +238,7 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
         AccountCommand::RequestPurchase {
             purchase_id: gift_id,
             stars: gift,
-            recipient: Some(Username::parse("@bob_gifts")?),
+            recipient: Recipient::Gift(Username::parse("@bob_gifts")?),
             price,
         },
         "tg:update:3",
@@ -254,7 +254,7 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
         AccountCommand::RequestPurchase {
             purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:5")?),
             stars: ghost,
-            recipient: Some(Username::parse("@ghost_notfound")?),
+            recipient: Recipient::Gift(Username::parse("@ghost_notfound")?),
             price: ghost_price,
         },
         "tg:update:5",
@@ -271,7 +271,7 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
         AccountCommand::RequestPurchase {
             purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:4")?),
             stars: too_many,
-            recipient: None,
+            recipient: Recipient::Buyer(Username::parse("@alice")?),
             price: config.pricing.quote(too_many)?,
         },
         "tg:update:4",
@@ -324,7 +324,7 @@ pub async fn run(config: &Config, db: Option<PathBuf>) -> anyhow::Result<ExitCod
             AccountCommand::RequestPurchase {
                 purchase_id: PurchaseId::derive(user, &Demo::key("tg:update:6")?),
                 stars: Stars::new(50)?,
-                recipient: None,
+                recipient: Recipient::Buyer(Username::parse("@alice")?),
                 price: config.pricing.quote(Stars::new(50)?)?,
             },
             "tg:update:6",

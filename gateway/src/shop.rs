@@ -8,12 +8,12 @@
 //! caller's next read sees its own write. Errors are typed; each caller decides what they
 //! look like to its user (an HTTP status, a chat message).
 
-use starledger_ledger::account::AccountCommand;
+use starledger_ledger::account::{AccountCommand, Rejection};
 use starledger_ledger::commands::{CommandContext, CommandError, Executed};
 use starledger_ledger::events::{
     AccountEvent, Actor, Invoice, PurchaseRequested, RechargeRequested, Stars, UserRegistered,
 };
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username};
 use starledger_ledger::money::{Amount, Currency};
 use starledger_ledger::pricing::PricingError;
 use starledger_projections::store::ReadError;
@@ -30,6 +30,12 @@ pub enum ShopError {
     /// changed after it registered) cannot be charged them.
     #[error("the account is kept in {account}, prices are in {prices}")]
     CurrencyMismatch { account: Currency, prices: Currency },
+    /// An order for the buyer's own account, and the buyer has no Telegram username Fragment
+    /// could deliver to.
+    #[error(
+        "the account has no Telegram username to deliver Stars to; set one or name a recipient"
+    )]
+    NoUsername,
     #[error("no price for {stars} stars: {source}")]
     Pricing { stars: u32, source: PricingError },
     #[error(transparent)]
@@ -94,6 +100,24 @@ pub async fn register(
     })
 }
 
+/// Records `user`'s Telegram profile as an update showed it. `Ok(false)`: it was already the
+/// recorded one (another update or instance recorded it first).
+pub async fn update_profile(
+    state: &AppState,
+    user: UserId,
+    username: Option<String>,
+    language: Option<String>,
+    key: IdempotencyKey,
+) -> Result<bool, ShopError> {
+    let command = AccountCommand::UpdateProfile { username, language };
+    let context = CommandContext::new(key, Actor::User(user));
+    match crate::commands::execute(&state.ledger, user, command, &context).await {
+        Ok(_) => Ok(true),
+        Err(CommandError::Rejected(Rejection::ProfileUnchanged)) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Creates the Heleket invoice for a top-up of `amount` and records the recharge.
 ///
 /// The recharge id, and through it the invoice's order id, derive from `key`: a retry asks
@@ -145,13 +169,13 @@ pub async fn recharge(
     })
 }
 
-/// Prices an order of `stars` for `user` (or as a gift to `recipient`) and reserves the
-/// price. The purchase id derives from `key`, so a repeated request buys once.
+/// Prices an order of `stars` for `user` to deliver to `recipient` and reserves the price.
+/// The purchase id derives from `key`, so a repeated request buys once.
 pub async fn purchase(
     state: &AppState,
     user: UserId,
     stars: Stars,
-    recipient: Option<Username>,
+    recipient: Recipient,
     key: IdempotencyKey,
     deadline: &Deadline,
 ) -> Result<Purchase, ShopError> {
@@ -184,6 +208,23 @@ pub async fn purchase(
         event,
         projected,
     })
+}
+
+/// Whom an order for `user`'s own account delivers to when no update shows their current
+/// username (the HTTP API): the username their profile holds now, which the bot keeps current
+/// from every update it sees (`ProfileUpdated`). Recorded on the order, never looked up again.
+pub async fn own_account(state: &AppState, user: UserId) -> Result<Recipient, ShopError> {
+    let profile = state
+        .ledger
+        .profile(user)
+        .await?
+        .ok_or(ShopError::UnknownUser)?;
+    profile
+        .username
+        .as_deref()
+        .and_then(|name| Username::parse(name).ok())
+        .map(Recipient::Buyer)
+        .ok_or(ShopError::NoUsername)
 }
 
 /// The customer price of `stars` in the ledger currency.

@@ -22,9 +22,11 @@ use starledger_gateway::fragment::ton::{
 };
 use starledger_ledger::account::{AccountCommand, PurchaseStatus};
 use starledger_ledger::commands::Ledger;
-use starledger_ledger::ids::UserId;
+use starledger_ledger::events::EventMetadata;
+use starledger_ledger::ids::{EventId, PurchaseId, UserId};
 use starledger_ledger::money::Currency;
 use starledger_ledger::store::CommitMode;
+use starledger_ledger::store::{AppendRequest, ExpectedVersion, NewEvent};
 use starledger_ledger::testing::{flow, Backend};
 
 #[allow(dead_code)] // each test binary uses its own part of the shared support
@@ -207,6 +209,92 @@ async fn a_purchase_is_paid_once_and_delivered() {
         world.steps(&mut worker, 20).await;
         assert_eq!(world.sandbox.payments_executed(), 1);
         assert!(worker.orders.is_empty());
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_order_for_oneself_goes_to_the_name_it_recorded_not_to_the_profile_now() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        // Ordered as @tester; then the buyer renames themselves (the sandbox refunds anything
+        // sent to a name containing "notfound", so a worker that read the profile now would
+        // refund this order instead of delivering it).
+        let purchase = world.purchase(12, None).await;
+        world
+            .ledger
+            .execute(
+                flow::user(12),
+                AccountCommand::UpdateProfile {
+                    username: Some("renamed_notfound".into()),
+                    language: None,
+                },
+                &flow::context("profile-12"),
+            )
+            .await
+            .unwrap();
+        let mut worker = world.worker(quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 12, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.sandbox.payments_executed(), 1);
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_old_order_that_recorded_no_name_is_refunded_not_guessed() {
+    for backend in backends().await {
+        let world = world(backend).await;
+        let user = flow::user(13);
+        flow::funded(&world.ledger, user, "10").await.unwrap();
+        // A v1 order for the buyer's own account, written before orders named whom they
+        // deliver to: the worker must not look the buyer's profile up.
+        let purchase = PurchaseId::derive(user, &flow::key("legacy-13"));
+        let data = serde_json::json!({
+            "purchase_id": purchase,
+            "stars": 50,
+            "recipient": null,
+            "price": "0.25",
+            "currency": "TON",
+            "postings": [
+                {"account": "customer:13:available", "currency": "TON", "amount": "-0.25"},
+                {"account": "customer:13:reserved", "currency": "TON", "amount": "0.25"}
+            ]
+        });
+        let metadata = EventMetadata {
+            correlation_id: uuid::Uuid::new_v4(),
+            causation_id: None,
+            actor: format!("user:{}", user.get()),
+            idempotency_key: "legacy-13".into(),
+        };
+        world
+            .store
+            .append(AppendRequest {
+                stream_id: user.stream().as_str().to_owned(),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent {
+                    event_id: EventId(uuid::Uuid::new_v4()),
+                    event_type: "PurchaseRequested".into(),
+                    schema_version: 1,
+                    data,
+                    metadata: serde_json::to_value(metadata).unwrap(),
+                }],
+            })
+            .await
+            .unwrap();
+        // A fresh process: this one's ledger cached the account before the raw append.
+        let ledger = Arc::new(Ledger::new(world.store.clone()));
+        let mut worker = world.worker_on(ledger, quick_settings(), "a");
+        let status = world
+            .run_until(&mut worker, 13, purchase, PurchaseStatus::Failed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Failed);
+        assert_eq!(world.sandbox.payments_executed(), 0);
+        assert_eq!(world.balances(13).await, (dec("10"), dec("0")));
+        let reason = world.failure_reason(13).await.unwrap();
+        assert!(reason.starts_with("no_recipient"), "{reason}");
         world.shop.finish().await;
     }
 }

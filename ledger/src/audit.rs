@@ -167,7 +167,9 @@ mod tests {
     use super::*;
     use crate::account::{decide, AccountCommand};
     use crate::events::{Invoice, PaidStatus, Stars};
-    use crate::ids::{EventId, IdempotencyKey, PurchaseId, RechargeId, UserId};
+    use crate::ids::{
+        EventId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
+    };
     use crate::money::{Amount, Currency};
     use crate::postings::{LedgerAccount, Posting};
     use crate::store::plan::{plan_batch, BatchFacts};
@@ -227,7 +229,7 @@ mod tests {
             AccountCommand::RequestPurchase {
                 purchase_id,
                 stars: Stars::new(100).unwrap(),
-                recipient: None,
+                recipient: Recipient::Buyer(Username::parse("alice_01").unwrap()),
                 price: Amount::parse("4").unwrap(),
             },
             AccountCommand::CompletePurchase { purchase_id },

@@ -217,12 +217,26 @@ pub struct RechargeFailed {
     pub reason: String,
 }
 
+/// The buyer's Telegram profile changed (seen in an update after registration): the new
+/// username (`None`: they gave it up) and language. Informational: no order reads it, since an
+/// order records whom it delivers to when it is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileUpdated {
+    pub username: Option<String>,
+    pub language: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurchaseRequested {
     pub purchase_id: PurchaseId,
     pub stars: Stars,
     /// Gift recipient; `None` buys for the user's own account.
     pub recipient: Option<Username>,
+    /// The username the Stars go to: the gift's recipient, or the buyer's own username as
+    /// Telegram showed it when they confirmed. `None` only in v1 events of orders for the
+    /// buyer's own account, which recorded no name (fulfilment refunds those rather than
+    /// guess one).
+    pub deliver_to: Option<Username>,
     pub price: Amount,
     pub currency: Currency,
     pub postings: Vec<Posting>,
@@ -293,6 +307,7 @@ pub struct BalanceAdjusted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountEvent {
     UserRegistered(UserRegistered),
+    ProfileUpdated(ProfileUpdated),
     RechargeRequested(RechargeRequested),
     RechargeSettled(RechargeSettled),
     RechargeFailed(RechargeFailed),
@@ -310,13 +325,14 @@ pub enum AccountEvent {
 /// Every event type with the schema version writers use today.
 pub const CURRENT_VERSIONS: &[(&str, i32)] = &[
     ("UserRegistered", 2),
+    ("ProfileUpdated", 1),
     ("RechargeRequested", 1),
     ("RechargeSettled", 2),
     ("RechargeFailed", 1),
     ("RechargeHeld", 1),
     ("RechargeReviewRequired", 1),
     ("RechargeReversed", 1),
-    ("PurchaseRequested", 1),
+    ("PurchaseRequested", 2),
     ("FragmentOrderPlaced", 1),
     ("FragmentOrderSent", 2),
     ("PurchaseCompleted", 1),
@@ -328,6 +344,7 @@ impl AccountEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             Self::UserRegistered(_) => "UserRegistered",
+            Self::ProfileUpdated(_) => "ProfileUpdated",
             Self::RechargeRequested(_) => "RechargeRequested",
             Self::RechargeSettled(_) => "RechargeSettled",
             Self::RechargeFailed(_) => "RechargeFailed",
@@ -355,6 +372,7 @@ impl AccountEvent {
     pub fn to_data(&self) -> Value {
         let encoded = match self {
             Self::UserRegistered(e) => serde_json::to_value(e),
+            Self::ProfileUpdated(e) => serde_json::to_value(e),
             Self::RechargeRequested(e) => serde_json::to_value(e),
             Self::RechargeSettled(e) => serde_json::to_value(e),
             Self::RechargeFailed(e) => serde_json::to_value(e),
@@ -383,6 +401,7 @@ impl AccountEvent {
             Self::PurchaseFailed(e) => &e.postings,
             Self::BalanceAdjusted(e) => &e.postings,
             Self::UserRegistered(_)
+            | Self::ProfileUpdated(_)
             | Self::RechargeRequested(_)
             | Self::RechargeFailed(_)
             | Self::RechargeHeld(_)
@@ -415,6 +434,7 @@ impl AccountEvent {
                 Self::UserRegistered(upcast_user_registered_v1(parse(event_type, v, data)?))
             }
             ("UserRegistered", 2) => Self::UserRegistered(parse(event_type, v, data)?),
+            ("ProfileUpdated", 1) => Self::ProfileUpdated(parse(event_type, v, data)?),
             ("RechargeRequested", 1) => Self::RechargeRequested(parse(event_type, v, data)?),
             // v2 added `partial`, `debt_repaid` and `resolution`, whose defaults are what a v1
             // settlement was: a full credit, no debt, no operator.
@@ -425,7 +445,10 @@ impl AccountEvent {
                 Self::RechargeReviewRequired(parse(event_type, v, data)?)
             }
             ("RechargeReversed", 1) => Self::RechargeReversed(parse(event_type, v, data)?),
-            ("PurchaseRequested", 1) => Self::PurchaseRequested(parse(event_type, v, data)?),
+            ("PurchaseRequested", 1) => {
+                Self::PurchaseRequested(upcast_purchase_requested_v1(parse(event_type, v, data)?))
+            }
+            ("PurchaseRequested", 2) => Self::PurchaseRequested(parse(event_type, v, data)?),
             ("FragmentOrderPlaced", 1) => Self::FragmentOrderPlaced(parse(event_type, v, data)?),
             ("FragmentOrderSent", 1) => {
                 Self::FragmentOrderSent(upcast_fragment_order_sent_v1(parse(event_type, v, data)?))
@@ -459,6 +482,32 @@ fn upcast_user_registered_v1(old: UserRegisteredV1) -> UserRegistered {
         username: old.username,
         language: None,
         currency: Currency::ton(),
+    }
+}
+
+/// Version 1 of `PurchaseRequested` named only a gift's recipient; an order for the buyer's
+/// own account left the name to be looked up at delivery. Version 2 records whom the Stars go
+/// to in every order (`deliver_to`); a v1 gift delivers to its recipient, a v1 order for the
+/// buyer's own account to no recorded name.
+#[derive(Debug, Deserialize)]
+struct PurchaseRequestedV1 {
+    purchase_id: PurchaseId,
+    stars: Stars,
+    recipient: Option<Username>,
+    price: Amount,
+    currency: Currency,
+    postings: Vec<Posting>,
+}
+
+fn upcast_purchase_requested_v1(old: PurchaseRequestedV1) -> PurchaseRequested {
+    PurchaseRequested {
+        purchase_id: old.purchase_id,
+        stars: old.stars,
+        deliver_to: old.recipient.clone(),
+        recipient: old.recipient,
+        price: old.price,
+        currency: old.currency,
+        postings: old.postings,
     }
 }
 

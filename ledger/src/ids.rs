@@ -198,14 +198,21 @@ impl fmt::Display for EventId {
     }
 }
 
-/// A Telegram username, stored without the leading `@`.
+/// A Telegram username, stored without the leading `@`: a letter, then letters, digits and
+/// underscores, 4 to 32 in all. Ordinary usernames have at least 5 characters; the 4-character
+/// ones are Telegram's collectible usernames, sold on Fragment, and Fragment delivers Stars to
+/// them like to any other.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Username(String);
 
 impl Username {
+    /// Shortest username: a collectible one.
+    pub const MIN_LEN: usize = 4;
+    pub const MAX_LEN: usize = 32;
+
     pub fn parse(text: &str) -> Result<Self, IdError> {
         let name = text.strip_prefix('@').unwrap_or(text);
-        let valid = (5..=32).contains(&name.len())
+        let valid = (Self::MIN_LEN..=Self::MAX_LEN).contains(&name.len())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && name.as_bytes()[0].is_ascii_alphabetic();
         if valid {
@@ -217,6 +224,34 @@ impl Username {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Who receives the Stars of an order. Either way the name is the one to deliver to, fixed
+/// when the buyer confirms: never looked up again later, so a username given up or changed
+/// after the order cannot send the Stars to whoever takes it next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// The buyer's own account, by the username Telegram showed for them at confirm time.
+    Buyer(Username),
+    /// A gift to the username the buyer named.
+    Gift(Username),
+}
+
+impl Recipient {
+    /// The username Fragment delivers to.
+    pub fn deliver_to(&self) -> &Username {
+        match self {
+            Self::Buyer(name) | Self::Gift(name) => name,
+        }
+    }
+
+    /// The gift's recipient, if this is a gift.
+    pub fn gift(&self) -> Option<&Username> {
+        match self {
+            Self::Gift(name) => Some(name),
+            Self::Buyer(_) => None,
+        }
     }
 }
 
@@ -269,7 +304,18 @@ mod tests {
     #[test]
     fn usernames_follow_telegram_rules() {
         assert_eq!(Username::parse("@alice_01").unwrap().as_str(), "alice_01");
-        for bad in ["@al", "1alice", "alice-bob", "", "@", "ali ce"] {
+        // Collectible usernames have four characters; nothing shorter exists.
+        assert_eq!(Username::parse("@abcd").unwrap().as_str(), "abcd");
+        assert!(Username::parse(&"a".repeat(32)).is_ok());
+        for bad in [
+            "@abc",
+            "1alice",
+            "alice-bob",
+            "",
+            "@",
+            "ali ce",
+            &"a".repeat(33),
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?}");
         }
     }

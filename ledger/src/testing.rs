@@ -200,7 +200,7 @@ pub mod flow {
     use crate::account::AccountCommand;
     use crate::commands::{CommandContext, CommandError, Executed, Ledger};
     use crate::events::{Actor, Invoice, PaidStatus, Stars};
-    use crate::ids::{IdempotencyKey, PurchaseId, RechargeId, UserId};
+    use crate::ids::{IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username};
     use crate::money::{Amount, Currency};
     use chrono::{Duration, Utc};
 
@@ -251,7 +251,7 @@ pub mod flow {
         AccountCommand::RequestPurchase {
             purchase_id: PurchaseId::derive(user, &key(purchase_key)),
             stars: Stars::new(50).unwrap(),
-            recipient: None,
+            recipient: Recipient::Buyer(Username::parse("buyer_01").unwrap()),
             price: Amount::parse(price).unwrap(),
         }
     }

@@ -66,7 +66,9 @@ async fn a_key_reused_for_another_command_is_refused(backend: &Backend) {
     let other = AccountCommand::RequestPurchase {
         purchase_id: starledger_ledger::ids::PurchaseId::derive(alice, &key("p1")),
         stars: starledger_ledger::events::Stars::new(500).unwrap(),
-        recipient: None,
+        recipient: starledger_ledger::ids::Recipient::Buyer(
+            starledger_ledger::ids::Username::parse("alice_01").unwrap(),
+        ),
         price: starledger_ledger::money::Amount::parse("4").unwrap(),
     };
     let outcome = ledger.execute(alice, other, &context("api:k")).await;

@@ -23,7 +23,7 @@ use starledger_ledger::events::{
     CURRENT_VERSIONS,
 };
 use starledger_ledger::ids::{
-    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username,
+    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
 };
 use starledger_ledger::money::{Amount, Currency, SignedAmount};
 
@@ -174,6 +174,10 @@ fn sample_events() -> Vec<AccountEvent> {
             language: Some("en".into()),
             currency: ton(),
         },
+        AccountCommand::UpdateProfile {
+            username: Some("alice_02".into()),
+            language: None,
+        },
         AccountCommand::RequestRecharge {
             recharge_id: topped_up,
             amount: amount("25"),
@@ -189,13 +193,13 @@ fn sample_events() -> Vec<AccountEvent> {
         AccountCommand::RequestPurchase {
             purchase_id: gift,
             stars: Stars::new(1_000).expect("valid stars"),
-            recipient: Some(Username::parse("@bob_the_gift").expect("valid username")),
+            recipient: Recipient::Gift(Username::parse("@bob_the_gift").expect("valid username")),
             price: amount("3.75"),
         },
         AccountCommand::RequestPurchase {
             purchase_id: own,
             stars: Stars::new(50).expect("valid stars"),
-            recipient: None,
+            recipient: Recipient::Buyer(Username::parse("alice_01").expect("valid username")),
             price: amount("0.19"),
         },
         AccountCommand::RecordFragmentOrder {
@@ -284,7 +288,7 @@ fn sample_events() -> Vec<AccountEvent> {
         AccountCommand::RequestPurchase {
             purchase_id: big,
             stars: Stars::new(5_000).expect("valid stars"),
-            recipient: None,
+            recipient: Recipient::Buyer(Username::parse("abcd").expect("valid username")),
             price: amount("28"),
         },
         payment(
@@ -476,6 +480,41 @@ fn user_registered_v1_matches_its_schema_and_is_upcast() {
 }
 
 #[test]
+fn purchase_requested_v1_matches_its_schema_and_is_upcast_with_its_delivery_name() {
+    let gift = json!({
+        "purchase_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "stars": 100,
+        "recipient": "bob_the_gift",
+        "price": "3.75",
+        "currency": "TON",
+        "postings": [
+            {"account": "customer:42:available", "currency": "TON", "amount": "-3.75"},
+            {"account": "customer:42:reserved", "currency": "TON", "amount": "3.75"}
+        ]
+    });
+    let own = with_field(&gift, "recipient", json!(null));
+    for (data, deliver_to) in [(&gift, Some("bob_the_gift")), (&own, None)] {
+        assert_valid("PurchaseRequested.v1", data);
+        assert_invalid(
+            "PurchaseRequested.v2",
+            data,
+            "a v1 event without deliver_to",
+        );
+        let event = AccountEvent::decode("PurchaseRequested", 1, &data.to_string())
+            .unwrap_or_else(|e| panic!("{data} does not decode: {e}"));
+        let AccountEvent::PurchaseRequested(requested) = &event else {
+            panic!("PurchaseRequested v1 decoded as {}", event.event_type());
+        };
+        // A v1 gift goes to its recipient; a v1 order for the buyer recorded no name, and
+        // none is made up.
+        assert_eq!(
+            requested.deliver_to.as_ref().map(|n| n.as_str()),
+            deliver_to
+        );
+    }
+}
+
+#[test]
 fn user_registered_versions_are_not_interchangeable() {
     let v2 = sample_of("UserRegistered");
     assert_invalid(
@@ -536,7 +575,7 @@ fn amounts_given_as_json_numbers_are_rejected() {
 #[test]
 fn negative_zero_and_malformed_positive_amounts_are_rejected() {
     let purchase = sample_of("PurchaseRequested");
-    assert_valid("PurchaseRequested.v1", &purchase);
+    assert_valid("PurchaseRequested.v2", &purchase);
     for (bad, why) in [
         ("-3.75", "a negative price"),
         ("0", "a zero price"),
@@ -549,7 +588,7 @@ fn negative_zero_and_malformed_positive_amounts_are_rejected() {
         ("12345678901", "a price with more than 10 integer digits"),
     ] {
         assert_invalid(
-            "PurchaseRequested.v1",
+            "PurchaseRequested.v2",
             &with_field(&purchase, "price", json!(bad)),
             why,
         );
@@ -598,7 +637,7 @@ fn star_counts_outside_fragment_limits_are_rejected() {
         (json!("100"), "a star count given as a string"),
     ] {
         assert_invalid(
-            "PurchaseRequested.v1",
+            "PurchaseRequested.v2",
             &with_field(&purchase, "stars", bad),
             why,
         );
@@ -608,7 +647,7 @@ fn star_counts_outside_fragment_limits_are_rejected() {
 #[test]
 fn malformed_ids_currencies_recipients_and_postings_are_rejected() {
     let purchase = sample_of("PurchaseRequested");
-    let stem = "PurchaseRequested.v1";
+    let stem = "PurchaseRequested.v2";
     assert_invalid(
         stem,
         &with_field(&purchase, "purchase_id", json!("not-a-uuid")),
@@ -627,7 +666,17 @@ fn malformed_ids_currencies_recipients_and_postings_are_rejected() {
     assert_invalid(
         stem,
         &with_field(&purchase, "recipient", json!("bob")),
-        "a recipient shorter than 5 characters",
+        "a recipient shorter than 4 characters",
+    );
+    assert_invalid(
+        stem,
+        &with_field(&purchase, "deliver_to", json!("bob")),
+        "a delivery name shorter than 4 characters",
+    );
+    assert_invalid(
+        stem,
+        &with_field(&purchase, "deliver_to", json!(null)),
+        "an order that names nobody to deliver to",
     );
     let postings = purchase["postings"].clone();
     let mut bad_account = postings.clone();

@@ -11,7 +11,9 @@ use starledger_ledger::account::{
 };
 use starledger_ledger::commands::{CommandError, Ledger};
 use starledger_ledger::events::{AccountEvent, Invoice, PaidStatus, Stars};
-use starledger_ledger::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId};
+use starledger_ledger::ids::{
+    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
+};
 use starledger_ledger::money::{Amount, Currency, SignedAmount};
 use starledger_ledger::postings::{unbalanced_currencies, LedgerAccount, TrialBalance};
 use starledger_ledger::store::CommitMode;
@@ -114,7 +116,7 @@ fn command(op: &Op) -> Option<(UserId, AccountCommand)> {
             AccountCommand::RequestPurchase {
                 purchase_id: PurchaseId::derive(user(u), &key("p", p)),
                 stars: Stars::new(100).unwrap(),
-                recipient: None,
+                recipient: Recipient::Buyer(Username::parse("buyer_01").unwrap()),
                 price: cents(price),
             },
         ),

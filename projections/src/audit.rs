@@ -105,10 +105,13 @@ fn apply_share(replay: &mut Page, table: Table, share: Share, p: &Projected) {
     }
     match table {
         Table::Users => {
-            if let AccountEvent::UserRegistered(e) = &p.event {
-                if share.user(e.user_id.get()) {
-                    replay.apply(table, p);
-                }
+            let owner = match &p.event {
+                AccountEvent::UserRegistered(e) => Some(e.user_id.get()),
+                AccountEvent::ProfileUpdated(_) => Some(p.user_id),
+                _ => None,
+            };
+            if owner.is_some_and(|owner| share.user(owner)) {
+                replay.apply(table, p);
             }
         }
         Table::Balances => {

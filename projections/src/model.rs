@@ -75,6 +75,8 @@ pub struct Page {
 /// that the page itself does not create.
 #[derive(Debug, Default)]
 pub struct Needs {
+    /// Users whose profile an event changes.
+    pub users: Vec<i64>,
     pub balances: Vec<i64>,
     pub transactions: Vec<Uuid>,
 }
@@ -101,7 +103,7 @@ fn transaction_id(event: &AccountEvent) -> Option<(Uuid, bool)> {
         E::FragmentOrderSent(e) => Some((e.purchase_id.uuid(), false)),
         E::PurchaseCompleted(e) => Some((e.purchase_id.uuid(), false)),
         E::PurchaseFailed(e) => Some((e.purchase_id.uuid(), false)),
-        E::UserRegistered(_) => None,
+        E::UserRegistered(_) | E::ProfileUpdated(_) => None,
     }
 }
 
@@ -109,7 +111,25 @@ impl Needs {
     pub fn of(table: Table, events: &[Projected]) -> Needs {
         let mut needs = Needs::default();
         match table {
-            Table::Users => {}
+            Table::Users => {
+                let mut registered = HashSet::new();
+                let mut wanted = HashSet::new();
+                for projected in events {
+                    match &projected.event {
+                        AccountEvent::UserRegistered(e) => {
+                            registered.insert(e.user_id.get());
+                        }
+                        AccountEvent::ProfileUpdated(_)
+                            if !registered.contains(&projected.user_id) =>
+                        {
+                            wanted.insert(projected.user_id);
+                        }
+                        _ => {}
+                    }
+                }
+                needs.users = wanted.into_iter().collect();
+                needs.users.sort_unstable();
+            }
             Table::Balances => {
                 let users: HashSet<i64> = events
                     .iter()
@@ -152,18 +172,28 @@ impl Page {
     }
 
     fn apply_user(&mut self, p: &Projected) {
-        if let AccountEvent::UserRegistered(e) = &p.event {
-            self.users.insert(
-                e.user_id.get(),
-                UserRow {
-                    user_id: e.user_id.get(),
-                    username: e.username.clone(),
-                    language: e.language.clone(),
-                    currency: e.currency.to_string(),
-                    registered_at: p.recorded_at,
-                    position: p.position,
-                },
-            );
+        match &p.event {
+            AccountEvent::UserRegistered(e) => {
+                self.users.insert(
+                    e.user_id.get(),
+                    UserRow {
+                        user_id: e.user_id.get(),
+                        username: e.username.clone(),
+                        language: e.language.clone(),
+                        currency: e.currency.to_string(),
+                        registered_at: p.recorded_at,
+                        position: p.position,
+                    },
+                );
+            }
+            AccountEvent::ProfileUpdated(e) => {
+                if let Some(row) = self.users.get_mut(&p.user_id) {
+                    row.username = e.username.clone();
+                    row.language = e.language.clone();
+                    row.position = p.position;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -224,7 +254,7 @@ impl Page {
             }
         };
         let row = match &p.event {
-            E::UserRegistered(_) => return,
+            E::UserRegistered(_) | E::ProfileUpdated(_) => return,
             E::RechargeRequested(e) => {
                 let row = new_row(
                     e.recharge_id.uuid(),
@@ -253,7 +283,11 @@ impl Page {
                     e.currency.to_string(),
                     Some(description),
                     None,
-                    json!({"stars": e.stars.get(), "recipient": recipient}),
+                    json!({
+                        "stars": e.stars.get(),
+                        "recipient": recipient,
+                        "deliver_to": e.deliver_to.as_ref().map(|r| r.to_string()),
+                    }),
                 );
                 self.transactions.insert(row.id, row);
                 return;

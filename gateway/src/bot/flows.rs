@@ -138,17 +138,11 @@ impl Turn<'_> {
         let Some(key) = self.key(&format!("{}:register", self.origin)) else {
             return Err(ShopError::UnknownUser);
         };
-        // At most 16 characters are kept for a language; Telegram's codes are shorter.
-        let language = self
-            .from
-            .language_code
-            .as_deref()
-            .map(|code| code.chars().take(16).collect::<String>());
         match shop::register(
             self.state(),
             self.user,
             self.from.username.clone(),
-            language,
+            self.language(),
             key,
             &self.state().deadline(),
         )
@@ -159,6 +153,47 @@ impl Turn<'_> {
                 Ok(())
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// The language Telegram shows for the user. At most 16 characters are kept; Telegram's
+    /// codes are shorter.
+    fn language(&self) -> Option<String> {
+        self.from
+            .language_code
+            .as_deref()
+            .map(|code| code.chars().take(16).collect::<String>())
+    }
+
+    /// Records a username or language that differs from the account's profile, as this
+    /// update shows them, so the users table and admins see the current profile. Orders do
+    /// not depend on it (they record whom they deliver to when confirmed), so a failure here
+    /// is logged and the turn goes on.
+    pub(super) async fn sync_profile(&self) {
+        let profile = match self.state().ledger.profile(self.user).await {
+            Ok(Some(profile)) => profile,
+            // Not registered yet: registration records the profile.
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(user = %self.user, %error, "bot: cannot read the profile");
+                return;
+            }
+        };
+        let username = self.from.username.clone();
+        let language = self.language();
+        let same_language = language.is_none() || language == profile.language;
+        if username == profile.username && same_language {
+            return;
+        }
+        let Some(key) = self.key(&format!("{}:profile", self.origin)) else {
+            return;
+        };
+        match shop::update_profile(self.state(), self.user, username, language, key).await {
+            Ok(true) => tracing::info!(user = %self.user, "bot: profile change recorded"),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(user = %self.user, %error, "bot: cannot record a profile change")
+            }
         }
     }
 
@@ -235,7 +270,11 @@ pub async fn on_message(bot: Bot, message: Message, context: Arc<BotContext>) ->
             message.date.timestamp()
         ),
     };
-    let outcome = match turn.allow(Limit::Messages).await {
+    let allowed = turn.allow(Limit::Messages).await;
+    if allowed.is_ok() {
+        turn.sync_profile().await;
+    }
+    let outcome = match allowed {
         Err(refused) => refused,
         Ok(()) => match message.text() {
             None => Answer::text(turn.texts.unknown()).into(),
@@ -508,6 +547,7 @@ pub async fn on_callback(
     // refuses an answer that comes too late. Whether or not the answer got through, the
     // reply below is sent.
     answered(bot.answer_callback_query(query.id.clone()).await);
+    turn.sync_profile().await;
     // Not ours, or a button without a message we can answer in: nothing more to do.
     let (Some(action), Some((chat, message))) = (action, place) else {
         return Ok(());

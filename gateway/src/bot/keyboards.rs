@@ -157,6 +157,11 @@ pub fn buy_menu(texts: Texts, recipient: Option<&Username>) -> InlineKeyboardMar
     ])
 }
 
+/// For a buyer without a username: buying as a gift is the way on.
+pub fn gift_instead(texts: Texts) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(vec![vec![button(texts.button_gift(), &Action::Gift)]])
+}
+
 pub fn confirm(texts: Texts, token: u64) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new(vec![vec![
         button(texts.button_confirm(), &Action::Confirm(token)),

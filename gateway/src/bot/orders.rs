@@ -5,9 +5,14 @@
 //! The purchase's idempotency key is the offer's token (`tg:{bot}:offer:{token}`, the update
 //! that made the offer), so two presses of one Confirm, here or on two instances, reserve
 //! once; an offer cancelled, replaced or expired buys nothing.
+//!
+//! An order for the buyer's own account delivers to the username Telegram shows for them in
+//! the confirm press itself, and the order records it: not the name they registered with,
+//! which they may have changed or given up (and someone else taken) since. A buyer without a
+//! username is asked to set one or to buy as a gift.
 
 use starledger_ledger::events::Stars;
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, Username};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, Recipient, Username};
 
 use super::flows::{Answer, Outcome, Turn};
 use super::keyboards;
@@ -40,6 +45,13 @@ pub(super) async fn offer(turn: &Turn<'_>, stars: Stars, recipient: Option<Usern
         Ok(balance) => balance,
         Err(error) => return turn.failure(&error).into(),
     };
+    let own = match &recipient {
+        Some(_) => None,
+        None => match own_username(turn) {
+            Some(name) => Some(name),
+            None => return no_username(turn),
+        },
+    };
     let token = turn.origin_token();
     let mut session = turn.context.sessions.get(turn.user.get()).await;
     session.offer = Some(Offer {
@@ -49,10 +61,11 @@ pub(super) async fn offer(turn: &Turn<'_>, stars: Stars, recipient: Option<Usern
     });
     turn.context.sessions.put(turn.user.get(), &session).await;
     let shown = recipient.as_ref().map(ToString::to_string);
+    let own = own.as_ref().map(ToString::to_string);
     Answer::with(
         turn.texts.offer(
             stars.get(),
-            shown.as_deref(),
+            (shown.as_deref(), own.as_deref()),
             price.value(),
             available,
             turn.currency(),
@@ -74,6 +87,15 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
     let Some(offer) = session.offer.clone().filter(|offer| offer.token == token) else {
         return already_placed_or_expired(turn, &key).await;
     };
+    // Whom the Stars go to is fixed now, from this press: a gift to the name in the offer, or
+    // the buyer's username as Telegram shows it in this very update.
+    let recipient = match offer.recipient.clone() {
+        Some(name) => Recipient::Gift(name),
+        None => match own_username(turn) {
+            Some(name) => Recipient::Buyer(name),
+            None => return no_username(turn),
+        },
+    };
     // Counted only when an order is really placed: a dead button moves no money.
     if let Err(refused) = turn.allow(Limit::Payments).await {
         return refused;
@@ -82,7 +104,7 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
         turn.state(),
         turn.user,
         offer.stars,
-        offer.recipient.clone(),
+        recipient,
         key,
         &turn.state().deadline(),
     )
@@ -105,9 +127,10 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
             };
             let event = purchase.event;
             let shown = event.recipient.as_ref().map(ToString::to_string);
+            let own = event.deliver_to.as_ref().map(ToString::to_string);
             Answer::text(turn.texts.placed(
                 event.stars.get(),
-                shown.as_deref(),
+                (shown.as_deref(), own.as_deref()),
                 event.price.value(),
                 available,
                 reserved,
@@ -117,6 +140,23 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
         }
         Err(error) => turn.failure(&error).into(),
     }
+}
+
+/// The buyer's username as this update shows it (Telegram sends the current one with every
+/// update), if they have one.
+fn own_username(turn: &Turn<'_>) -> Option<Username> {
+    turn.from
+        .username
+        .as_deref()
+        .and_then(|name| Username::parse(name).ok())
+}
+
+fn no_username(turn: &Turn<'_>) -> Outcome {
+    Answer::with(
+        turn.texts.no_username(),
+        keyboards::gift_instead(turn.texts),
+    )
+    .into()
 }
 
 /// A confirm whose offer is not open: if it was placed, say so with its status; otherwise

@@ -55,6 +55,16 @@ fn whom(lang: Lang, recipient: Option<&str>) -> String {
     }
 }
 
+/// Who an order is for, naming the buyer's own username when it is for them (the name the
+/// Stars will go to).
+fn whom_named(lang: Lang, gift: Option<&str>, own: Option<&str>) -> String {
+    match (lang, gift, own) {
+        (Lang::Ru, None, Some(name)) => format!("на ваш аккаунт {name}"),
+        (Lang::En, None, Some(name)) => format!("for your own account, {name}"),
+        _ => whom(lang, gift),
+    }
+}
+
 /// One row of the history.
 pub struct HistoryLine<'a> {
     pub kind: &'a str,
@@ -273,22 +283,35 @@ impl Texts {
 
     pub fn invalid_recipient(self) -> String {
         self.pick(
-            "Это не похоже на имя пользователя Telegram: 5–32 латинских букв, цифр или _, \
+            "Это не похоже на имя пользователя Telegram: 4–32 латинских букв, цифр или _, \
              начинается с буквы, например @durov.",
-            "That is not a Telegram username: 5–32 letters, digits or _, starting with a \
+            "That is not a Telegram username: 4–32 letters, digits or _, starting with a \
              letter, like @durov.",
         )
     }
 
+    /// An order for the buyer's own account, and Telegram shows no username for them.
+    pub fn no_username(self) -> String {
+        self.pick(
+            "Звёзды доставляются по имени пользователя Telegram, а у вас его нет. Задайте его в \
+             настройках Telegram (Настройки → Имя пользователя) и повторите покупку — или купите \
+             звёзды в подарок.",
+            "Stars are delivered to a Telegram username, and you have none. Set one in \
+             Telegram's settings (Settings → Username) and order again, or buy the Stars as a \
+             gift.",
+        )
+    }
+
+    /// `own` is the buyer's username when the order is for their own account.
     pub fn offer(
         self,
         stars: u32,
-        recipient: Option<&str>,
+        (recipient, own): (Option<&str>, Option<&str>),
         price: Decimal,
         available: Decimal,
         currency: &str,
     ) -> String {
-        let whom = whom(self.0, recipient);
+        let whom = whom_named(self.0, recipient, own);
         let (price, available) = (money(price, currency), money(available, currency));
         match self.0 {
             Lang::Ru => format!(
@@ -302,16 +325,17 @@ impl Texts {
         }
     }
 
+    /// `own` is the username an order for the buyer's own account delivers to.
     pub fn placed(
         self,
         stars: u32,
-        recipient: Option<&str>,
+        (recipient, own): (Option<&str>, Option<&str>),
         price: Decimal,
         available: Decimal,
         reserved: Decimal,
         currency: &str,
     ) -> String {
-        let whom = whom(self.0, recipient);
+        let whom = whom_named(self.0, recipient, own);
         let (price, available, reserved) = (
             money(price, currency),
             money(available, currency),
@@ -664,11 +688,14 @@ mod tests {
         let price: Decimal = "0.495".parse().unwrap();
         let available: Decimal = "9.505".parse().unwrap();
         for lang in [Lang::Ru, Lang::En] {
-            let text = Texts(lang).offer(100, Some("@friend_01"), price, available, "TON");
+            let text = Texts(lang).offer(100, (Some("@friend_01"), None), price, available, "TON");
             assert!(
                 text.contains("100") && text.contains("@friend_01"),
                 "{text}"
             );
+            // An order for the buyer's own account names the username the Stars go to.
+            let own = Texts(lang).offer(100, (None, Some("@me_now")), price, available, "TON");
+            assert!(own.contains("@me_now"), "{own}");
             assert!(
                 text.contains("0.495 TON") && text.contains("9.505 TON"),
                 "{text}"

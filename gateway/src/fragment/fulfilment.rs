@@ -46,7 +46,7 @@ use rust_decimal::Decimal;
 use starledger_ledger::account::{AccountCommand, Rejection};
 use starledger_ledger::commands::{CommandContext, CommandError, Ledger};
 use starledger_ledger::events::{AccountEvent, Actor, WalletTransfer};
-use starledger_ledger::ids::{IdempotencyKey, PurchaseId, Username};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId};
 use starledger_ledger::money::Currency;
 use starledger_ledger::store::{EventStore, StoreError};
 use starledger_projections::runtime::decode_page;
@@ -325,24 +325,14 @@ impl Worker {
         if let Some(wait) = self.paused() {
             return Progress::Wait(wait);
         }
-        let username = match &order.recipient {
-            Some(recipient) => Some(recipient.clone()),
-            None => match self.fulfilment.ledger.profile(order.user).await {
-                Ok(profile) => profile
-                    .and_then(|p| p.username)
-                    .and_then(|name| Username::parse(&name).ok()),
-                Err(error) => {
-                    tracing::warn!(purchase = %order.purchase_id, %error, "cannot read the buyer's profile");
-                    return self.backoff(order.purchase_id);
-                }
-            },
-        };
-        let Some(username) = username else {
+        // Only the name recorded on the order: never the buyer's profile, whose name may have
+        // been given up and taken by someone else since.
+        let Some(username) = order.deliver_to.clone() else {
             return self
                 .fail(
                     order,
-                    "no_username",
-                    "the buyer has no Telegram username Fragment could deliver to",
+                    "no_recipient",
+                    "the order records no username to deliver to (placed before orders named one)",
                 )
                 .await;
         };

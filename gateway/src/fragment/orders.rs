@@ -81,8 +81,9 @@ pub struct OpenOrder {
     /// Position of its `PurchaseRequested`.
     pub requested_at: u64,
     pub stars: Stars,
-    /// Gift recipient; `None` delivers to the buyer's own username.
-    pub recipient: Option<Username>,
+    /// The username the Stars go to, as recorded when the order was confirmed. `None` only for
+    /// orders recorded before names were (v1 orders for the buyer's own account).
+    pub deliver_to: Option<Username>,
     /// What the customer's reservation holds, in the ledger currency.
     pub price: Amount,
     pub stage: Stage,
@@ -127,7 +128,7 @@ impl OpenOrders {
                         purchase_id: e.purchase_id,
                         requested_at: projected.position,
                         stars: e.stars,
-                        recipient: e.recipient.clone(),
+                        deliver_to: e.deliver_to.clone(),
                         price: e.price,
                         stage: Stage::Reserved,
                     },
@@ -236,6 +237,7 @@ mod tests {
             purchase_id: purchase_id(n),
             stars: Stars::new(100).unwrap(),
             recipient: None,
+            deliver_to: Some(starledger_ledger::ids::Username::parse("buyer_07").unwrap()),
             price: Amount::parse("0.5").unwrap(),
             currency: starledger_ledger::money::Currency::ton(),
             postings: Vec::<Posting>::new(),

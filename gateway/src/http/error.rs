@@ -93,6 +93,7 @@ impl From<Rejection> for ApiError {
             | Rejection::UnknownRecharge(_)
             | Rejection::UnknownPurchase(_) => StatusCode::NOT_FOUND,
             Rejection::AlreadyRegistered
+            | Rejection::ProfileUnchanged
             | Rejection::DuplicateRecharge(_)
             | Rejection::DuplicatePurchase(_)
             | Rejection::DuplicateAdjustment(_)
@@ -186,6 +187,7 @@ impl From<crate::shop::ShopError> for ApiError {
                 Self::unprocessable("currency_mismatch", error.to_string())
             }
             ShopError::Pricing { .. } => Self::unprocessable("invalid_stars", error.to_string()),
+            ShopError::NoUsername => Self::unprocessable("no_username", error.to_string()),
             ShopError::Provider(error) => error.into(),
             ShopError::Command(error) => error.into(),
             ShopError::Read(error) => error.into(),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use starledger_ledger::commands::Executed;
 use starledger_ledger::events::Stars;
-use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
+use starledger_ledger::ids::{IdempotencyKey, Recipient, UserId, Username};
 use starledger_ledger::money::Amount;
 use starledger_projections::rows::{BalanceRow, TransactionRow};
 use starledger_projections::store::MAX_HISTORY_PAGE;
@@ -365,7 +365,7 @@ async fn purchase(
             ),
         )
     })?;
-    let recipient = parsed
+    let gift = parsed
         .recipient
         .as_deref()
         .map(Username::parse)
@@ -378,6 +378,12 @@ async fn purchase(
             "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
         )
     })?;
+    // Without a recipient the order is for the user's own account: it delivers to the
+    // username their profile holds now, recorded on the order (`deliver_to`).
+    let recipient = match gift {
+        Some(name) => Recipient::Gift(name),
+        None => crate::shop::own_account(&state, user).await?,
+    };
     let purchase = crate::shop::purchase(&state, user, stars, recipient, key, &deadline).await?;
     let (executed, e, projected) = (purchase.executed, purchase.event, purchase.projected);
     let balance = state
@@ -390,6 +396,7 @@ async fn purchase(
             "purchase_id": e.purchase_id,
             "stars": e.stars.get(),
             "recipient": e.recipient.as_ref().map(|r| r.to_string()),
+            "deliver_to": e.deliver_to.as_ref().map(|r| r.to_string()),
             "price": e.price,
             "currency": state.currency,
             "status": "reserved",

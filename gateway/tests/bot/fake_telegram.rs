@@ -50,6 +50,8 @@ struct Inner {
     method_failures: HashMap<String, (u16, &'static str)>,
     /// When each callback query was made: Telegram refuses an answer that comes too late.
     pressed: HashMap<String, std::time::Instant>,
+    /// Users who changed their username (`None`: they have none); others are `user_{id}`.
+    renamed: HashMap<i64, Option<String>>,
 }
 
 /// How long after a button press Telegram still takes `answerCallbackQuery` (it documents no
@@ -130,8 +132,8 @@ impl FakeTelegram {
         let mut message = json!({
             "message_id": message_id,
             "date": chrono::Utc::now().timestamp(),
-            "chat": {"id": user, "type": "private", "first_name": "Ann", "username": username(user)},
-            "from": person(user, language),
+            "chat": {"id": user, "type": "private", "first_name": "Ann", "username": self.username(user)},
+            "from": self.person(user, language),
             "text": text,
         });
         if text.starts_with('/') {
@@ -144,6 +146,35 @@ impl FakeTelegram {
             message["entities"] = json!([{"type": "bot_command", "offset": 0, "length": length}]);
         }
         json!({"update_id": self.next_update_id(), "message": message})
+    }
+
+    /// From now on `user`'s updates show `username` (`None`: no username at all), as after
+    /// they change it in Telegram's settings.
+    pub fn rename(&self, user: i64, username: Option<&str>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .renamed
+            .insert(user, username.map(str::to_owned));
+    }
+
+    fn username(&self, user: i64) -> Value {
+        match self.inner.lock().unwrap().renamed.get(&user) {
+            Some(Some(name)) => json!(name),
+            Some(None) => Value::Null,
+            None => json!(format!("user_{user}")),
+        }
+    }
+
+    fn person(&self, user: i64, language: &str) -> Value {
+        let mut person = json!({
+            "id": user, "is_bot": false, "first_name": "Ann", "language_code": language,
+        });
+        let username = self.username(user);
+        if !username.is_null() {
+            person["username"] = username;
+        }
+        person
     }
 
     /// Queues a message for `getUpdates`.
@@ -166,7 +197,7 @@ impl FakeTelegram {
             "update_id": id,
             "callback_query": {
                 "id": format!("cbq-{id}"),
-                "from": person(user, language),
+                "from": self.person(user, language),
                 "message": message,
                 "chat_instance": format!("ci-{user}"),
                 "data": data,
@@ -261,17 +292,6 @@ impl FakeTelegram {
             })
             .count()
     }
-}
-
-fn username(user: i64) -> String {
-    format!("user_{user}")
-}
-
-fn person(user: i64, language: &str) -> Value {
-    json!({
-        "id": user, "is_bot": false, "first_name": "Ann", "username": username(user),
-        "language_code": language,
-    })
 }
 
 fn bot_user() -> Value {

@@ -10,6 +10,7 @@ mod harness;
 mod journey;
 mod limits;
 mod notifications;
+mod recipient;
 mod repeats;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part of the shared support

@@ -11,7 +11,7 @@ use starledger_gateway::fragment::fulfilment::{FulfilmentSettings, Worker};
 use starledger_ledger::account::{Account, AccountCommand, PurchaseStatus};
 use starledger_ledger::commands::Ledger;
 use starledger_ledger::events::{AccountEvent, FragmentOrderSent, Stars};
-use starledger_ledger::ids::{PurchaseId, Username};
+use starledger_ledger::ids::{PurchaseId, Recipient, Username};
 use starledger_ledger::money::Amount;
 use starledger_ledger::store::{CommitMode, EventStore};
 use starledger_ledger::testing::{self, flow, Backend};
@@ -59,7 +59,8 @@ impl Shop {
         }
     }
 
-    /// A funded user (10 TON) buying 50 stars for 0.25, for themselves or as a gift.
+    /// A funded user (10 TON, registered as @tester) buying 50 stars for 0.25, for themselves
+    /// (delivered to @tester) or as a gift.
     pub async fn purchase(&self, user: i64, gift_to: Option<&str>) -> PurchaseId {
         let user = flow::user(user);
         if self.ledger.profile(user).await.unwrap().is_none() {
@@ -73,7 +74,10 @@ impl Shop {
                 AccountCommand::RequestPurchase {
                     purchase_id,
                     stars: Stars::new(50).unwrap(),
-                    recipient: gift_to.map(|name| Username::parse(name).unwrap()),
+                    recipient: match gift_to {
+                        Some(name) => Recipient::Gift(Username::parse(name).unwrap()),
+                        None => Recipient::Buyer(Username::parse("tester").unwrap()),
+                    },
                     price: Amount::parse("0.25").unwrap(),
                 },
                 &flow::context(&key),

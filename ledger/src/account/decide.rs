@@ -13,7 +13,7 @@ use super::rejection::Rejection;
 use super::state::{Account, PurchaseStatus, RechargeStatus};
 use super::text::{checked_text, optional_text, MAX_REASON_LEN};
 use crate::events::*;
-use crate::ids::{AdjustmentId, PurchaseId, RechargeId, UserId, Username};
+use crate::ids::{AdjustmentId, PurchaseId, RechargeId, Recipient, UserId};
 use crate::money::{Amount, Currency, SignedAmount};
 use crate::postings::{transfer, LedgerAccount};
 
@@ -31,6 +31,13 @@ pub enum AccountCommand {
         username: Option<String>,
         language: Option<String>,
         currency: Currency,
+    },
+    /// The buyer's Telegram profile as an update showed it, if it differs from the recorded
+    /// one. `language: None` keeps the recorded language (updates do not always carry one);
+    /// `username: None` means they have none now.
+    UpdateProfile {
+        username: Option<String>,
+        language: Option<String>,
     },
     RequestRecharge {
         recharge_id: RechargeId,
@@ -69,7 +76,7 @@ pub enum AccountCommand {
     RequestPurchase {
         purchase_id: PurchaseId,
         stars: Stars,
-        recipient: Option<Username>,
+        recipient: Recipient,
         price: Amount,
     },
     RecordFragmentOrder {
@@ -113,6 +120,7 @@ impl AccountCommand {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Register { .. } => "register",
+            Self::UpdateProfile { .. } => "update_profile",
             Self::RequestRecharge { .. } => "request_recharge",
             Self::SettleRecharge { .. } => "settle_recharge",
             Self::RecordPayment { .. } => "record_payment",
@@ -134,6 +142,9 @@ impl AccountCommand {
         use AccountEvent as E;
         match (self, event) {
             (C::Register { .. }, E::UserRegistered(_)) => true,
+            (C::UpdateProfile { username, language }, E::ProfileUpdated(e)) => {
+                e.username == *username && (language.is_none() || e.language == *language)
+            }
             (
                 C::RequestRecharge {
                     recharge_id,
@@ -201,7 +212,13 @@ impl AccountCommand {
                     ..
                 },
                 E::PurchaseRequested(e),
-            ) => e.purchase_id == *purchase_id && e.stars == *stars && e.recipient == *recipient,
+            ) => {
+                // The buyer's own name is read when the order is made, not chosen by the
+                // caller: a retry after they renamed themselves is the same order.
+                e.purchase_id == *purchase_id
+                    && e.stars == *stars
+                    && e.recipient.as_ref() == recipient.gift()
+            }
             (C::RecordFragmentOrder { purchase_id, .. }, E::FragmentOrderPlaced(e)) => {
                 e.purchase_id == *purchase_id
             }
@@ -309,6 +326,17 @@ pub fn decide(
 
     let event = match command {
         AccountCommand::Register { .. } => unreachable!("handled above"),
+        AccountCommand::UpdateProfile { username, language } => {
+            let username = optional_text("username", username, 64)?;
+            let language = match optional_text("language", language, 16)? {
+                Some(language) => Some(language),
+                None => profile.language.clone(),
+            };
+            if username == profile.username && language == profile.language {
+                return Err(Rejection::ProfileUnchanged);
+            }
+            AccountEvent::ProfileUpdated(ProfileUpdated { username, language })
+        }
         AccountCommand::RequestRecharge {
             recharge_id,
             amount,
@@ -451,7 +479,8 @@ pub fn decide(
             AccountEvent::PurchaseRequested(PurchaseRequested {
                 purchase_id: *purchase_id,
                 stars: *stars,
-                recipient: recipient.clone(),
+                recipient: recipient.gift().cloned(),
+                deliver_to: Some(recipient.deliver_to().clone()),
                 price: *price,
                 currency: currency.clone(),
                 postings: transfer(available, reserved, *price, currency),

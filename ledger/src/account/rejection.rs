@@ -14,6 +14,9 @@ pub enum Rejection {
     UnknownUser,
     #[error("user is already registered")]
     AlreadyRegistered,
+    /// An update showed the profile already recorded: nothing to record.
+    #[error("the profile is already up to date")]
+    ProfileUnchanged,
     #[error("currency {got} does not match the account currency {account}")]
     CurrencyMismatch { account: Currency, got: Currency },
     #[error("recharge {0} already exists")]
@@ -79,6 +82,7 @@ impl Rejection {
         match self {
             Self::UnknownUser => "unknown_user",
             Self::AlreadyRegistered => "already_registered",
+            Self::ProfileUnchanged => "profile_unchanged",
             Self::CurrencyMismatch { .. } => "currency_mismatch",
             Self::DuplicateRecharge(_) => "duplicate_recharge",
             Self::UnknownRecharge(_) => "unknown_recharge",

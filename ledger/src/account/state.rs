@@ -156,6 +156,12 @@ impl Account {
                     currency: e.currency.clone(),
                 });
             }
+            AccountEvent::ProfileUpdated(e) => {
+                if let Some(profile) = self.profile.as_mut() {
+                    profile.username = e.username.clone();
+                    profile.language = e.language.clone();
+                }
+            }
             AccountEvent::RechargeRequested(e) => {
                 self.recharges.insert(
                     e.recharge_id,

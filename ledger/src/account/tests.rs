@@ -5,7 +5,9 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::events::*;
-use crate::ids::{AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, UserId, Username};
+use crate::ids::{
+    AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
+};
 use crate::money::{Amount, Currency, SignedAmount};
 
 fn user() -> UserId {
@@ -62,7 +64,7 @@ fn purchase(price: &str) -> AccountCommand {
     AccountCommand::RequestPurchase {
         purchase_id: purchase_id(),
         stars: Stars::new(100).unwrap(),
-        recipient: Some(Username::parse("@bob_the_gift").unwrap()),
+        recipient: Recipient::Gift(Username::parse("@bob_the_gift").unwrap()),
         price: amount(price),
     }
 }
@@ -589,7 +591,7 @@ fn a_refund_after_the_credit_was_spent_leaves_a_debt_and_available_at_zero() {
     let another = AccountCommand::RequestPurchase {
         purchase_id: PurchaseId::derive(user(), &key("p2")),
         stars: Stars::new(50).unwrap(),
-        recipient: None,
+        recipient: Recipient::Buyer(Username::parse("alice_01").unwrap()),
         price: amount("0.1"),
     };
     let (_, outcome) = given_when(&in_debt, &another);
@@ -758,4 +760,97 @@ fn free_text_refuses_bidi_overrides_and_zero_width_characters() {
         },
     );
     assert!(outcome.is_ok());
+}
+
+fn update_profile(username: Option<&str>, language: Option<&str>) -> AccountCommand {
+    AccountCommand::UpdateProfile {
+        username: username.map(str::to_owned),
+        language: language.map(str::to_owned),
+    }
+}
+
+#[test]
+fn a_profile_change_is_recorded_once_and_an_unchanged_one_not_at_all() {
+    let renamed = update_profile(Some("alice_new"), None);
+    let (account, outcome) = given_when(&[register()], &renamed);
+    assert_eq!(
+        outcome,
+        Ok(vec![AccountEvent::ProfileUpdated(ProfileUpdated {
+            username: Some("alice_new".into()),
+            // An update without a language keeps the recorded one.
+            language: Some("en".into()),
+        })])
+    );
+    let profile = account.profile.clone().unwrap();
+    assert_eq!(profile.username.as_deref(), Some("alice_new"));
+    assert_eq!(profile.language.as_deref(), Some("en"));
+
+    let (_, again) = given_when(&[register(), renamed.clone()], &renamed);
+    assert_eq!(again, Err(Rejection::ProfileUnchanged));
+
+    // Giving the username up is a change too.
+    let (account, outcome) = given_when(&[register(), renamed], &update_profile(None, Some("ru")));
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let profile = account.profile.unwrap();
+    assert_eq!(
+        (profile.username, profile.language),
+        (None, Some("ru".into()))
+    );
+
+    let (_, stranger) = given_when(&[], &update_profile(Some("mallory"), None));
+    assert_eq!(stranger, Err(Rejection::UnknownUser));
+}
+
+#[test]
+fn an_order_records_whom_it_delivers_to() {
+    let funded = [register(), request_recharge("10"), settle("10")];
+    for (recipient, gift) in [
+        (
+            Recipient::Buyer(Username::parse("alice_new").unwrap()),
+            None,
+        ),
+        (
+            Recipient::Gift(Username::parse("@abcd").unwrap()),
+            Some("abcd"),
+        ),
+    ] {
+        let order = AccountCommand::RequestPurchase {
+            purchase_id: purchase_id(),
+            stars: Stars::new(100).unwrap(),
+            recipient: recipient.clone(),
+            price: amount("4"),
+        };
+        let (_, outcome) = given_when(&funded, &order);
+        let events = outcome.unwrap();
+        let [AccountEvent::PurchaseRequested(requested)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(requested.deliver_to.as_ref(), Some(recipient.deliver_to()));
+        assert_eq!(requested.recipient.as_ref().map(Username::as_str), gift);
+        assert!(order.is_recorded_by(&events[0]));
+    }
+}
+
+#[test]
+fn a_repeated_order_is_the_same_order_only_for_the_same_gift() {
+    let funded = [register(), request_recharge("10"), settle("10")];
+    let order = |recipient: Recipient| AccountCommand::RequestPurchase {
+        purchase_id: purchase_id(),
+        stars: Stars::new(100).unwrap(),
+        recipient,
+        price: amount("4"),
+    };
+    let name = |text: &str| Username::parse(text).unwrap();
+    let (_, own) = given_when(&funded, &order(Recipient::Buyer(name("alice_old"))));
+    let own = &own.unwrap()[0];
+    // The buyer renamed themselves before a retry: the retry is still the first order (and
+    // replays it, delivering to the name recorded then).
+    assert!(order(Recipient::Buyer(name("alice_new"))).is_recorded_by(own));
+    assert!(!order(Recipient::Gift(name("alice_old"))).is_recorded_by(own));
+
+    let (_, gift) = given_when(&funded, &order(Recipient::Gift(name("bob_gift"))));
+    let gift = &gift.unwrap()[0];
+    assert!(order(Recipient::Gift(name("bob_gift"))).is_recorded_by(gift));
+    assert!(!order(Recipient::Gift(name("mallory"))).is_recorded_by(gift));
+    assert!(!order(Recipient::Buyer(name("bob_gift"))).is_recorded_by(gift));
 }

@@ -394,7 +394,16 @@ impl ReadTx for PgReadTx {
     ) -> Result<(), ReadError> {
         let name = table_name(table, suffix);
         match table {
-            Table::Users => {}
+            Table::Users if !needs.users.is_empty() => {
+                let rows = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ANY($1)"))
+                    .bind(&needs.users)
+                    .fetch_all(&mut *self.tx)
+                    .await?;
+                for row in &rows {
+                    let user = user_from_row(row)?;
+                    page.users.insert(user.user_id, user);
+                }
+            }
             Table::Balances if !needs.balances.is_empty() => {
                 let rows = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ANY($1)"))
                     .bind(&needs.balances)

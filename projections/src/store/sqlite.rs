@@ -371,7 +371,18 @@ impl ReadTx for SqliteReadTx {
     ) -> Result<(), ReadError> {
         let name = table_name(table, suffix);
         match table {
-            Table::Users => {}
+            Table::Users => {
+                for user_id in &needs.users {
+                    let row = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ?1"))
+                        .bind(user_id)
+                        .fetch_optional(&mut *self.tx)
+                        .await?;
+                    if let Some(row) = row {
+                        let user = user_from_row(&row)?;
+                        page.users.insert(user.user_id, user);
+                    }
+                }
+            }
             Table::Balances => {
                 for user_id in &needs.balances {
                     let rows = sqlx::query(&format!("SELECT * FROM {name} WHERE user_id = ?1"))
