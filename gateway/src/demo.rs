@@ -85,6 +85,8 @@ impl Demo {
                     * (Decimal::ONE + pricing.markup_percent / Decimal::ONE_HUNDRED),
             ),
             delivery_alert_after: std::time::Duration::from_secs(600),
+            session_check_every: std::time::Duration::from_secs(300),
+            session_expires_at: None,
         };
         let fulfilment = setup::fulfilment(
             &config,

@@ -162,8 +162,8 @@ fn link_answer() -> Value {
                 "payload": PAYLOAD
             }]
         },
-        "confirm_method": "confirmReq",
-        "confirm_params": {"id": REQ_ID}
+        "confirm_method": "confirmStarsPayment",
+        "confirm_params": {"id": REQ_ID, "ref": "cr-77", "boc": "not Fragment's to set"}
     })
 }
 
@@ -179,7 +179,7 @@ async fn mount_good_day(server: &MockServer) {
         .await;
     api("updateStarsBuyState", HASH)
         .respond_with(answer(
-            json!({"ok": true, "mode": "new", "need_update": false, "dh": "1"}),
+            json!({"ok": true, "mode": "done", "need_update": false, "dh": "1"}),
         ))
         .mount(server)
         .await;
@@ -193,11 +193,7 @@ async fn mount_good_day(server: &MockServer) {
         .respond_with(answer(link_answer()))
         .mount(server)
         .await;
-    api("checkReq", HASH)
-        .respond_with(answer(json!({"confirmed": true})))
-        .mount(server)
-        .await;
-    api("confirmReq", HASH)
+    api("confirmStarsPayment", HASH)
         .respond_with(answer(json!({"ok": true})))
         .mount(server)
         .await;
@@ -265,12 +261,24 @@ async fn a_whole_order_goes_through_every_call_with_fragments_wire_format() {
     assert_eq!(device["appName"], "Tonkeeper");
     assert!(device["features"].is_array());
 
-    let confirm = &api_requests(&server, "confirmReq").await[0];
+    // The payment is confirmed the way the link said: its method, its parameters, and our
+    // own boc, account and device.
+    assert!(api_requests(&server, "confirmReq").await.is_empty());
+    let confirm = &api_requests(&server, "confirmStarsPayment").await[0];
     assert_eq!(confirm["id"], REQ_ID);
+    assert_eq!(confirm["ref"], "cr-77");
     assert_eq!(confirm["boc"], "te6signedexternalmessage");
     assert!(confirm.contains_key("account") && confirm.contains_key("device"));
 
-    assert_eq!(api_requests(&server, "checkReq").await[0]["id"], REQ_ID);
+    // Completion is learnt from the buy page's state, as the public clients do; no checkReq.
+    let polls = api_requests(&server, "updateStarsBuyState").await;
+    assert_eq!(
+        polls.len(),
+        2,
+        "one sync before the order, one poll after paying"
+    );
+    assert_eq!(polls[1]["mode"], "new");
+    assert!(api_requests(&server, "checkReq").await.is_empty());
 
     // The page load is a browser navigation with the cookies; API calls look like the
     // site's XHR and come from the buy page.
@@ -545,19 +553,21 @@ async fn server_errors_and_rate_limits_are_retried_until_fragment_answers() {
     ] {
         let server = MockServer::start().await;
         page().respond_with(buy_page(HASH)).mount(&server).await;
-        api("checkReq", HASH)
+        api("updateStarsBuyState", HASH)
             .respond_with(failing)
             .up_to_n_times(2)
             .with_priority(1)
             .mount(&server)
             .await;
-        api("checkReq", HASH)
-            .respond_with(answer(json!({"confirmed": false})))
+        api("updateStarsBuyState", HASH)
+            .respond_with(answer(
+                json!({"ok": true, "mode": "new", "need_update": false}),
+            ))
             .mount(&server)
             .await;
         let state = client(settings(&server)).order_state(REQ_ID).await.unwrap();
         assert_eq!(state, OrderState::Pending);
-        assert_eq!(api_requests(&server, "checkReq").await.len(), 3);
+        assert_eq!(api_requests(&server, "updateStarsBuyState").await.len(), 3);
     }
 }
 
@@ -625,7 +635,7 @@ async fn a_slow_fragment_times_out_as_unavailable() {
 #[tokio::test]
 async fn after_the_threshold_of_failures_calls_are_refused_without_reaching_fragment() {
     let server = fragment_with_buy_page().await;
-    api("checkReq", HASH)
+    api("updateStarsBuyState", HASH)
         .respond_with(ResponseTemplate::new(500))
         .mount(&server)
         .await;
@@ -725,7 +735,7 @@ async fn order_state_is_unknown_when_fragment_cannot_say() {
     ] {
         let server = MockServer::start().await;
         page().respond_with(buy_page(HASH)).mount(&server).await;
-        api("checkReq", HASH)
+        api("updateStarsBuyState", HASH)
             .respond_with(answer(body.clone()))
             .mount(&server)
             .await;

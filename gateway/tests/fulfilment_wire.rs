@@ -39,7 +39,7 @@ mod support;
 
 use support::fragment::{cookie_config, form, has_session_cookies, FakeFragment};
 use support::shop::{backends, dec, quick_settings, Shop};
-use support::toncenter::{root, Clock, FakeChain, FEE, FRAGMENT_ADDRESS, TEST_PHRASE};
+use support::toncenter::{root, Clock, CommentView, FakeChain, FEE, FRAGMENT_ADDRESS, TEST_PHRASE};
 
 /// What Fragment charges: 0.0045 TON a star, so 0.225 TON for the 50 stars a customer
 /// reserves 0.25 TON for.
@@ -552,6 +552,164 @@ async fn a_payment_executed_but_not_yet_listed_is_never_paid_again_even_past_its
         assert_eq!(status, PurchaseStatus::Completed);
         assert_eq!(world.chain.executed().len(), 1);
         assert_eq!(world.attempts(8).await, vec![1]);
+        world.shop.finish().await;
+    }
+}
+
+// ---- Fragment as its public clients speak it (issue 14, point 7) ----------------------------
+
+#[tokio::test]
+async fn the_payment_is_confirmed_the_way_the_link_names_and_completion_comes_from_the_buy_state() {
+    for backend in backends().await {
+        let world = world(backend, SHOP_SEQNO).await;
+        // Fragment names another confirmation method (and, as always, parameters of its own):
+        // only that call, with those parameters, is taken.
+        world.fragment.confirm_with("confirmStarsPayment");
+        let purchase = world.purchase(21, None).await;
+        let mut worker = world.worker(quick_settings());
+        let status = world
+            .run_until(&mut worker, 21, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        assert_eq!(world.fragment_calls("confirmReq").await, 0);
+        assert!(world.fragment_calls("confirmStarsPayment").await >= 1);
+        assert_eq!(world.fragment_calls("checkReq").await, 0);
+        assert!(world.fragment_calls("updateStarsBuyState").await >= 2);
+        assert_eq!(world.chain.executed().len(), 1);
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_payment_to_an_address_outside_the_allowlist_is_never_signed_and_waits() {
+    for backend in backends().await {
+        let recorder = metrics_recorder();
+        let metrics = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let world = world(backend, SHOP_SEQNO).await;
+        // A payment link to somebody else's address (a compromised session, a bug, an attack).
+        world
+            .fragment
+            .pay_to("EQCD39VS5jcptHL8vMjEXrzGaRcCVYto7HUn4bpAOg8xqB2N");
+        let purchase = world.purchase(22, None).await;
+        let mut worker = world.worker(quick_settings());
+        world.steps(&mut worker, 30).await;
+        assert!(world.chain.broadcasts().is_empty(), "nothing was sent");
+        assert!(world.payments(22).await.is_empty(), "nothing was signed");
+        assert_eq!(alerts(&metrics, "payment_address_refused"), 1);
+        // Not refunded either: the order waits for an operator.
+        assert_eq!(
+            world.status(22, purchase).await,
+            PurchaseStatus::OrderPlaced,
+            "the order waits"
+        );
+        assert_eq!(world.chain.balance(), Nanotons(WALLET_BALANCE));
+        // The address is Fragment's after all (or the link is right again): the order goes on.
+        world.fragment.pay_to(FRAGMENT_ADDRESS);
+        let status = world
+            .run_until(&mut worker, 22, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_payment_link_without_the_orders_comment_is_never_signed() {
+    for backend in backends().await {
+        let recorder = metrics_recorder();
+        let metrics = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let world = world(backend, SHOP_SEQNO).await;
+        world.fragment.omit_payload(true);
+        let purchase = world.purchase(23, None).await;
+        let mut worker = world.worker(quick_settings());
+        world.steps(&mut worker, 30).await;
+        assert!(world.chain.broadcasts().is_empty());
+        assert!(world.payments(23).await.is_empty());
+        assert_eq!(alerts(&metrics, "payment_without_reference"), 1);
+        assert_eq!(
+            world.status(23, purchase).await,
+            PurchaseStatus::OrderPlaced
+        );
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn the_paid_transaction_is_matched_on_the_orders_comment_however_toncenter_shows_it() {
+    for backend in backends().await {
+        let world = world(backend, SHOP_SEQNO).await;
+        // toncenter shows the comment as text (msg.dataText): still the order's comment.
+        world.chain.show_comments(CommentView::Text);
+        let purchase = world.purchase(24, None).await;
+        let mut worker = world.worker(quick_settings());
+        let status = world
+            .run_until(&mut worker, 24, purchase, PurchaseStatus::Completed)
+            .await;
+        assert_eq!(status, PurchaseStatus::Completed);
+        // The comment was recorded with the payment, before it was sent.
+        let recorded = world.payments(24).await;
+        assert!(
+            recorded[0].transfers[0]
+                .payload
+                .as_deref()
+                .and_then(starledger_gateway::fragment::body::comment)
+                .is_some_and(|text| text.contains("Ref#")),
+            "{recorded:?}"
+        );
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_showing_another_comment_is_not_taken_as_this_orders_payment() {
+    for backend in backends().await {
+        let recorder = metrics_recorder();
+        let metrics = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let world = world(backend, SHOP_SEQNO).await;
+        world.chain.show_comments(CommentView::Altered);
+        let purchase = world.purchase(25, None).await;
+        let mut worker = world.worker(quick_settings());
+        world.steps(&mut worker, 40).await;
+        // Paid (the wallet's message executed), but the chain shows another order's comment
+        // going out: not completed on that evidence, never paid again, never refunded; an
+        // operator looks.
+        assert_eq!(world.chain.executed().len(), 1);
+        assert_eq!(world.attempts(25).await, vec![1]);
+        assert_eq!(world.status(25, purchase).await, PurchaseStatus::OrderSent);
+        assert_eq!(alerts(&metrics, "payment_not_sent"), 1);
+        world.shop.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expiring_or_expired_session_is_alerted_between_orders_before_any_order_fails() {
+    for backend in backends().await {
+        let recorder = metrics_recorder();
+        let metrics = recorder.handle();
+        let _recording = metrics::set_default_local_recorder(&recorder);
+        let world = world(backend, SHOP_SEQNO).await;
+        let settings = FulfilmentSettings {
+            session_check_every: Duration::ZERO,
+            // The operator said when the cookies expire: in an hour.
+            session_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            ..quick_settings()
+        };
+        let mut worker = world.worker(settings);
+        // No order anywhere: the session is checked anyway.
+        world.steps(&mut worker, 3).await;
+        assert_eq!(alerts(&metrics, "session_expiring"), 1, "alerted once");
+        assert_eq!(alerts(&metrics, "session_expired"), 0, "the session works");
+        assert_eq!(world.fragment.login_pages_served(), 0);
+
+        // Fragment ends the session: found by the next check, with no order in flight.
+        world.fragment.log_out();
+        world.steps(&mut worker, 3).await;
+        assert!(world.fragment.login_pages_served() >= 1);
+        assert_eq!(alerts(&metrics, "session_expired"), 1);
+        assert!(world.fragment.orders().is_empty());
         world.shop.finish().await;
     }
 }

@@ -254,6 +254,11 @@ pub struct FragmentOrderPlaced {
 pub struct WalletTransfer {
     pub destination: String,
     pub amount: Amount,
+    /// The message body Fragment asked the transfer to carry (base64 of a bag of cells): its
+    /// comment names the order, and the transaction on chain must show the same. `None` in
+    /// events before v3, which did not record it.
+    #[serde(default)]
+    pub payload: Option<String>,
 }
 
 /// The shop wallet's payment for a Fragment order, signed and recorded *before* it is
@@ -334,7 +339,7 @@ pub const CURRENT_VERSIONS: &[(&str, i32)] = &[
     ("RechargeReversed", 1),
     ("PurchaseRequested", 2),
     ("FragmentOrderPlaced", 1),
-    ("FragmentOrderSent", 2),
+    ("FragmentOrderSent", 3),
     ("PurchaseCompleted", 1),
     ("PurchaseFailed", 2),
     ("BalanceAdjusted", 2),
@@ -453,7 +458,8 @@ impl AccountEvent {
             ("FragmentOrderSent", 1) => {
                 Self::FragmentOrderSent(upcast_fragment_order_sent_v1(parse(event_type, v, data)?))
             }
-            ("FragmentOrderSent", 2) => Self::FragmentOrderSent(parse(event_type, v, data)?),
+            // v3 added each transfer's `payload`; a v2 transfer has none recorded.
+            ("FragmentOrderSent", 2 | 3) => Self::FragmentOrderSent(parse(event_type, v, data)?),
             ("PurchaseCompleted", 1) => Self::PurchaseCompleted(parse(event_type, v, data)?),
             // v2 of these two has the same fields; its postings may also name the customer's
             // debt account (money released or credited pays an open debt first).

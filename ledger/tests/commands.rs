@@ -376,6 +376,7 @@ async fn a_stale_instance_cannot_fail_a_paid_order_without_force(backend: &Backe
                 transfers: vec![WalletTransfer {
                     destination: "EQBdestination".into(),
                     amount: Amount::parse("3").unwrap(),
+                    payload: None,
                 }],
                 attempt: 1,
             },

@@ -216,6 +216,7 @@ fn sample_events() -> Vec<AccountEvent> {
             transfers: vec![WalletTransfer {
                 destination: "EQBvW8Z5huBkMJYdnfAEM5JqTNkuWX3diqYENkWsIL0XggGG".into(),
                 amount: amount("2.9"),
+                payload: Some("te6cckEBAQEAGAAALAAAAABUZWxlZ3JhbSBTdGFycyBSZWYjNWUwYjdh".into()),
             }],
             attempt: 1,
         },

@@ -39,6 +39,10 @@ pub struct LiveFragment {
     /// A TON HTTP API (toncenter v2 by default).
     pub ton_api_url: String,
     pub ton_api_key: Option<Secret>,
+    /// `FRAGMENT_PAYMENT_ADDRESSES`: Fragment's payment addresses, the only destinations the
+    /// wallet signs transfers to. Required in live mode (checked once the modes are known to
+    /// go together, see `ServerConfig`); empty here means it was not set.
+    pub payment_addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,11 @@ pub struct FragmentConfig {
     pub max_ton_per_star: Option<Decimal>,
     /// How long a paid order may wait for Fragment's confirmation before operators are told.
     pub delivery_alert_after: Duration,
+    /// `FRAGMENT_SESSION_CHECK_EVERY`: how often the session is checked between orders.
+    pub session_check_every: Duration,
+    /// `FRAGMENT_SESSION_EXPIRES_AT`: when the session cookies expire (RFC 3339), as the
+    /// browser they were copied from shows it; operators are alerted three days before.
+    pub session_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The test-only setting that lets live mode talk plain http (to local stand-ins of Fragment
@@ -100,6 +109,33 @@ fn ton_amount<F: Fn(&str) -> Option<String>>(
     Ok(Some(amount))
 }
 
+/// `FRAGMENT_PAYMENT_ADDRESSES`: comma-separated TON addresses, raw or user-friendly.
+fn payment_addresses<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Vec<String>, ConfigError> {
+    const VARIABLE: &str = "FRAGMENT_PAYMENT_ADDRESSES";
+    let Some(text) = env.get(VARIABLE) else {
+        return Ok(Vec::new());
+    };
+    let mut addresses = Vec::new();
+    for (index, entry) in text.split(',').map(str::trim).enumerate() {
+        if entry.is_empty() {
+            continue;
+        }
+        if !crate::fragment::wallet::is_address(entry) {
+            return Err(problem(
+                VARIABLE,
+                format!(
+                    "entry {} is not a TON address (raw 0:<64 hex> or user-friendly)",
+                    index + 1
+                ),
+            ));
+        }
+        addresses.push(entry.to_owned());
+    }
+    Ok(addresses)
+}
+
 pub fn fragment<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<FragmentConfig, ConfigError> {
@@ -137,6 +173,7 @@ pub fn fragment<F: Fn(&str) -> Option<String>>(
                     plain_http,
                 )?,
                 ton_api_key: env.get("TON_API_KEY").map(Secret::new),
+                payment_addresses: payment_addresses(env)?,
             }))
         }
         Some(other) => {
@@ -153,6 +190,20 @@ pub fn fragment<F: Fn(&str) -> Option<String>>(
             .unwrap_or(Decimal::from(10)),
         max_ton_per_star: ton_amount(env, "FRAGMENT_MAX_TON_PER_STAR")?,
         delivery_alert_after: env.seconds("FRAGMENT_DELIVERY_ALERT_AFTER", 600, 10..=86_400)?,
+        session_check_every: env.seconds("FRAGMENT_SESSION_CHECK_EVERY", 300, 10..=86_400)?,
+        session_expires_at: match env.get("FRAGMENT_SESSION_EXPIRES_AT") {
+            None => None,
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text.trim())
+                    .map(|at| at.with_timezone(&chrono::Utc))
+                    .map_err(|_| {
+                        problem(
+                            "FRAGMENT_SESSION_EXPIRES_AT",
+                            "must be an RFC 3339 time, e.g. 2027-01-31T12:00:00Z",
+                        )
+                    })?,
+            ),
+        },
     })
 }
 

@@ -196,6 +196,12 @@ impl ServerConfig {
                 "FRAGMENT_MODE",
                 "FRAGMENT_MODE=sandbox with HELEKET_MODE=live would take real money for simulated Stars; use FRAGMENT_MODE=live or manual with HELEKET_MODE=live, or HELEKET_MODE=sandbox",
             )),
+            // The wallet signs transfers only to Fragment's own addresses: without the list it
+            // would sign nothing, so live mode does not start without it.
+            (FragmentMode::Live(live), true) if live.payment_addresses.is_empty() => Err(problem(
+                "FRAGMENT_PAYMENT_ADDRESSES",
+                "is required with FRAGMENT_MODE=live: the comma-separated TON addresses Fragment has orders paid to (the `address` of getBuyStarsLink's messages); the wallet signs transfers to no other address",
+            )),
             _ => Ok(self),
         }
     }
@@ -567,7 +573,23 @@ mod tests {
         // Live with live, sandbox with sandbox, and manual with either start.
         let mut live = live_heleket.to_vec();
         live.extend(live_fragment);
+        // Live Fragment needs the addresses its wallet may pay, and nothing else does.
+        let error = config(&live).unwrap_err();
+        assert_eq!(error.variable, "FRAGMENT_PAYMENT_ADDRESSES");
+        live.push((
+            "FRAGMENT_PAYMENT_ADDRESSES",
+            "EQBAjaOyi2wGWlk-EDkSabqqnF-MrrwMadnwqrurKpkla9nE, 0:5a4d5f0b7e2c9a1d3f6b8e0c2a4d6f8b1e3c5a7d9f0b2e4c6a8d0f1b3e5c7a9d",
+        ));
         assert!(config(&live).is_ok());
+        let mut wrong = live.clone();
+        wrong.pop();
+        wrong.push((
+            "FRAGMENT_PAYMENT_ADDRESSES",
+            "EQBAjaOyi2wGWlk-EDkSabqqnF, fragment",
+        ));
+        let error = config(&wrong).unwrap_err();
+        assert_eq!(error.variable, "FRAGMENT_PAYMENT_ADDRESSES");
+        assert!(error.problem.contains("entry 1"), "{error}");
         assert!(config(&[SANDBOX, ("FRAGMENT_MODE", "sandbox")]).is_ok());
         assert!(config(&[SANDBOX, ("FRAGMENT_MODE", "manual")]).is_ok());
         assert!(config(&live_heleket).is_ok());

@@ -27,6 +27,7 @@
 //! The cookies and the API hash are secrets: they are never logged, never in `Debug`, never
 //! in an error. No redirect is followed (it would resend the cookies wherever it points).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -43,8 +44,9 @@ use tracing::{debug, info, warn};
 use super::market::{MarketError, MarketOrder, OrderState, PaymentRequest, Recipient, StarsMarket};
 use super::ton::WalletAccount;
 use super::wire::{
-    account_json, device_json, id_text, judge_api, judge_page, read_order, read_payment,
-    state_nonce, Answer, ApiHash, Failure, Verdict, MAX_MESSAGE_CHARS,
+    account_json, device_json, id_text, judge_api, judge_page, read_buy_state, read_confirmation,
+    read_order, read_payment, state_nonce, Answer, ApiHash, Confirmation, Failure, Verdict,
+    MAX_MESSAGE_CHARS,
 };
 use crate::outbound::{self, describe, read_limited, shorten};
 use crate::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
@@ -70,8 +72,16 @@ const MAX_ANSWER_BYTES: usize = 2 << 20;
 /// order is refused as [`MarketError::PriceChanged`].
 const PRICE_TRIES: u32 = 3;
 
-/// The method that tells Fragment a payment was broadcast, as getBuyStarsLink names it.
-const CONFIRM_METHOD: &str = "confirmReq";
+/// Orders remembered at most (see [`OrderMemory`]).
+const MAX_REMEMBERED_ORDERS: usize = 10_000;
+
+/// What the client keeps about an order between calls, for as long as the order is open
+/// here: how Fragment asked its payment to be confirmed, and the buy page's last state.
+#[derive(Debug, Default)]
+struct OrderMemory {
+    confirmation: Option<Confirmation>,
+    mode: Option<String>,
+}
 
 /// A desktop browser's User-Agent: Fragment sits behind Cloudflare, which challenges
 /// clients that do not look like browsers.
@@ -265,6 +275,8 @@ pub struct FragmentClient {
     /// The cached API hash. The lock is held while scraping, so concurrent callers wait for
     /// one scrape instead of each making their own.
     hash: Mutex<Option<ApiHash>>,
+    /// By Fragment's request id.
+    orders: Mutex<HashMap<String, OrderMemory>>,
     timeout: Duration,
     retry: RetryPolicy,
     breaker: CircuitBreaker,
@@ -299,6 +311,7 @@ impl FragmentClient {
             referer,
             cookie,
             hash: Mutex::new(None),
+            orders: Mutex::new(HashMap::new()),
             timeout: settings.timeout,
             retry: settings.retry,
             breaker: CircuitBreaker::new(settings.breaker),
@@ -404,12 +417,22 @@ impl FragmentClient {
     /// `getBuyStarsLink(transaction=1, id, show_sender=0, account, device)` →
     /// `{"ok":true,"transaction":{"validUntil":…,"messages":[{"address","amount","payload"}]},
     /// "confirm_method":"confirmReq","confirm_params":{"id":…}}`, or `{"need_verify":true}`
-    /// when the account must pass KYC first.
+    /// when the account must pass KYC first. The confirmation it names is kept for
+    /// [`Self::confirm`].
     async fn link(
         &self,
         request_id: &str,
         wallet: &WalletAccount,
     ) -> Result<PaymentRequest, Failure> {
+        let answer = self.fetch_link(request_id, wallet).await?;
+        read_payment(&answer.json, Utc::now()).map_err(Failure::Market)
+    }
+
+    async fn fetch_link(
+        &self,
+        request_id: &str,
+        wallet: &WalletAccount,
+    ) -> Result<Answer, Failure> {
         let answer = self
             .call(
                 Call::PaymentRequest,
@@ -423,36 +446,60 @@ impl FragmentClient {
                 ],
             )
             .await?;
-        if let Some(method) = answer.get("confirm_method").and_then(Value::as_str) {
-            if method != CONFIRM_METHOD {
-                warn!(
-                    provider = PROVIDER,
-                    confirm_method = %shorten(method, 40),
-                    "Fragment names a payment confirmation other than confirmReq"
-                );
-            }
+        let confirmation = read_confirmation(&answer.json, request_id).map_err(Failure::Market)?;
+        let mut orders = self.orders.lock().await;
+        if orders.len() >= MAX_REMEMBERED_ORDERS {
+            // Only a shortcut: a forgotten confirmation is asked for again, a forgotten
+            // state starts from `new`.
+            orders.clear();
         }
-        read_payment(&answer.json, Utc::now()).map_err(Failure::Market)
+        orders
+            .entry(request_id.to_owned())
+            .or_default()
+            .confirmation = Some(confirmation);
+        Ok(answer)
     }
 
-    /// `checkReq(id)` → `{"confirmed":false}` until Fragment has matched a payment to the
-    /// order, then `{"confirmed":true}`. Only one public client documents this call, so an
-    /// answer that does not say (or a Fragment that no longer knows the method) is
-    /// [`OrderState::Unknown`], and the worker goes by the blockchain. A refusal about this
-    /// order is also `Unknown`, never an error the worker would refund on: by the time state
-    /// is asked the order may be paid.
+    /// `updateStarsBuyState(mode, lv=false, dh)`, as the buy page polls it and the public
+    /// clients learn completion from it: the answer's `mode` is sent back on the next poll,
+    /// and `mode: "done"` with `need_update: false` means delivered. An answer without a mode
+    /// (or a Fragment that no longer knows the method) is [`OrderState::Unknown`], and the
+    /// worker goes by the blockchain. A refusal is also `Unknown`, never an error the worker
+    /// would refund on: by the time state is asked the order is paid.
     async fn state(&self, request_id: &str) -> Result<OrderState, Failure> {
+        let mode = self
+            .orders
+            .lock()
+            .await
+            .get(request_id)
+            .and_then(|order| order.mode.clone())
+            .unwrap_or_else(|| "new".to_owned());
         let answer = self
             .call(
                 Call::OrderState,
-                "checkReq",
-                &[("id", request_id.to_owned())],
+                "updateStarsBuyState",
+                &[
+                    ("mode", mode),
+                    ("lv", "false".to_owned()),
+                    ("dh", state_nonce()),
+                ],
             )
             .await;
         match answer {
-            Ok(answer) => Ok(match answer.get("confirmed").and_then(Value::as_bool) {
-                Some(true) => OrderState::Delivered,
-                Some(false) => OrderState::Pending,
+            Ok(answer) => Ok(match read_buy_state(&answer.json) {
+                Some((_, true)) => {
+                    self.orders.lock().await.remove(request_id);
+                    OrderState::Delivered
+                }
+                Some((mode, false)) => {
+                    self.orders
+                        .lock()
+                        .await
+                        .entry(request_id.to_owned())
+                        .or_default()
+                        .mode = Some(mode);
+                    OrderState::Pending
+                }
                 None => OrderState::Unknown,
             }),
             Err(Failure::UnknownMethod(why)) => {
@@ -467,24 +514,38 @@ impl FragmentClient {
         }
     }
 
-    /// `confirmReq(id, boc, account, device)` → `{"ok":true}`.
+    /// Reports the broadcast payment the way `getBuyStarsLink` asked (`confirm_method` with
+    /// `confirm_params`, plus `boc`, `account` and `device`) → `{"ok":true}`. After a restart
+    /// the link is asked for again to learn the confirmation: it pays nothing.
     async fn confirm(
         &self,
         request_id: &str,
         wallet: &WalletAccount,
         boc: &str,
     ) -> Result<(), Failure> {
+        let known = self
+            .orders
+            .lock()
+            .await
+            .get(request_id)
+            .and_then(|order| order.confirmation.clone());
+        let confirmation = match known {
+            Some(confirmation) => confirmation,
+            None => {
+                let answer = self.fetch_link(request_id, wallet).await?;
+                read_confirmation(&answer.json, request_id).map_err(Failure::Market)?
+            }
+        };
+        let mut params: Vec<(&str, String)> = confirmation
+            .params
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        params.push(("boc", boc.to_owned()));
+        params.push(("account", account_json(wallet)));
+        params.push(("device", device_json()));
         let answer = self
-            .call(
-                Call::ConfirmPayment,
-                CONFIRM_METHOD,
-                &[
-                    ("id", request_id.to_owned()),
-                    ("boc", boc.to_owned()),
-                    ("account", account_json(wallet)),
-                    ("device", device_json()),
-                ],
-            )
+            .call(Call::ConfirmPayment, &confirmation.method, &params)
             .await?;
         match answer.get("ok").and_then(Value::as_bool) {
             Some(true) => Ok(()),
@@ -501,8 +562,8 @@ impl FragmentClient {
     async fn call(
         &self,
         call: Call,
-        method: &'static str,
-        params: &[(&'static str, String)],
+        method: &str,
+        params: &[(&str, String)],
     ) -> Result<Answer, Failure> {
         let attempts = self.retry.max_attempts();
         let mut attempt = 0;
@@ -621,7 +682,7 @@ impl FragmentClient {
         &self,
         hash: &ApiHash,
         method: &str,
-        params: &[(&'static str, String)],
+        params: &[(&str, String)],
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), String> {
         let mut url = self.api_url.clone();
         url.query_pairs_mut().append_pair("hash", &hash.0);
@@ -734,6 +795,27 @@ impl StarsMarket for FragmentClient {
         let result = self.confirm(request_id, wallet, message).await;
         self.observe(Call::ConfirmPayment, started, &result);
         result.map_err(Failure::into_market)
+    }
+
+    /// Loads the buy page with the session, as a browser would: Fragment's login form
+    /// instead of the page means the session is gone. The fresh API hash is kept.
+    async fn check_session(&self) -> Result<(), MarketError> {
+        match self.scrape().await {
+            Ok(hash) => {
+                *self.hash.lock().await = Some(hash);
+                Ok(())
+            }
+            Err(Verdict::Answered(Err(Failure::Market(
+                error @ MarketError::SessionExpired(_),
+            )))) => Err(error),
+            Err(_) => {
+                debug!(
+                    provider = PROVIDER,
+                    "the session check could not reach Fragment; trying later"
+                );
+                Ok(())
+            }
+        }
     }
 
     async fn order_state(&self, request_id: &str) -> Result<OrderState, MarketError> {

@@ -41,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use starledger_ledger::account::{AccountCommand, Rejection};
 use starledger_ledger::commands::{CommandContext, CommandError, Ledger};
@@ -53,11 +53,13 @@ use starledger_projections::runtime::decode_page;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::body;
 use super::market::{MarketError, OrderState, StarsMarket};
 use super::orders::{OpenOrder, OpenOrders, RecordedPayment, Stage};
 use super::ton::{ChainError, Nanotons, SignedTransfer, TonChain, TransferMessage, WalletSigner};
 use super::wallet::same_address;
 use crate::lease::Lease;
+use crate::outbound;
 use crate::reactor::{Checkpoint, ReactorContext};
 
 /// The worker's checkpoint and lease name.
@@ -90,6 +92,16 @@ pub struct FulfilmentSettings {
     pub max_ton_per_star: Option<Decimal>,
     /// How often the worker looks at waiting purchases when no new event wakes it.
     pub tick: Duration,
+    /// Fragment's payment addresses (any form): the only destinations the wallet signs
+    /// transfers to. Anything else is refused with an alert, never signed; empty refuses all.
+    pub payment_addresses: Vec<String>,
+    /// How often the Fragment session is checked between orders (the first check comes this
+    /// long after start).
+    pub session_check_every: Duration,
+    /// When the session's cookies expire, if the operator said (`FRAGMENT_SESSION_EXPIRES_AT`).
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// How long before that operators are alerted to renew them.
+    pub session_warn_before: Duration,
 }
 
 impl Default for FulfilmentSettings {
@@ -104,6 +116,10 @@ impl Default for FulfilmentSettings {
             fee_reserve: Nanotons(Nanotons::PER_TON / 10),
             max_ton_per_star: None,
             tick: Duration::from_secs(2),
+            payment_addresses: Vec::new(),
+            session_check_every: Duration::from_secs(300),
+            session_expires_at: None,
+            session_warn_before: Duration::from_secs(3 * 86_400),
         }
     }
 }
@@ -211,6 +227,9 @@ pub struct Worker {
     alerted: HashSet<(PurchaseId, &'static str)>,
     paused_until: Option<Instant>,
     balance_checked_at: Option<Instant>,
+    session_checked_at: Instant,
+    /// Whether the coming expiry of the session was alerted (once per process).
+    expiry_alerted: bool,
     /// One past the highest seqno seen executed: the least the wallet's seqno can be now.
     next_seqno: u32,
 }
@@ -229,6 +248,8 @@ impl Worker {
             alerted: HashSet::new(),
             paused_until: None,
             balance_checked_at: None,
+            session_checked_at: Instant::now(),
+            expiry_alerted: false,
             next_seqno: 0,
         }
     }
@@ -242,6 +263,7 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         self.catch_up(events).await?;
         self.watch_wallet_balance().await;
+        self.watch_session().await;
         let now = Instant::now();
         let due: Vec<PurchaseId> = self
             .orders
@@ -432,6 +454,9 @@ impl Worker {
                 return self.market_error(order, error).await;
             }
         };
+        if let Err(progress) = self.check_destinations(order, request_id, &request.messages) {
+            return progress;
+        }
         if total != cost {
             // Fragment opened the order at one price and now asks another. Pay exactly what
             // was recorded or nothing: the recorded cost is also what the chain check below
@@ -493,6 +518,7 @@ impl Worker {
             transfers.push(WalletTransfer {
                 destination: transfer.destination.clone(),
                 amount,
+                payload: transfer.payload.clone(),
             });
         }
         // Write-ahead: the payment is in the log before a single byte of it leaves.
@@ -533,6 +559,43 @@ impl Worker {
         }
         metrics::counter!("starledger_fulfilment_payments_total").increment(1);
         Progress::Moved
+    }
+
+    /// Before anything is signed: every transfer goes to one of Fragment's payment addresses
+    /// and carries a body (Fragment's comment naming the order, which is how it matches the
+    /// money to the order). A transfer anywhere else is never signed: an operator is alerted
+    /// and the order waits (a new address of Fragment's is added to the allowlist; anything
+    /// else is an attack or a bug). Nothing is refunded for it.
+    fn check_destinations(
+        &mut self,
+        order: &OpenOrder,
+        request_id: &str,
+        messages: &[TransferMessage],
+    ) -> Result<(), Progress> {
+        let allowed = &self.fulfilment.settings.payment_addresses;
+        if let Some(stranger) = messages
+            .iter()
+            .find(|m| !allowed.iter().any(|a| same_address(a, &m.destination)))
+        {
+            let destination = outbound::shorten(&stranger.destination, 80);
+            self.alert(
+                order.purchase_id,
+                "payment_address_refused",
+                &format!(
+                    "Fragment asks order {request_id} to be paid to {destination}, which is not in FRAGMENT_PAYMENT_ADDRESSES; nothing was signed. If it is Fragment's, add it and the order goes on"
+                ),
+            );
+            return Err(Progress::Wait(self.fulfilment.settings.tick * 15));
+        }
+        if messages.iter().any(|m| m.payload.is_none()) {
+            self.alert(
+                order.purchase_id,
+                "payment_without_reference",
+                &format!("Fragment's transfer for order {request_id} carries no comment naming the order; nothing was signed"),
+            );
+            return Err(self.backoff(order.purchase_id));
+        }
+        Ok(())
     }
 
     // ---- 3. Paying → Completed | Failed | another attempt -------------------------------
@@ -590,7 +653,7 @@ impl Worker {
                     order.purchase_id,
                     "payment_not_sent",
                     &format!(
-                        "transaction {} executed the payment but does not show the {cost} it was to send; check it on chain, then resolve the purchase through the admin API",
+                        "transaction {} executed the payment but does not show the {cost} it was to send with the order's comment; check it on chain, then resolve the purchase through the admin API",
                         transaction.hash,
                     ),
                 );
@@ -828,6 +891,37 @@ impl Worker {
         }
     }
 
+    /// Between orders: alerts when the session's cookies are about to expire (if their
+    /// expiry is configured), and checks that the session still works, so an expired one
+    /// pauses orders and alerts before an order runs into it.
+    async fn watch_session(&mut self) {
+        if self.session_checked_at.elapsed() < self.fulfilment.settings.session_check_every {
+            return;
+        }
+        self.session_checked_at = Instant::now();
+        if let Some(expires_at) = self.fulfilment.settings.session_expires_at {
+            let left = (expires_at - Utc::now()).num_seconds();
+            metrics::gauge!("starledger_fragment_session_expires_in_seconds").set(left as f64);
+            let warn_before = self.fulfilment.settings.session_warn_before.as_secs() as i64;
+            if left < warn_before && !self.expiry_alerted {
+                self.expiry_alerted = true;
+                tracing::error!(
+                    alert = "session_expiring",
+                    expires_at = %expires_at,
+                    "the Fragment session expires in {}h: renew FRAGMENT_COOKIES (and FRAGMENT_SESSION_EXPIRES_AT) before orders stop",
+                    left.max(0) / 3_600
+                );
+                metrics::counter!("starledger_fulfilment_alerts_total", "kind" => "session_expiring")
+                    .increment(1);
+            }
+        }
+        if let Err(error) = self.fulfilment.market.check_session().await {
+            if matches!(error, MarketError::SessionExpired(_)) {
+                self.pause(&error);
+            }
+        }
+    }
+
     async fn watch_wallet_balance(&mut self) {
         let recently = self
             .balance_checked_at
@@ -923,7 +1017,20 @@ fn pays_as_recorded(recorded: &[TransferMessage], sent: &[TransferMessage]) -> b
     !recorded.is_empty()
         && recorded.iter().all(|wanted| {
             sent.iter().any(|out| {
-                out.amount == wanted.amount && same_address(&out.destination, &wanted.destination)
+                out.amount == wanted.amount
+                    && same_address(&out.destination, &wanted.destination)
+                    && same_reference(wanted.payload.as_deref(), out.payload.as_deref())
             })
         })
+}
+
+/// Whether a transfer on chain carried the body recorded for it: the same comment (the
+/// order's reference) or the same cells. A payment recorded before bodies were (v2 events)
+/// is matched on destination and amount alone.
+fn same_reference(recorded: Option<&str>, sent: Option<&str>) -> bool {
+    match (recorded, sent) {
+        (None, _) => true,
+        (Some(recorded), Some(sent)) => body::same(recorded, sent),
+        (Some(_), None) => false,
+    }
 }

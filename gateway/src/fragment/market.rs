@@ -146,4 +146,11 @@ pub trait StarsMarket: Send + Sync {
 
     /// How the order went.
     async fn order_state(&self, request_id: &str) -> Result<OrderState, MarketError>;
+
+    /// Whether the session still works, asked between orders so that an expired session is
+    /// found before an order runs into it: `Err(SessionExpired)` if it does not; `Ok` when it
+    /// does or when that cannot be told right now. A market without sessions is always fine.
+    async fn check_session(&self) -> Result<(), MarketError> {
+        Ok(())
+    }
 }

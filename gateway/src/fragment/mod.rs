@@ -5,6 +5,7 @@
 //! - [`client`]: the live [`market::StarsMarket`] over Fragment's web API (API hash scraped
 //!   from the page, session cookies from `FRAGMENT_COOKIES`, retries, circuit breaker);
 //!   `wire` (private to it) says what Fragment's answers mean.
+//! - [`body`]: what a transfer's body says (Fragment's carry a comment naming the order).
 //! - [`ton`]: TON amounts, the shop wallet's signed transfers and the [`ton::TonChain`]
 //!   interface to a TON HTTP API (wallet state, broadcast, finding a transaction).
 //! - [`wallet`]: the shop's wallet from its seed phrase: address, the `account` Fragment
@@ -21,6 +22,7 @@
 //! fulfilment worker build on these two interfaces, so the worker runs the same code against
 //! Fragment and the blockchain, the sandbox, and the fakes the tests use.
 
+pub mod body;
 pub mod client;
 pub mod fulfilment;
 pub mod market;

@@ -66,7 +66,7 @@ impl From<&FragmentOrderSent> for RecordedPayment {
                 .map(|t| TransferMessage {
                     destination: t.destination.clone(),
                     amount: Nanotons::from_ton(t.amount.value()).unwrap_or_default(),
-                    payload: None,
+                    payload: t.payload.clone(),
                 })
                 .collect(),
         }
@@ -303,6 +303,7 @@ mod tests {
                 transfers: vec![WalletTransfer {
                     destination: "0:feed".into(),
                     amount: Amount::parse("0.45").unwrap(),
+                    payload: None,
                 }],
                 attempt: 1,
             }),

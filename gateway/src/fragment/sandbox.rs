@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use starledger_ledger::events::Stars;
 use starledger_ledger::ids::Username;
 
+use super::body;
 use super::market::{MarketError, MarketOrder, OrderState, PaymentRequest, Recipient, StarsMarket};
 use super::ton::{
     ChainError, ChainTransaction, Nanotons, SignedTransfer, TonChain, TransferMessage,
@@ -37,6 +38,11 @@ use super::ton::{
 };
 
 /// What a sandbox order will do once paid.
+/// Where the sandbox has orders paid: one address, as Fragment's, with each order named by
+/// its payment's comment.
+pub const SANDBOX_PAYMENT_ADDRESS: &str =
+    "0:5a4d5f0b7e2c9a1d3f6b8e0c2a4d6f8b1e3c5a7d9f0b2e4c6a8d0f1b3e5c7a9d";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Behaviour {
     Deliver,
@@ -47,9 +53,9 @@ enum Behaviour {
 #[derive(Debug, Clone)]
 struct SandboxOrder {
     cost: Nanotons,
-    /// Each order is paid to an address of its own, which is how the chain tells which order
-    /// a transfer pays.
-    destination: String,
+    /// The comment its payment carries, as Fragment's name the order: how the chain tells
+    /// which order a transfer pays.
+    reference: String,
     behaviour: Behaviour,
     paid: bool,
     /// Like the cautious reading of Fragment: a paid order is delivered only once the
@@ -171,12 +177,16 @@ impl StarsMarket for SandboxFragment {
         let mut world = self.world();
         world.next_order += 1;
         let request_id = format!("sandbox-req-{}", world.next_order);
-        let destination = format!("0:{}", hex_digest(&[request_id.as_bytes()]));
+        let reference = body::comment_payload(&format!(
+            "{} Telegram Stars (sandbox)\n\nRef#{request_id}",
+            stars.get()
+        ))
+        .map_err(MarketError::BadResponse)?;
         world.orders.insert(
             request_id.clone(),
             SandboxOrder {
                 cost,
-                destination,
+                reference,
                 behaviour,
                 paid: false,
                 confirmed: false,
@@ -202,9 +212,9 @@ impl StarsMarket for SandboxFragment {
         }
         Ok(PaymentRequest {
             messages: vec![TransferMessage {
-                destination: order.destination.clone(),
+                destination: SANDBOX_PAYMENT_ADDRESS.to_owned(),
                 amount: order.cost,
-                payload: None,
+                payload: Some(order.reference.clone()),
             }],
             valid_until: Utc::now() + chrono::Duration::minutes(15),
         })
@@ -296,10 +306,12 @@ impl TonChain for SandboxFragment {
             .transfers
             .iter()
             .filter_map(|t| {
-                let order = world
-                    .orders
-                    .values_mut()
-                    .find(|o| o.destination == t.destination && !o.paid && o.cost == t.amount)?;
+                let order = world.orders.values_mut().find(|o| {
+                    t.destination == SANDBOX_PAYMENT_ADDRESS
+                        && t.payload.as_deref() == Some(o.reference.as_str())
+                        && !o.paid
+                        && o.cost == t.amount
+                })?;
                 order.paid = true;
                 (order.behaviour == Behaviour::Fail).then_some(order.cost)
             })

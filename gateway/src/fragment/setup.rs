@@ -13,7 +13,7 @@ use starledger_ledger::pricing::StarPricing;
 
 use super::client::{FragmentClient, FragmentSettings};
 use super::fulfilment::{Fulfilment, FulfilmentSettings};
-use super::sandbox::SandboxFragment;
+use super::sandbox::{SandboxFragment, SANDBOX_PAYMENT_ADDRESS};
 use super::ton::Nanotons;
 use super::toncenter::{Toncenter, ToncenterSettings};
 use super::wallet::{PayingWallet, ShopWallet, WalletVersion};
@@ -50,10 +50,12 @@ pub fn fulfilment(
             "is not a whole number of nanotons",
         )
     })?;
-    let settings = FulfilmentSettings {
+    let mut settings = FulfilmentSettings {
         min_wallet_balance,
         max_ton_per_star: config.max_ton_per_star,
         delivery_alert_after: config.delivery_alert_after,
+        session_check_every: config.session_check_every,
+        session_expires_at: config.session_expires_at,
         ..FulfilmentSettings::default()
     };
     let (market, chain, wallet): (
@@ -72,6 +74,7 @@ pub fn fulfilment(
                 SANDBOX_BALANCE,
             ));
             let wallet = wallet(&Secret::new(SANDBOX_SEED_PHRASE), WalletVersion::V4R2)?;
+            settings.payment_addresses = vec![SANDBOX_PAYMENT_ADDRESS.to_owned()];
             (sandbox.clone(), sandbox, wallet)
         }
         FragmentMode::Live(live) => {
@@ -90,6 +93,7 @@ pub fn fulfilment(
                 tracing::warn!("TON_API_KEY is unset: toncenter allows about one request a second without a key");
             }
             let wallet = wallet(&live.seed_phrase, live.wallet_version)?;
+            settings.payment_addresses = live.payment_addresses.clone();
             (Arc::new(market), Arc::new(chain), wallet)
         }
     };

@@ -44,6 +44,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 use tracing::{debug, info, warn};
 
+use super::body;
 use super::ton::{
     ChainError, ChainTransaction, Nanotons, SignedTransfer, TonChain, TransferMessage, WalletState,
 };
@@ -808,10 +809,16 @@ fn read_out_message(message: &Value) -> Result<TransferMessage, ChainError> {
         .get("value")
         .and_then(read_amount)
         .ok_or_else(|| ChainError::BadResponse("an outgoing message has no value".into()))?;
-    let payload = match raw_body(message) {
-        Some(body) => payload_from_body(body)
-            .map_err(|why| ChainError::BadResponse(format!("an outgoing message's body: {why}")))?,
-        None => None,
+    let unusable =
+        |why: String| ChainError::BadResponse(format!("an outgoing message's body: {why}"));
+    let payload = match (raw_body(message), text_body(message)) {
+        (Some(body), _) => payload_from_body(body).map_err(unusable)?,
+        // A comment shown as its text: the same body, written the way it was sent.
+        (None, Some(text)) => {
+            let text = text.map_err(unusable)?;
+            Some(body::comment_payload(&text).map_err(unusable)?)
+        }
+        (None, None) => None,
     };
     Ok(TransferMessage {
         destination,
@@ -842,6 +849,24 @@ fn raw_body(message: &Value) -> Option<&str> {
     data.get("body")
         .and_then(Value::as_str)
         .filter(|body| !body.is_empty())
+}
+
+/// The body of a message toncenter shows as a text comment (`msg.dataText`, the text
+/// base64-encoded); `Some(Err)` when that text cannot be read.
+fn text_body(message: &Value) -> Option<Result<String, String>> {
+    let data = message.get("msg_data")?;
+    if data.get("@type").and_then(Value::as_str) != Some("msg.dataText") {
+        return None;
+    }
+    let text = data.get("text").and_then(Value::as_str).unwrap_or("");
+    Some(
+        STANDARD
+            .decode(text)
+            .map_err(|_| "the comment is not base64".to_owned())
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| "the comment is not UTF-8".to_owned())
+            }),
+    )
 }
 
 fn read_u64(value: &Value) -> Option<u64> {

@@ -382,6 +382,11 @@ pub fn same_address(a: &str, b: &str) -> bool {
     }
 }
 
+/// Whether `text` is a TON address, raw (`0:<hex>`) or user-friendly.
+pub fn is_address(text: &str) -> bool {
+    parse_address(text).is_some()
+}
+
 /// A message body as a [`TransferMessage::payload`]: `None` for an empty cell, which is how
 /// the chain shows a transfer sent without a body.
 pub(crate) fn payload_from_body(body: &str) -> Result<Option<String>, String> {
@@ -423,7 +428,7 @@ fn parse_address(text: &str) -> Option<Destination> {
 
 /// A base64 bag of cells with exactly one root. Fragment and toncenter send standard base64;
 /// the url-safe alphabet and missing padding are accepted too.
-fn parse_boc(text: &str) -> Result<ArcCell, String> {
+pub(crate) fn parse_boc(text: &str) -> Result<ArcCell, String> {
     let text = text.trim();
     let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()

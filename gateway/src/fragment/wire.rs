@@ -542,6 +542,88 @@ pub(super) fn device_json() -> String {
     .to_string()
 }
 
+/// The confirmation Fragment asks for when a payment is sent: `getBuyStarsLink`'s
+/// `confirm_method` (a method of its API) and `confirm_params` (the form parameters that name
+/// the order), followed as given, the way the public clients do; `confirmReq(id)` when the
+/// answer names none. Our own `account`, `device` and `boc` are added to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Confirmation {
+    pub(super) method: String,
+    pub(super) params: Vec<(String, String)>,
+}
+
+/// The confirmation method when Fragment names none.
+const DEFAULT_CONFIRM_METHOD: &str = "confirmReq";
+
+/// Parameters we set ourselves, never taken from Fragment's `confirm_params`.
+const OWN_CONFIRM_PARAMS: [&str; 4] = ["method", "account", "device", "boc"];
+
+pub(super) fn read_confirmation(
+    answer: &Value,
+    request_id: &str,
+) -> Result<Confirmation, MarketError> {
+    let bad = |why: String| MarketError::BadResponse(why);
+    let is_name = |text: &str, first_letter: bool| {
+        (1..=64).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && (!first_letter || text.as_bytes()[0].is_ascii_alphabetic())
+    };
+    let method = match answer.get("confirm_method") {
+        None | Some(Value::Null) => DEFAULT_CONFIRM_METHOD.to_owned(),
+        Some(Value::String(method)) if is_name(method, true) => method.clone(),
+        Some(other) => {
+            return Err(bad(format!(
+                "the payment link names {} as its confirmation method",
+                shorten(&other.to_string(), 40)
+            )))
+        }
+    };
+    let params = match answer.get("confirm_params") {
+        None | Some(Value::Null) => vec![("id".to_owned(), request_id.to_owned())],
+        Some(Value::Object(fields)) if fields.len() <= 16 => {
+            let mut params = Vec::with_capacity(fields.len());
+            for (name, value) in fields {
+                if !is_name(name, false) {
+                    return Err(bad("a confirmation parameter has an unusable name".into()));
+                }
+                if OWN_CONFIRM_PARAMS.contains(&name.as_str()) {
+                    continue;
+                }
+                let text = match value {
+                    Value::String(text) if text.len() <= 1_024 => text.clone(),
+                    Value::Number(number) => number.to_string(),
+                    Value::Bool(flag) => flag.to_string(),
+                    _ => {
+                        return Err(bad(format!(
+                            "the confirmation parameter {name} is not a short value"
+                        )))
+                    }
+                };
+                params.push((name.clone(), text));
+            }
+            params
+        }
+        Some(_) => {
+            return Err(bad(
+                "the payment link's confirm_params is not an object".into()
+            ))
+        }
+    };
+    Ok(Confirmation { method, params })
+}
+
+/// Where the buy page's state says an order is (`updateStarsBuyState`): its `mode`, and
+/// whether the page needs to update again. `done` without `need_update` is delivered, as the
+/// public clients read it.
+pub(super) fn read_buy_state(answer: &Value) -> Option<(String, bool)> {
+    let mode = answer.get("mode").and_then(Value::as_str)?;
+    let need_update = answer
+        .get("need_update")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    Some((shorten(mode, 32), mode == "done" && !need_update))
+}
+
 /// The `dh` nonce the buy page sends with its state updates: a random nine- or ten-digit
 /// number.
 pub(super) fn state_nonce() -> String {
@@ -831,6 +913,51 @@ mod tests {
         let device: Value = serde_json::from_str(&device_json()).unwrap();
         assert_eq!(device["maxProtocolVersion"], 2);
         assert_eq!(device["features"][1]["maxMessages"], 4);
+    }
+
+    #[test]
+    fn the_confirmation_is_followed_as_fragment_names_it() {
+        let named = json!({
+            "confirm_method": "confirmStarsReq",
+            "confirm_params": {"id": "req-9", "ref": 42, "boc": "not ours to take", "fast": true}
+        });
+        let confirmation = read_confirmation(&named, "req-9").unwrap();
+        assert_eq!(confirmation.method, "confirmStarsReq");
+        assert_eq!(
+            confirmation.params,
+            vec![
+                ("id".to_owned(), "req-9".to_owned()),
+                ("ref".to_owned(), "42".to_owned()),
+                ("fast".to_owned(), "true".to_owned()),
+            ]
+        );
+        let unnamed = read_confirmation(&json!({"ok": true}), "req-9").unwrap();
+        assert_eq!(unnamed.method, "confirmReq");
+        assert_eq!(unnamed.params, vec![("id".to_owned(), "req-9".to_owned())]);
+        for bad in [
+            json!({"confirm_method": "confirm Req"}),
+            json!({"confirm_method": 7}),
+            json!({"confirm_params": ["id"]}),
+            json!({"confirm_params": {"id": {"nested": true}}}),
+            json!({"confirm_params": {"bad name": "x"}}),
+        ] {
+            assert!(read_confirmation(&bad, "req-9").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_buy_state_is_done_only_without_another_update() {
+        let state = |v: Value| read_buy_state(&v);
+        assert_eq!(
+            state(json!({"mode": "done", "need_update": false})),
+            Some(("done".into(), true))
+        );
+        assert_eq!(
+            state(json!({"mode": "done", "need_update": true})),
+            Some(("done".into(), false))
+        );
+        assert_eq!(state(json!({"mode": "new"})), Some(("new".into(), false)));
+        assert_eq!(state(json!({"ok": true})), None);
     }
 
     #[test]

@@ -7,11 +7,16 @@
 //!   (found or `No Telegram users found.` per username), `updateStarsBuyState`,
 //!   `initBuyStarsRequest` (`req_id` and the TON price), `getBuyStarsLink` (a TON Connect
 //!   transaction: `validUntil` and one message paying Fragment's address the price, with a
-//!   `Telegram Stars … Ref#…` comment as payload), `confirmReq` and `checkReq`. A stale hash
-//!   gets `Bad request`, a missing session `Access denied`.
-//! - `checkReq` says `confirmed: true` only once the chain shows the order's transfer (to
-//!   Fragment's address, the price, the order's comment) *and* `confirmReq` brought a message
-//!   the chain executed — as the site's own flow goes.
+//!   `Telegram Stars … Ref#…` comment as payload, and the `confirm_method` and
+//!   `confirm_params` to report the payment with: `confirmReq` by default, with an `id` and
+//!   a `ref` token, both required), and that confirmation. A stale hash gets `Bad request`, a
+//!   missing session `Access denied`; a method it does not know (`checkReq`, which no public
+//!   client calls) `Invalid method`.
+//! - `updateStarsBuyState` is the buy page's state, one per session, about the order whose
+//!   payment was last confirmed: `mode: "done", need_update: false` once the chain shows that
+//!   order's transfer (to Fragment's address, the price, the order's comment) *and* the
+//!   confirmation brought a message the chain executed — as the site's own flow goes; `new`
+//!   before.
 //!
 //! Switches: the session can be logged out (now, or right after a given call), and KYC can
 //! be demanded (`need_verify` on the payment link, the call that would take the money).
@@ -119,8 +124,10 @@ pub struct FakeOrder {
     pub cost: u64,
     /// The comment the payment must carry, base64 bag of cells.
     pub payload: String,
-    /// The messages `confirmReq` brought, in order.
+    /// The messages the confirmation brought, in order.
     pub confirmations: Vec<String>,
+    /// The `ref` the confirmation must carry (from `confirm_params`).
+    pub confirm_ref: String,
 }
 
 struct Market {
@@ -136,6 +143,14 @@ struct Market {
     access_denied: usize,
     /// `account` parameters received, as JSON.
     accounts: Vec<Value>,
+    /// The method `getBuyStarsLink` names for confirming a payment.
+    confirm_method: String,
+    /// The order whose payment was confirmed last: what the buy page's state is about.
+    last_confirmed: Option<String>,
+    /// Where payment links send the money (Fragment's address unless changed).
+    pay_to: String,
+    /// Payment links without the order's comment.
+    omit_payload: bool,
 }
 
 /// Fragment's web API. Cheap to clone: clones share the market.
@@ -159,6 +174,10 @@ impl FakeFragment {
                 login_pages: 0,
                 access_denied: 0,
                 accounts: Vec::new(),
+                confirm_method: "confirmReq".to_owned(),
+                last_confirmed: None,
+                pay_to: FRAGMENT_ADDRESS.to_owned(),
+                omit_payload: false,
             })),
             chain,
         }
@@ -194,6 +213,21 @@ impl FakeFragment {
         self.market().kyc_required = on;
     }
 
+    /// Payment links name `method` as the way to confirm a payment; only it is accepted.
+    pub fn confirm_with(&self, method: &str) {
+        self.market().confirm_method = method.to_owned();
+    }
+
+    /// Payment links send the money to `address` instead of Fragment's.
+    pub fn pay_to(&self, address: &str) {
+        self.market().pay_to = address.to_owned();
+    }
+
+    /// Payment links carry no comment naming the order.
+    pub fn omit_payload(&self, on: bool) {
+        self.market().omit_payload = on;
+    }
+
     pub fn orders(&self) -> Vec<FakeOrder> {
         self.market().orders.clone()
     }
@@ -223,6 +257,17 @@ impl FakeFragment {
             .any(|out| out.amount == order.cost && out.body.cell_hash() == comment)
     }
 
+    /// Whether `order` is delivered: paid on chain, by a message its confirmation brought.
+    fn delivered(&self, order: &FakeOrder) -> bool {
+        let executed: HashSet<String> = self
+            .chain
+            .executed()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        order.confirmations.iter().any(|c| executed.contains(c)) && self.paid_on_chain(order)
+    }
+
     fn call(&self, market: &mut Market, method: &str, form: &HashMap<String, String>) -> Value {
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
         match method {
@@ -242,7 +287,13 @@ impl FakeFragment {
                 }
             }
             "updateStarsBuyState" => {
-                json!({"ok": true, "mode": field("mode"), "need_update": false, "dh": field("dh")})
+                let done = market
+                    .last_confirmed
+                    .as_ref()
+                    .and_then(|req_id| market.orders.iter().find(|o| &o.req_id == req_id))
+                    .is_some_and(|order| self.delivered(order));
+                let mode = if done { "done" } else { "new" };
+                json!({"ok": true, "mode": mode, "need_update": false, "dh": field("dh")})
             }
             "initBuyStarsRequest" => {
                 let known = market
@@ -263,6 +314,7 @@ impl FakeFragment {
                                 "{quantity} Telegram Stars \n\nRef#Z6C6bf{number:04}"
                             )),
                             confirmations: Vec::new(),
+                            confirm_ref: format!("cr{number:06}x"),
                         };
                         let answer = json!({
                             "req_id": order.req_id,
@@ -289,46 +341,43 @@ impl FakeFragment {
                 let Some(order) = market.orders.iter().find(|o| o.req_id == field("id")) else {
                     return json!({"error": "Request not found"});
                 };
+                let mut message = json!({
+                    "address": market.pay_to,
+                    "amount": order.cost.to_string(),
+                    "payload": order.payload
+                });
+                if market.omit_payload {
+                    message["payload"] = Value::Null;
+                }
                 json!({
                     "ok": true,
                     "transaction": {
                         "validUntil": Utc::now().timestamp() + LINK_VALIDITY_SECONDS,
-                        "messages": [{
-                            "address": FRAGMENT_ADDRESS,
-                            "amount": order.cost.to_string(),
-                            "payload": order.payload
-                        }]
+                        "messages": [message]
                     },
-                    "confirm_method": "confirmReq",
-                    "confirm_params": {"id": order.req_id}
+                    "confirm_method": market.confirm_method,
+                    "confirm_params": {"id": order.req_id, "ref": order.confirm_ref}
                 })
             }
-            "confirmReq" => {
+            confirm if confirm == market.confirm_method => {
                 let Some(account) = read_account(field("account")) else {
                     return json!({"error": "Invalid account"});
                 };
                 market.accounts.push(account);
                 let boc = field("boc").to_owned();
-                match market.orders.iter_mut().find(|o| o.req_id == field("id")) {
+                let (id, reference) = (field("id"), field("ref"));
+                match market
+                    .orders
+                    .iter_mut()
+                    .find(|o| o.req_id == id && o.confirm_ref == reference)
+                {
                     Some(order) => {
                         order.confirmations.push(boc);
+                        market.last_confirmed = Some(id.to_owned());
                         json!({"ok": true})
                     }
                     None => json!({"error": "Request not found"}),
                 }
-            }
-            "checkReq" => {
-                let Some(order) = market.orders.iter().find(|o| o.req_id == field("id")) else {
-                    return json!({"error": "Request not found"});
-                };
-                let executed: HashSet<String> = self
-                    .chain
-                    .executed()
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect();
-                let confirmed = order.confirmations.iter().any(|c| executed.contains(c));
-                json!({"confirmed": confirmed && self.paid_on_chain(order)})
             }
             _ => json!({"error": "Invalid method"}),
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use starledger_gateway::fragment::fulfilment::{FulfilmentSettings, Worker};
+use starledger_gateway::fragment::sandbox::SANDBOX_PAYMENT_ADDRESS;
 use starledger_ledger::account::{Account, AccountCommand, PurchaseStatus};
 use starledger_ledger::commands::Ledger;
 use starledger_ledger::events::{AccountEvent, FragmentOrderSent, Stars};
@@ -28,12 +29,17 @@ pub fn dec(text: &str) -> Decimal {
     text.parse().unwrap()
 }
 
-/// Worker timings short enough that retries and pauses pass within a test.
+/// Worker timings short enough that retries and pauses pass within a test; payments go to
+/// the sandbox's and the fake Fragment's addresses only.
 pub fn quick_settings() -> FulfilmentSettings {
     FulfilmentSettings {
         tick: Duration::from_millis(5),
         rebroadcast_every: Duration::from_millis(5),
         session_pause: Duration::from_millis(50),
+        payment_addresses: vec![
+            SANDBOX_PAYMENT_ADDRESS.to_owned(),
+            super::toncenter::FRAGMENT_ADDRESS.to_owned(),
+        ],
         ..FulfilmentSettings::default()
     }
 }

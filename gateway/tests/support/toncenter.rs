@@ -229,8 +229,47 @@ fn in_msg_json(external: &External, friendly_wallet: &str) -> Value {
     })
 }
 
+/// How toncenter shows the comment of an outgoing transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommentView {
+    /// As raw cells (`msg.dataRaw`).
+    Raw,
+    /// As its text (`msg.dataText`, base64 of the text), as toncenter does for comments.
+    Text,
+    /// As a text that is not the one sent: an API that misreports what went out.
+    Altered,
+}
+
+/// The text of a comment cell (op 0 then the text, in one cell), if it is one.
+fn comment_of(body: &ArcCell) -> Option<String> {
+    let mut parser = body.parser();
+    if parser.remaining_bits() < 32 || parser.load_u32(32).ok()? != 0 {
+        return None;
+    }
+    let bytes = parser.remaining_bits() / 8;
+    String::from_utf8(parser.load_bytes(bytes).ok()?).ok()
+}
+
 /// An outgoing transfer of a transaction, as toncenter shows it.
 fn out_msg_json(out: &Outgoing, friendly_wallet: &str, created_lt: u64) -> Value {
+    out_msg_json_as(out, friendly_wallet, created_lt, CommentView::Raw)
+}
+
+fn out_msg_json_as(
+    out: &Outgoing,
+    friendly_wallet: &str,
+    created_lt: u64,
+    view: CommentView,
+) -> Value {
+    let msg_data = match (view, comment_of(&out.body)) {
+        (CommentView::Text, Some(text)) => {
+            json!({"@type": "msg.dataText", "text": STANDARD.encode(text.as_bytes())})
+        }
+        (CommentView::Altered, Some(text)) => {
+            json!({"@type": "msg.dataText", "text": STANDARD.encode(format!("{text} (another order)").as_bytes())})
+        }
+        _ => json!({"@type": "msg.dataRaw", "body": boc(&out.body), "init_state": ""}),
+    };
     json!({
         "@type": "ext.message",
         "hash": STANDARD.encode([7u8; 32]),
@@ -242,7 +281,7 @@ fn out_msg_json(out: &Outgoing, friendly_wallet: &str, created_lt: u64) -> Value
         "ihr_fee": "0",
         "created_lt": created_lt.to_string(),
         "body_hash": hash_b64(&out.body),
-        "msg_data": {"@type": "msg.dataRaw", "body": boc(&out.body), "init_state": ""},
+        "msg_data": msg_data,
         "message": ""
     })
 }
@@ -357,6 +396,7 @@ struct Chain {
     /// How many of the newest transactions `getTransactions` leaves out.
     unindexed: usize,
     unrecognised: bool,
+    comments: CommentView,
 }
 
 impl FakeChain {
@@ -382,6 +422,7 @@ impl FakeChain {
                 index_behind: false,
                 unindexed: 0,
                 unrecognised: false,
+                comments: CommentView::Raw,
             })),
         }
     }
@@ -402,6 +443,11 @@ impl FakeChain {
     }
 
     /// Broadcasts vanish on the way: nothing executes and the answer is a proxy's timeout.
+    /// How transactions executed from now on show their transfers' comments.
+    pub fn show_comments(&self, view: CommentView) {
+        self.chain().comments = view;
+    }
+
     pub fn lose_broadcasts(&self, on: bool) {
         self.chain().lose_broadcasts = on;
     }
@@ -623,7 +669,7 @@ impl Chain {
         let lt = self.next_lt();
         let out_msgs: Vec<Value> = paid
             .iter()
-            .map(|out| out_msg_json(out, &self.friendly, lt + 1))
+            .map(|out| out_msg_json_as(out, &self.friendly, lt + 1, self.comments))
             .collect();
         let tx = transaction(
             &self.friendly,

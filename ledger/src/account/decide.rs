@@ -24,6 +24,24 @@ pub const MAX_WALLET_TRANSFERS: usize = 4;
 /// messages and their comment payloads is well under 2 KiB.
 pub const MAX_WALLET_MESSAGE_LEN: usize = 8_192;
 
+/// Longest transfer body (base64) kept in an event: Fragment's carries a short comment.
+pub const MAX_TRANSFER_PAYLOAD_LEN: usize = 2_048;
+
+/// A transfer body as the event keeps it: base64 text, bounded.
+fn checked_payload(payload: &str) -> Result<String, Rejection> {
+    let base64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_');
+    if payload.is_empty()
+        || payload.len() > MAX_TRANSFER_PAYLOAD_LEN
+        || !payload.bytes().all(base64)
+    {
+        return Err(Rejection::InvalidText {
+            field: "transfer payload (base64)",
+            max: MAX_TRANSFER_PAYLOAD_LEN,
+        });
+    }
+    Ok(payload.to_owned())
+}
+
 /// What a caller asks an account to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountCommand {
@@ -554,6 +572,7 @@ pub fn decide(
                     Ok(WalletTransfer {
                         destination: checked_text("transfer destination", &t.destination, 100)?,
                         amount: t.amount,
+                        payload: t.payload.as_deref().map(checked_payload).transpose()?,
                     })
                 })
                 .collect::<Result<Vec<_>, Rejection>>()?;

@@ -302,6 +302,7 @@ fn sent_attempt(attempt: u32) -> AccountCommand {
         transfers: vec![WalletTransfer {
             destination: "EQBsandboxdestination".into(),
             amount: amount("0.4"),
+            payload: Some("te6cckEBAQEADgAAGAAAAABSZWYjMTIzNDU2".into()),
         }],
         attempt,
     }
