@@ -26,15 +26,16 @@ use starledger_ledger::account::Rejection;
 use starledger_ledger::commands::CommandError;
 use starledger_ledger::ids::{IdempotencyKey, UserId, Username};
 use starledger_ledger::money::Amount;
-use teloxide::payloads::{AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters};
+use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{CallbackQuery, ChatId, InlineKeyboardMarkup, Message, MessageId, User};
-use teloxide::{Bot, RequestError};
+use teloxide::RequestError;
 
 use super::command::{self, Command};
 use super::keyboards::{self, Action, HISTORY_PAGE};
 use super::limits::{Limit, Verdict};
 use super::orders::{buy_menu, cancel, confirm, offer};
+use super::replies::{edit, send, ReplyBot};
 use super::session::Awaiting;
 use super::texts::{HistoryLine, Lang, Limited, Texts};
 use super::BotContext;
@@ -247,7 +248,11 @@ fn user_id(user: &User) -> Option<UserId> {
 }
 
 /// A message from a user.
-pub async fn on_message(bot: Bot, message: Message, context: Arc<BotContext>) -> HandlerResult {
+pub async fn on_message(
+    bot: ReplyBot,
+    message: Message,
+    context: Arc<BotContext>,
+) -> HandlerResult {
     // The shop is a private conversation; groups and channels are not served.
     if !message.chat.is_private() {
         return Ok(());
@@ -290,15 +295,6 @@ pub async fn on_message(bot: Bot, message: Message, context: Arc<BotContext>) ->
         Outcome::Limited { first: false, .. } => return Ok(()),
     };
     send(&bot, message.chat.id, answer).await
-}
-
-async fn send(bot: &Bot, chat: ChatId, answer: Answer) -> HandlerResult {
-    let request = bot.send_message(chat, answer.text);
-    match answer.markup {
-        Some(markup) => request.reply_markup(markup).await?,
-        None => request.await?,
-    };
-    Ok(())
 }
 
 async fn run_command(turn: &Turn<'_>, command: Command) -> Outcome {
@@ -513,7 +509,7 @@ async fn ask(turn: &Turn<'_>, awaiting: Awaiting, question: String) -> Outcome {
 
 /// A button press.
 pub async fn on_callback(
-    bot: Bot,
+    bot: ReplyBot,
     query: CallbackQuery,
     context: Arc<BotContext>,
 ) -> HandlerResult {
@@ -609,23 +605,5 @@ async fn press(turn: &Turn<'_>, action: Action, chat: ChatId, message: MessageId
         Action::Gift => ask(turn, Awaiting::Recipient, turn.texts.ask_recipient()).await,
         Action::Confirm(token) => confirm(turn, token).await,
         Action::Cancel(token) => cancel(turn, token).await,
-    }
-}
-
-/// Replaces the pressed message (a history page, or an offer with its outcome; the offer's
-/// buttons go away, so it cannot be confirmed from there again).
-async fn edit(bot: &Bot, chat: ChatId, message: MessageId, answer: Answer) -> HandlerResult {
-    let request = bot.edit_message_text(chat, message, answer.text.clone());
-    let result = match answer.markup.clone() {
-        Some(markup) => request.reply_markup(markup).await,
-        None => request.await,
-    };
-    match result {
-        Ok(_) => Ok(()),
-        // Pressing the same page twice changes nothing; Telegram says so, and that is fine.
-        Err(RequestError::Api(teloxide::ApiError::MessageNotModified)) => Ok(()),
-        // A message too old to edit (or gone): say it in a new one instead.
-        Err(RequestError::Api(_)) => send(bot, chat, answer).await,
-        Err(error) => Err(error),
     }
 }

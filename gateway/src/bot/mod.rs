@@ -2,6 +2,7 @@
 //!
 //! - [`command`]: slash commands parsed into the ledger's types.
 //! - [`flows`]: what each message and button press does; `orders`: the Stars order flow.
+//! - [`replies`]: how replies reach the user, waiting out Telegram's flood control.
 //! - [`keyboards`]: inline keyboards and the button data they carry back.
 //! - [`texts`]: every word, in Russian and English.
 //! - [`limits`]: per-user rate limits (Redis, or in process).
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod notifications;
 mod orders;
 pub mod redis_link;
+pub mod replies;
 pub mod session;
 pub mod texts;
 pub mod webhook;
@@ -303,7 +305,9 @@ async fn run(
         .branch(Update::filter_message().endpoint(flows::on_message))
         .branch(Update::filter_callback_query().endpoint(flows::on_callback));
     let error_token = token.clone();
-    let mut dispatcher = Dispatcher::builder(bot.clone(), handler)
+    // Handlers reply through the throttle; getUpdates, getMe and deleteWebhook above do not
+    // need it.
+    let mut dispatcher = Dispatcher::builder(replies::reply_bot(bot.clone()), handler)
         .dependencies(dptree::deps![context])
         .default_handler(|_| async {})
         .error_handler(Arc::new(move |error: RequestError| {

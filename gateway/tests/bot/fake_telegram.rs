@@ -2,9 +2,9 @@
 //! (long polling: held until an update is queued or about a second passes), `sendMessage`,
 //! `editMessageText`, `answerCallbackQuery`, `setWebhook`, `deleteWebhook`. It records every
 //! call the bot makes, queues the updates a test "types", and can be told to fail
-//! `sendMessage` to a chat the way Telegram does (403 blocked, 429 with `retry_after`, a 400
-//! it will never stop answering), refuse a method, and refuse a button's answer that comes
-//! too late, as Telegram does.
+//! `sendMessage` or `editMessageText` in a chat the way Telegram does (403 blocked, 429 with
+//! `retry_after`, a 400 it will never stop answering), refuse a method, and refuse a button's
+//! answer that comes too late, as Telegram does.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
@@ -28,7 +28,8 @@ pub struct Call {
     pub result: Value,
 }
 
-/// A scripted answer to `sendMessage` for one chat.
+/// A scripted answer to `sendMessage` (or, with [`FakeTelegram::script_edits`],
+/// `editMessageText`) in one chat.
 #[derive(Debug, Clone)]
 pub enum Scripted {
     /// 403, as for a user who blocked the bot.
@@ -46,6 +47,8 @@ struct Inner {
     /// Per chat: answers to give instead of delivering (`None` in the queue's place: the
     /// script is done). A `Blocked` stays forever.
     failures: HashMap<i64, VecDeque<Scripted>>,
+    /// The same for `editMessageText`.
+    edit_failures: HashMap<i64, VecDeque<Scripted>>,
     /// Per method: an error answered to every call of it (`setWebhook` refused, …).
     method_failures: HashMap<String, (u16, &'static str)>,
     /// When each callback query was made: Telegram refuses an answer that comes too late.
@@ -212,6 +215,15 @@ impl FakeTelegram {
             .lock()
             .unwrap()
             .failures
+            .insert(chat, scripted.into_iter().collect());
+    }
+
+    /// Makes `editMessageText` in `chat` answer with `scripted` (in order) before editing.
+    pub fn script_edits(&self, chat: i64, scripted: Vec<Scripted>) {
+        self.inner
+            .lock()
+            .unwrap()
+            .edit_failures
             .insert(chat, scripted.into_iter().collect());
     }
 
@@ -422,10 +434,15 @@ async fn handle(
             );
         }
     }
-    let scripted = if method == "sendMessage" {
+    let scripted = {
         let chat = body["chat_id"].as_i64().unwrap_or_default();
         let mut inner = shared.inner.lock().unwrap();
-        match inner.failures.get_mut(&chat) {
+        let scripts = match method.as_str() {
+            "sendMessage" => Some(&mut inner.failures),
+            "editMessageText" => Some(&mut inner.edit_failures),
+            _ => None,
+        };
+        match scripts.and_then(|scripts| scripts.get_mut(&chat)) {
             Some(queue) => match queue.front().cloned() {
                 Some(Scripted::Blocked) => Some(Scripted::Blocked),
                 Some(Scripted::BadRequest(why)) => Some(Scripted::BadRequest(why)),
@@ -437,8 +454,6 @@ async fn handle(
             },
             None => None,
         }
-    } else {
-        None
     };
     let (response, result) = match scripted {
         Some(Scripted::Blocked) => (

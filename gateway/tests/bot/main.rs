@@ -15,4 +15,5 @@ mod repeats;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part of the shared support
 mod support;
+mod throttled;
 mod webhook;
