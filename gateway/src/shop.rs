@@ -88,7 +88,7 @@ pub async fn register(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position, deadline).await;
+    let projected = state.acknowledged(user, executed.position, deadline).await;
     let event = match executed.events.first() {
         Some(AccountEvent::UserRegistered(e)) => Some(e.clone()),
         _ => None,
@@ -158,7 +158,7 @@ pub async fn recharge(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position, deadline).await;
+    let projected = state.acknowledged(user, executed.position, deadline).await;
     let Some(AccountEvent::RechargeRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("recharge"));
     };
@@ -199,7 +199,7 @@ pub async fn purchase(
     };
     let context = CommandContext::new(key, Actor::User(user));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position, deadline).await;
+    let projected = state.acknowledged(user, executed.position, deadline).await;
     let Some(AccountEvent::PurchaseRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("purchase"));
     };

@@ -49,6 +49,21 @@ impl Queries {
         }
     }
 
+    /// After a write for `user_id` was acknowledged here and the projections reached it: the
+    /// user's profile and balance rows are read from the database into the cache (both tiers,
+    /// position-guarded), so a plain read on this instance shows the write rather than an
+    /// entry cached before it — and Redis, for the other instances, has it too.
+    pub async fn refresh(&self, user_id: i64) -> Result<(), ReadError> {
+        let rows = self.read.rows(&[user_id], &[]).await?;
+        for user in rows.users.values() {
+            self.cache.store_user(user).await;
+        }
+        for balance in rows.balances.values() {
+            self.cache.store_balance(balance).await;
+        }
+        Ok(())
+    }
+
     pub async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
         let read = &self.read;
         self.cache.user(user_id, || read.user(user_id)).await

@@ -77,7 +77,7 @@ async fn adjust(
     };
     let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
     let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.projected(executed.position, &deadline).await;
+    let projected = state.acknowledged(user, executed.position, &deadline).await;
     let Some(AccountEvent::BalanceAdjusted(e)) = executed.events.first() else {
         return Err(ApiError::unavailable(
             "the ledger answered an adjustment with another event",

@@ -156,7 +156,7 @@ async fn deliver(
     let command = AccountCommand::CompletePurchase { purchase_id };
     let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
     tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?note, "purchase marked delivered");
-    let projected = state.projected(executed.position, &deadline).await;
+    let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
         json!({"purchase_id": purchase_id, "status": "completed", "admin": caller.name,
@@ -191,7 +191,7 @@ async fn fail(
     };
     let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
     tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");
-    let projected = state.projected(executed.position, &deadline).await;
+    let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
         json!({"purchase_id": purchase_id, "status": "refunded", "admin": caller.name,

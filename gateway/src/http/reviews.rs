@@ -127,7 +127,7 @@ async fn decide(
         reason,
     )
     .await?;
-    let projected = state.projected(executed.position, deadline).await;
+    let projected = state.acknowledged(user, executed.position, deadline).await;
     let outcome = match executed.events.first() {
         Some(AccountEvent::RechargeSettled(e)) => json!({
             "status": if e.partial { "partial" } else { "completed" },

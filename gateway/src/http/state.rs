@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use starledger_ledger::commands::Ledger;
+use starledger_ledger::ids::UserId;
 use starledger_ledger::money::Currency;
 use starledger_ledger::pricing::StarPricing;
 use starledger_ledger::store::EventStore;
@@ -96,5 +97,18 @@ impl AppState {
         )
         .await
         .is_ok()
+    }
+
+    /// [`Self::projected`] for a write about to be acknowledged to `user`'s caller, and then
+    /// the user's cached rows refreshed from the projections: acknowledged means visible, so a
+    /// plain read on this instance after the 2xx shows the write, not a row cached before it.
+    pub async fn acknowledged(&self, user: UserId, position: u64, deadline: &Deadline) -> bool {
+        let projected = self.projected(position, deadline).await;
+        if projected {
+            if let Err(error) = self.queries.refresh(user.get()).await {
+                tracing::warn!(%user, %error, "cannot refresh the cached rows of an acknowledged write");
+            }
+        }
+        projected
     }
 }

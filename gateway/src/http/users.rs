@@ -182,19 +182,32 @@ async fn balance(
 }
 
 /// Waits (bounded) for the projections to reach `min_position`, for a caller reading its own
-/// write; refuses with 503 if they do not get there in time.
+/// write; refuses with 503 if they do not get there in time. A position past the log's head
+/// is no write anyone was told about (a position is given only once its event is committed):
+/// 400 at once, or the client would wait and retry forever.
 async fn reach(
     state: &AppState,
     deadline: &Deadline,
     min_position: Option<u64>,
 ) -> Result<(), ApiError> {
-    match min_position {
-        Some(position) if !state.projected(position, deadline).await => Err(ApiError::new(
+    let Some(position) = min_position else {
+        return Ok(());
+    };
+    let head = state.events.head().await?.position;
+    if position > head {
+        return Err(ApiError::bad_request(
+            "invalid_position",
+            format!("min_position {position} is past the log's head ({head}): no write has that position"),
+        ));
+    }
+    if state.projected(position, deadline).await {
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "projection_lagging",
             format!("the read models have not reached position {position} yet; try again"),
-        )),
-        _ => Ok(()),
+        ))
     }
 }
 

@@ -143,6 +143,12 @@ async fn handle(state: &AppState, webhook: Webhook) -> Result<HttpResponse, ApiE
         .await
     {
         Ok(settled) => {
+            if let Settled::Recorded { position, .. } | Settled::Duplicate { position } = &settled {
+                // Heleket is told only once a read here shows what it told us.
+                state
+                    .acknowledged(order.user, *position, &state.deadline())
+                    .await;
+            }
             let detail = match &settled {
                 Settled::Recorded { outcome, position } => {
                     tracing::info!(outcome, position, "heleket webhook recorded");

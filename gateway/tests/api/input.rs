@@ -223,3 +223,31 @@ async fn positions_past_the_logs_range_are_refused_not_wrapped() {
     assert_eq!(last.text().await.unwrap(), "");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_min_position_past_the_logs_head_is_a_client_error_at_once() {
+    let app = spawn_app().await;
+    app.register(5102).await;
+    let head = app.log_length().await;
+    // Within the log: answered. Past its head: no write has that position, so waiting (and
+    // a 503 the client would retry forever) makes no sense.
+    for (position, expected) in [
+        (head, StatusCode::OK),
+        (head + 1, StatusCode::BAD_REQUEST),
+        (head + 1_000_000, StatusCode::BAD_REQUEST),
+    ] {
+        for path in [
+            format!("/v1/users/5102/balance?min_position={position}"),
+            format!("/v1/users/5102/transactions?min_position={position}"),
+        ] {
+            let response = app.get(&path, SERVICE_KEY).await;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert_eq!(status, expected, "{path}: {body}");
+            if expected == StatusCode::BAD_REQUEST {
+                assert_eq!(body["error"]["code"], "invalid_position", "{body}");
+            }
+        }
+    }
+    app.stop().await;
+}

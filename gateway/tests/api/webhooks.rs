@@ -219,3 +219,34 @@ async fn a_signed_webhook_for_an_unregistered_user_is_acknowledged_as_orphaned()
     assert!(forged.headers().get("WWW-Authenticate").is_none());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_acknowledged_is_what_a_plain_read_here_shows() {
+    let app = spawn_app().await;
+    app.register(5301).await;
+    // Read (and cached) before anything is paid.
+    assert_eq!(app.balance(5301).await["available"], "0");
+    for round in 1..=4 {
+        let recharge = app.recharge(5301, "2").await;
+        let paid = app
+            .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
+            .await;
+        assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+        // Heleket was answered 200: a plain read (no min_position) here shows the credit.
+        let balance = app.balance(5301).await;
+        assert_eq!(balance["available"], (2 * round).to_string(), "{balance}");
+    }
+    // The same for a purchase acknowledged with 201.
+    let response = app
+        .post_with_key(
+            "/v1/users/5301/purchases",
+            SERVICE_KEY,
+            "visible-buy-1",
+            &json!({"stars": 50, "recipient": "@friend_x"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let balance = app.balance(5301).await;
+    assert_ne!(balance["reserved"], "0", "{balance}");
+    app.stop().await;
+}
