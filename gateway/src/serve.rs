@@ -126,6 +126,11 @@ impl Application {
         }
         let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
         let cache = Arc::new(ReadCache::new(config.cache_settings()).await);
+        // Before any read: Redis must hold this ledger's history, not another's (a backup
+        // restored behind the same Redis). Retried by the cache projector if this fails.
+        if let Err(error) = cache.adopt_history(events.as_ref()).await {
+            tracing::warn!(%error, "cannot name the ledger's history for the cache yet");
+        }
         let (stop, stopped) = watch::channel(false);
         let mut background = vec![cache_projector::start(
             events.clone(),

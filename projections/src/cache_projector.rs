@@ -32,6 +32,9 @@ pub async fn step(
     cache: &ReadCache,
     page_size: usize,
 ) -> Result<(u64, usize), ProjectionError> {
+    // Which history Redis holds for us, checked before anything is read from or stored there
+    // (at once once it has been).
+    cache.adopt_history(events).await?;
     let checkpoints = read.checkpoints().await?;
     let behind = Table::ALL
         .iter()
@@ -48,13 +51,17 @@ pub async fn step(
         .find(|c| c.name == CHECKPOINT)
         .map_or(0, |c| c.position);
     if position >= behind {
+        // Caught up (or another instance is projecting): learn how far Redis is marked, so
+        // rows read here may be written back.
+        cache.sync_mark().await;
         return Ok((position, 0));
     }
     let limit = ((behind - position) as usize).min(page_size);
     let recorded = events.read_all(position, limit).await?;
-    let Some(last) = recorded.last().map(|e| e.position) else {
+    let Some((last, last_hash)) = recorded.last().map(|e| (e.position, e.hash)) else {
         return Ok((position, 0));
     };
+
     let mut users = BTreeSet::new();
     let mut recharges = BTreeSet::new();
     for projected in decode_page(&recorded)? {
@@ -69,6 +76,28 @@ pub async fn step(
     let users: Vec<i64> = users.into_iter().collect();
     let recharges: Vec<Uuid> = recharges.into_iter().collect();
     let rows = read.rows(&users, &recharges).await?;
+    // The rows are read as they are now, which may be past this page: Redis's watermark is
+    // raised to the newest of them first, so Redis never holds a row past it.
+    let newest = rows
+        .users
+        .values()
+        .map(|r| r.position)
+        .chain(rows.balances.values().map(|r| r.position))
+        .chain(rows.transactions.values().map(|r| r.position))
+        .fold(last, u64::max);
+    let newest_hash = if newest == last {
+        Some(last_hash)
+    } else {
+        events
+            .read_all(newest - 1, 1)
+            .await?
+            .first()
+            .filter(|e| e.position == newest)
+            .map(|e| e.hash)
+    };
+    if let Some(hash) = newest_hash {
+        cache.mark_cached(newest, &hash).await;
+    }
     for user in rows.users.values() {
         cache.store_user(user).await;
     }
@@ -84,6 +113,7 @@ pub async fn step(
         // Some stores may not have reached Redis: keep the checkpoint and replay later.
         return Ok((position, 0));
     }
+
     // Advance only from where we started: if another instance moved the checkpoint
     // meanwhile, its stores and ours are both position-guarded, so nothing is lost.
     let mut tx = read.begin().await?;

@@ -56,6 +56,14 @@ async fn cached_balances_never_go_backwards_and_end_current(backend: &Backend) {
         .wait_for(funded_head, Duration::from_secs(30))
         .await
         .unwrap();
+    // As `serve` does at start: each instance names the ledger's history for Redis.
+    for queries in &instances {
+        queries
+            .cache()
+            .adopt_history(events.as_ref())
+            .await
+            .unwrap();
+    }
     let (stop_projector, stopped) = watch::channel(false);
     let projector = cache_projector::start(
         events.clone(),

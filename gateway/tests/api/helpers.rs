@@ -37,7 +37,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
-    let database = Database::new().await;
+    spawn_app_on(Database::new().await, options).await
+}
+
+/// The app on `database` (a backup restored, say).
+pub async fn spawn_app_on(database: Database, options: Options) -> TestApp {
     let mut settings = vec![
         ("API_KEY", HELEKET_KEY.to_owned()),
         (
@@ -72,6 +76,12 @@ impl TestApp {
         self.handle.stop(true).await;
         let _ = self.server.await;
         self.database.drop_database().await;
+    }
+
+    /// A backup of the app's database as it is now, restored into another database behind
+    /// the same Redis prefix.
+    pub async fn backup(&self) -> Database {
+        self.database.backup().await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -12,6 +12,7 @@ mod live_heleket;
 mod money_rules;
 mod purchases;
 mod recharges;
+mod restore;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part of the shared support
 mod support;

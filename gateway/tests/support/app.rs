@@ -59,6 +59,61 @@ impl Database {
         }
     }
 
+    /// A backup of this database as it is now, restored into a database of its own (pg_dump
+    /// and pg_restore, or SQLite's `VACUUM INTO`), behind the same Redis prefix: what an
+    /// operator restoring a backup gets.
+    pub async fn backup(&self) -> Database {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = self.vars.clone();
+        let mut postgres = None;
+        match (
+            self.vars.get("DATABASE_URL"),
+            std::env::var("TEST_DATABASE_URL"),
+        ) {
+            (Some(source), Ok(server_url)) => {
+                let dump = dir.path().join("ledger.dump");
+                let dumped = std::process::Command::new("pg_dump")
+                    .args(["--format=custom", "--no-owner", "--file"])
+                    .arg(&dump)
+                    .arg(source)
+                    .status()
+                    .expect("pg_dump runs (package postgresql-client)");
+                assert!(dumped.success(), "pg_dump failed");
+                let (server, name, url) = testing::create_database(&server_url).await;
+                let restored = std::process::Command::new("pg_restore")
+                    .args(["--no-owner", "--dbname"])
+                    .arg(&url)
+                    .arg(&dump)
+                    .status()
+                    .expect("pg_restore runs");
+                assert!(restored.success(), "pg_restore failed");
+                vars.insert("DATABASE_URL".into(), url);
+                postgres = Some((server, name));
+            }
+            _ => {
+                use sqlx::Connection;
+                let source = &self.vars["STARLEDGER_SQLITE_PATH"];
+                let target = dir.path().join("ledger.db");
+                let mut connection = sqlx::SqliteConnection::connect(&format!("sqlite://{source}"))
+                    .await
+                    .expect("open the SQLite ledger");
+                sqlx::query(&format!("VACUUM INTO '{}'", target.display()))
+                    .execute(&mut connection)
+                    .await
+                    .expect("copy the SQLite ledger");
+                vars.insert(
+                    "STARLEDGER_SQLITE_PATH".into(),
+                    target.display().to_string(),
+                );
+            }
+        }
+        Database {
+            vars,
+            postgres,
+            _dir: dir,
+        }
+    }
+
     pub async fn drop_database(self) {
         if let Some((server, name)) = self.postgres {
             testing::drop_database(&server, &name).await;

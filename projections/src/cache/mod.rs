@@ -51,8 +51,23 @@
 //! one reconnection in the background. Entries in Redis that do not parse are counted,
 //! removed and treated as misses.
 //!
-//! Redis keys: `{prefix}:balance:{user_id}`, `{prefix}:user:{user_id}`,
-//! `{prefix}:payment:{invoice_uuid}`, each a hash `{pos, val}` with `val` the row as JSON.
+//! # One history per namespace
+//!
+//! Positions order rows only within one history. Another database behind the same Redis
+//! (same `CACHE_KEY_PREFIX`), or a backup restored, has positions of its own, and the guard
+//! above would serve its "later" rows from the wrong history. So the Redis keys of a ledger
+//! carry its history's name, `h` and the first 16 hex digits of the hash of its first event
+//! (which covers that event's time and id: no two ledgers share it), and Redis remembers
+//! (`{prefix}:{history}:watermark`) the position and hash of the last event whose rows it
+//! holds. [`ReadCache::adopt_history`] (at start, and by the cache projector until it has
+//! succeeded) names the history from the log, and when the log does not have that event
+//! with that hash — a backup restored from before it — removes every row of the namespace
+//! before Redis is used. Until then Redis is neither read nor written.
+//!
+//! Redis keys: `{prefix}:{history}:balance:{user_id}`, `{prefix}:{history}:user:{user_id}`,
+//! `{prefix}:{history}:payment:{invoice_uuid}`, each a hash `{pos, val}` with `val` the row as
+//! JSON (`{prefix}:balance:…` and so on before a history is adopted, in tests that use the
+//! cache alone).
 
 mod l1;
 mod redis;
@@ -185,6 +200,20 @@ pub struct ReadCache {
     redis_configured: bool,
     settings: CacheSettings,
     counters: Arc<Counters>,
+    /// The history the Redis rows belong to (see "One history per namespace"); empty until
+    /// one is adopted.
+    history: std::sync::RwLock<String>,
+    /// Whether Redis may be used: no history to check yet, or it has been checked.
+    history_checked: std::sync::atomic::AtomicBool,
+    /// A position the Redis watermark is known to have reached. Rows above it go to L1 only
+    /// (the cache projector marks before it stores), so Redis never holds a row past its
+    /// watermark, and a restored backup is always found out.
+    marked: std::sync::atomic::AtomicU64,
+}
+
+/// The last event whose rows Redis holds, as `{position}:{hash}`.
+fn watermark(position: u64, hash: &starledger_ledger::chain::Hash) -> String {
+    format!("{position}:{}", hash.to_hex())
 }
 
 impl ReadCache {
@@ -230,7 +259,148 @@ impl ReadCache {
             redis_configured: settings.redis_url.is_some(),
             settings,
             counters,
+            history: std::sync::RwLock::new(String::new()),
+            history_checked: std::sync::atomic::AtomicBool::new(true),
+            marked: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Names the Redis namespace after the log's history and makes sure Redis holds no rows
+    /// of another history under it: if Redis remembers an event the log does not have (with
+    /// that hash), every row of the namespace is removed. Until this has succeeded once with
+    /// Redis reachable, Redis is not used. An empty log has nothing cached yet; the cache
+    /// projector adopts its history at its first event.
+    pub async fn adopt_history(
+        &self,
+        events: &dyn starledger_ledger::store::EventStore,
+    ) -> Result<(), starledger_ledger::store::StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.history_checked.load(Ordering::SeqCst) && !self.history_name().is_empty() {
+            return Ok(());
+        }
+        let first = events.read_all(0, 1).await?;
+        let Some(first) = first.first() else {
+            return Ok(());
+        };
+        let name = format!("h{}", &first.hash.to_hex()[..16]);
+        let changed = {
+            let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+            let changed = *history != name;
+            if changed {
+                *history = name.clone();
+            }
+            changed
+        };
+        if changed {
+            self.history_checked.store(false, Ordering::SeqCst);
+        }
+        if self.history_checked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(redis) = &self.redis else {
+            self.history_checked.store(true, Ordering::SeqCst);
+            return Ok(());
+        };
+        let prefix = &self.settings.key_prefix;
+        let Some(remembered) = redis.get_text(&format!("{prefix}:{name}:watermark")).await else {
+            tracing::warn!(
+                "cannot check which history Redis holds; not using it until it can be checked"
+            );
+            return Ok(());
+        };
+        let foreign = match remembered.as_deref().and_then(|text| text.split_once(':')) {
+            None => false,
+            Some((position, hash)) => match position.parse::<u64>() {
+                Ok(position) if position > 0 => {
+                    let ours = events.read_all(position - 1, 1).await?;
+                    ours.first().is_none_or(|event| {
+                        event.position != position || event.hash.to_hex() != hash
+                    })
+                }
+                _ => true,
+            },
+        };
+        if foreign {
+            let pattern = format!("{}:{name}:*", glob_escape(prefix));
+            match redis.purge(&pattern).await {
+                Some(removed) => tracing::warn!(
+                    removed,
+                    "Redis held cached rows of another history (a backup restored?); removed them"
+                ),
+                None => {
+                    tracing::warn!(
+                        "cannot remove another history's cached rows from Redis; not using it yet"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        self.history_checked.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Raises Redis's watermark to the event at `position` (with its `hash`): the cache
+    /// projector, before it stores rows up to that position.
+    pub async fn mark_cached(&self, position: u64, hash: &starledger_ledger::chain::Hash) {
+        let history = self.history_name();
+        if history.is_empty() {
+            return;
+        }
+        if let Some(redis) = self.l2() {
+            let key = format!("{}:{history}:watermark", self.settings.key_prefix);
+            if redis
+                .raise_watermark(&key, position, &watermark(position, hash))
+                .await
+                .is_some()
+            {
+                self.marked
+                    .fetch_max(position, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Learns how far Redis's watermark is (another instance's projector may be the one
+    /// raising it), so rows up to there may be written back to Redis from here.
+    pub async fn sync_mark(&self) {
+        let history = self.history_name();
+        if history.is_empty() {
+            return;
+        }
+        if let Some(redis) = self.l2() {
+            let key = format!("{}:{history}:watermark", self.settings.key_prefix);
+            let position = redis.get_text(&key).await.flatten().and_then(|text| {
+                text.split_once(':')
+                    .and_then(|(p, _)| p.parse::<u64>().ok())
+            });
+            if let Some(position) = position {
+                self.marked
+                    .fetch_max(position, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether a row at `position` may go to Redis: always before a history is adopted, and
+    /// after only up to the watermark.
+    fn may_write_redis(&self, position: u64) -> bool {
+        self.history_name().is_empty()
+            || position <= self.marked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn history_name(&self) -> String {
+        self.history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Redis, if configured and its history checked.
+    fn l2(&self) -> Option<&RedisTier> {
+        self.redis.as_ref().filter(|_| self.redis_usable())
+    }
+
+    fn redis_usable(&self) -> bool {
+        self.history_checked
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Read-through: L1, then Redis, then `load` (the database). What `load` returns is
@@ -312,7 +482,12 @@ impl ReadCache {
 
     /// Whether the last Redis operation succeeded (false in in-process mode); for `/readyz`.
     pub fn redis_healthy(&self) -> bool {
-        self.redis.as_ref().is_some_and(RedisTier::healthy)
+        self.redis.as_ref().is_some_and(RedisTier::healthy) && self.redis_usable()
+    }
+
+    /// `CACHE_KEY_PREFIX`.
+    pub fn key_prefix(&self) -> &str {
+        &self.settings.key_prefix
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -320,7 +495,12 @@ impl ReadCache {
     }
 
     fn redis_key(&self, kind: &str, id: &(impl fmt::Display + ?Sized)) -> String {
-        format!("{}:{kind}:{id}", self.settings.key_prefix)
+        let history = self.history_name();
+        if history.is_empty() {
+            format!("{}:{kind}:{id}", self.settings.key_prefix)
+        } else {
+            format!("{}:{history}:{kind}:{id}", self.settings.key_prefix)
+        }
     }
 
     /// The read path shared by every kind; the module documentation explains why each step
@@ -353,7 +533,7 @@ impl ReadCache {
         // only when Redis answered and lacks it.
         let mut redis_answered = false;
         let mut redis_position = None;
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.l2() {
             match redis.fetch::<R>(&redis_key).await {
                 Fetched::Found(row) => {
                     let below_floor = floor
@@ -379,10 +559,11 @@ impl ReadCache {
             (None, None) => None,
         };
 
-        if let (Some(redis), Some(row)) = (&self.redis, &answer) {
+        if let (Some(redis), Some(row)) = (self.l2(), &answer) {
             let lacking = redis_position.is_none_or(|held| held < row.position());
             if redis_answered
                 && lacking
+                && self.may_write_redis(row.position())
                 && redis.put(&redis_key, row.as_ref(), ttl).await == Some(Stored::Refused)
             {
                 Counters::bump(&self.counters.stale_writes_refused);
@@ -408,7 +589,7 @@ impl ReadCache {
         }
         // Redis is written even when L1 refused: L1 may be ahead of Redis (after Redis was
         // down), and the script refuses the row anyway if Redis is ahead of it.
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.l2().filter(|_| self.may_write_redis(row.position())) {
             if redis.put(&redis_key, row, ttl).await == Some(Stored::Refused) {
                 Counters::bump(&self.counters.stale_writes_refused);
             }
@@ -427,4 +608,16 @@ impl fmt::Debug for ReadCache {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// `text` as a literal in a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

@@ -143,6 +143,83 @@ impl RedisTier {
         Ok(RedisTier { link })
     }
 
+    /// The text stored under `key` (`Some(None)`: nothing there); `None` when Redis could not
+    /// be asked.
+    pub(crate) async fn get_text(&self, key: &str) -> Option<Option<String>> {
+        self.link
+            .run(|mut connection| async move {
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async::<Option<String>>(&mut connection)
+                    .await
+            })
+            .await
+            .ok()
+    }
+
+    /// Sets the watermark under `key` to `text` (`{position}:{hash}`) unless it already names
+    /// a position at least `position`: it only moves forward, whoever writes it. `None` when
+    /// Redis could not be asked.
+    pub(crate) async fn raise_watermark(&self, key: &str, position: u64, text: &str) -> Option<()> {
+        let script = Script::new(
+            "local held = redis.call('GET', KEYS[1]) \
+             if held then local p = tonumber(string.match(held, '^(%d+):')) \
+               if p and p >= tonumber(ARGV[1]) then return 0 end end \
+             redis.call('SET', KEYS[1], ARGV[2]) return 1",
+        );
+        self.link
+            .run(|mut connection| async move {
+                script
+                    .key(key)
+                    .arg(position)
+                    .arg(text)
+                    .invoke_async::<i64>(&mut connection)
+                    .await
+            })
+            .await
+            .ok()
+            .map(|_| ())
+    }
+
+    /// Removes every key matching the glob `pattern` (SCAN, then UNLINK in batches); how
+    /// many, or `None` when Redis could not be asked to the end.
+    pub(crate) async fn purge(&self, pattern: &str) -> Option<u64> {
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let (next, keys) = self
+                .link
+                .run(|mut connection| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1_000)
+                        .query_async::<(u64, Vec<String>)>(&mut connection)
+                        .await
+                })
+                .await
+                .ok()?;
+            if !keys.is_empty() {
+                removed += self
+                    .link
+                    .run(|mut connection| async move {
+                        redis::cmd("UNLINK")
+                            .arg(&keys)
+                            .query_async::<u64>(&mut connection)
+                            .await
+                    })
+                    .await
+                    .ok()?;
+            }
+            if next == 0 {
+                return Some(removed);
+            }
+            cursor = next;
+        }
+    }
+
     /// Whether the last Redis operation (or connection attempt) succeeded.
     pub(crate) fn healthy(&self) -> bool {
         self.link.healthy.load(Ordering::Relaxed)
