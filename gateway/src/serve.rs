@@ -18,9 +18,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use starledger_ledger::commands::Ledger;
 use starledger_ledger::store::CommitMode;
 use starledger_projections::cache::ReadCache;
-use starledger_projections::cache_projector;
 use starledger_projections::queries::Queries;
 use starledger_projections::runtime::{Runner, RunnerSettings};
+use starledger_projections::{cache_projector, cache_tail};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -132,12 +132,11 @@ impl Application {
             tracing::warn!(%error, "cannot name the ledger's history for the cache yet");
         }
         let (stop, stopped) = watch::channel(false);
-        let mut background = vec![cache_projector::start(
-            events.clone(),
-            read.clone(),
-            cache.clone(),
-            stopped.clone(),
-        )];
+        let mut background = vec![
+            cache_projector::start(events.clone(), read.clone(), cache.clone(), stopped.clone()),
+            // What other instances write shows here soon, not when an L1 row ages out.
+            cache_tail::start(events.clone(), cache.clone(), stopped.clone()),
+        ];
         background.push(
             Reconciler {
                 settlement: settlement.clone(),

@@ -8,6 +8,7 @@
 //! - [`rebuild`]: blue/green rebuild with an atomic swap.
 //! - [`cache`]: Redis (L2) and in-process (L1) caches of rows, position-guarded.
 //! - [`cache_projector`]: keeps the caches in step with the tables.
+//! - [`cache_tail`]: each instance follows the log so other instances' writes show here soon.
 //! - [`queries`]: what the gateway may read, through the cache.
 //! - [`status`]: each projector's checkpoint and lag.
 //! - [`audit`]: verify against a fresh replay, balances at a moment, NDJSON export.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod cache;
 pub mod cache_projector;
+pub mod cache_tail;
 pub mod model;
 pub mod pages;
 pub mod queries;

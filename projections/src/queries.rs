@@ -32,6 +32,8 @@ impl Queries {
         user_id: i64,
         at_least: Option<u64>,
     ) -> Result<Option<BalanceRow>, ReadError> {
+        // A write to this balance seen in the log (from any instance) raises the floor.
+        let at_least = at_least.max(self.cache.required_balance(user_id).await);
         let read = &self.read;
         let cached = self
             .cache
@@ -66,7 +68,17 @@ impl Queries {
 
     pub async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
         let read = &self.read;
-        self.cache.user(user_id, || read.user(user_id)).await
+        let cached = self.cache.user(user_id, || read.user(user_id)).await?;
+        match (cached, self.cache.required_user(user_id).await) {
+            (Some(row), Some(wanted)) if row.position < wanted => {
+                let fresh = self.read.user(user_id).await?;
+                if let Some(fresh) = &fresh {
+                    self.cache.store_user(fresh).await;
+                }
+                Ok(fresh)
+            }
+            (cached, _) => Ok(cached),
+        }
     }
 
     /// The recharge behind a Heleket invoice.

@@ -41,8 +41,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 /// The app on `database` (a backup restored, say).
-pub async fn spawn_app_on(database: Database, options: Options) -> TestApp {
-    let mut settings = vec![
+fn base_settings() -> Vec<(&'static str, String)> {
+    vec![
         ("API_KEY", HELEKET_KEY.to_owned()),
         (
             "STARLEDGER_API_KEYS",
@@ -50,7 +50,11 @@ pub async fn spawn_app_on(database: Database, options: Options) -> TestApp {
                 "bot:service:{SERVICE_KEY},alice:admin:{ADMIN_KEY},carol:auditor:{AUDITOR_KEY}"
             ),
         ),
-    ];
+    ]
+}
+
+pub async fn spawn_app_on(database: Database, options: Options) -> TestApp {
+    let mut settings = base_settings();
     settings.extend(options.vars);
     let Running {
         base,
@@ -76,6 +80,15 @@ impl TestApp {
         self.handle.stop(true).await;
         let _ = self.server.await;
         self.database.drop_database().await;
+    }
+
+    /// A second instance of the app on the same database and Redis (default settings).
+    pub async fn another_instance(&self) -> Instance {
+        let running = launch(&self.database, &base_settings()).await;
+        Instance {
+            running,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// A backup of the app's database as it is now, restored into another database behind
@@ -288,4 +301,31 @@ pub async fn error_code(response: Response) -> (StatusCode, String) {
             .unwrap_or("<none>")
             .to_owned(),
     )
+}
+
+/// Another instance of the app beside a [`TestApp`], on its database.
+pub struct Instance {
+    running: Running,
+    http: reqwest::Client,
+}
+
+impl Instance {
+    /// The balance as a plain read here answers it (no `min_position`).
+    pub async fn balance(&self, user: i64) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/v1/users/{user}/balance", self.running.base))
+            .bearer_auth(SERVICE_KEY)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("balance JSON")
+    }
+
+    pub async fn stop(self) {
+        drop(self.http);
+        self.running.handle.stop(true).await;
+        let _ = self.running.server.await;
+    }
 }

@@ -16,4 +16,5 @@ mod restore;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part of the shared support
 mod support;
+mod visibility;
 mod webhooks;

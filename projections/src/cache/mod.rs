@@ -209,7 +209,14 @@ pub struct ReadCache {
     /// (the cache projector marks before it stores), so Redis never holds a row past its
     /// watermark, and a restored backup is always found out.
     marked: std::sync::atomic::AtomicU64,
+    /// Per user, the position a balance (or profile) read here must reach: set for writes
+    /// seen in the log (`cache_tail`), so a row cached before them is skipped.
+    required_balances: moka::future::Cache<i64, u64>,
+    required_users: moka::future::Cache<i64, u64>,
 }
+
+/// How long a requirement is kept: far longer than the projections take to reach it.
+const REQUIREMENT_TTL: Duration = Duration::from_secs(30);
 
 /// The last event whose rows Redis holds, as `{position}:{hash}`.
 fn watermark(position: u64, hash: &starledger_ledger::chain::Hash) -> String {
@@ -262,7 +269,28 @@ impl ReadCache {
             history: std::sync::RwLock::new(String::new()),
             history_checked: std::sync::atomic::AtomicBool::new(true),
             marked: std::sync::atomic::AtomicU64::new(0),
+            required_balances: requirements(capacity),
+            required_users: requirements(capacity),
         }
+    }
+
+    /// A write at `position` changed `user_id`'s balance: reads here must show at least it.
+    pub async fn require_balance(&self, user_id: i64, position: u64) {
+        raise(&self.required_balances, user_id, position).await;
+    }
+
+    /// A write at `position` changed `user_id`'s profile.
+    pub async fn require_user(&self, user_id: i64, position: u64) {
+        raise(&self.required_users, user_id, position).await;
+    }
+
+    /// The position a balance read of `user_id` must reach, if a write to it was seen.
+    pub async fn required_balance(&self, user_id: i64) -> Option<u64> {
+        self.required_balances.get(&user_id).await
+    }
+
+    pub async fn required_user(&self, user_id: i64) -> Option<u64> {
+        self.required_users.get(&user_id).await
     }
 
     /// Names the Redis namespace after the log's history and makes sure Redis holds no rows
@@ -620,4 +648,22 @@ fn glob_escape(text: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+fn requirements(capacity: u64) -> moka::future::Cache<i64, u64> {
+    moka::future::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(REQUIREMENT_TTL)
+        .build()
+}
+
+/// Raises `key`'s requirement to `position` (never lowers it).
+async fn raise(requirements: &moka::future::Cache<i64, u64>, key: i64, position: u64) {
+    requirements
+        .entry(key)
+        .and_upsert_with(|held| {
+            let held = held.map_or(0, |entry| entry.into_value());
+            std::future::ready(held.max(position))
+        })
+        .await;
 }

@@ -1,0 +1,44 @@
+//! Acknowledged means visible across instances (issue 15, point 5): a write one instance
+//! answered 2xx shows in a plain read on another soon after, though that one had the row in
+//! its in-process cache. The test measures how soon, over several rounds, and prints the worst
+//! case (README, "Scaling out"); it does not assert on timing, only that the write shows.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_acknowledged_by_one_instance_shows_on_another_soon() {
+    let app = spawn_app().await;
+    let other = app.another_instance().await;
+    app.funded_user(5601, "10").await;
+    let mut worst = Duration::ZERO;
+    for round in 1..=10u32 {
+        // The other instance reads (and caches) the balance before the write.
+        let before = other.balance(5601).await;
+        let expected = (10 + round).to_string();
+        assert_ne!(before["available"], expected.as_str());
+        let recharge = app.recharge(5601, "1").await;
+        let paid = app
+            .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
+            .await;
+        assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+        // Acknowledged (200 to the webhook): plain reads on the other instance until it shows.
+        let acknowledged = Instant::now();
+        loop {
+            let balance = other.balance(5601).await;
+            if balance["available"] == expected.as_str() {
+                break;
+            }
+            assert!(
+                acknowledged.elapsed() < Duration::from_secs(10),
+                "round {round}: the other instance still shows {balance}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        worst = worst.max(acknowledged.elapsed());
+    }
+    eprintln!("cross-instance visibility after a 2xx: worst of 10 rounds {worst:?}");
+    other.stop().await;
+    app.stop().await;
+}
