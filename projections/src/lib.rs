@@ -23,6 +23,7 @@ pub mod model;
 pub mod pages;
 pub mod queries;
 pub mod rebuild;
+pub mod redis_target;
 pub mod rows;
 pub mod runtime;
 pub mod status;

@@ -136,6 +136,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use starledger_projections::redis_target::RedisSpec;
 
     fn limits(messages: u32, window: Duration) -> RateLimits {
         RateLimits {
@@ -196,7 +197,9 @@ mod tests {
     #[tokio::test]
     async fn unreachable_redis_falls_back_to_counting_in_process() {
         // Nothing listens on port 1: every Redis call fails fast.
-        let link = Arc::new(RedisLink::new("redis://127.0.0.1:1", "test").unwrap());
+        let link = Arc::new(
+            RedisLink::new(&RedisSpec::Single("redis://127.0.0.1:1".into()), "test").unwrap(),
+        );
         let limiter = RateLimiter::new(limits(2, Duration::from_secs(3600)), Some(link));
         assert_eq!(limiter.check(7, Limit::Messages).await, Verdict::Allowed);
         assert_eq!(limiter.check(7, Limit::Messages).await, Verdict::Allowed);
@@ -214,7 +217,7 @@ mod tests {
         };
         let prefix = format!("test_{}", uuid::Uuid::new_v4().simple());
         let instance = || {
-            let link = Arc::new(RedisLink::new(&url, &prefix).unwrap());
+            let link = Arc::new(RedisLink::new(&RedisSpec::Single(url.clone()), &prefix).unwrap());
             RateLimiter::new(limits(3, Duration::from_secs(3600)), Some(link))
         };
         let (first, second) = (instance(), instance());

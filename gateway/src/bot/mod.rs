@@ -180,9 +180,9 @@ pub async fn start(
     }
     // Limits and sessions share the read cache's Redis and key prefix (under `:bot:`).
     let redis = config
-        .redis_url
-        .as_deref()
-        .map(|url| RedisLink::new(url, &config.cache_key_prefix).map(Arc::new))
+        .cache_settings()
+        .redis_spec()
+        .map(|spec| RedisLink::new(&spec, &config.cache_key_prefix).map(Arc::new))
         .transpose()
         .map_err(BotError::RedisUrl)?;
     let limits = RateLimiter::new(telegram.limits, redis.clone());

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::RedisError;
+use starledger_projections::redis_target::{RedisConnection, RedisSpec, RedisTarget};
 use tokio::time::Instant;
 
 /// Bound on one Redis command.
@@ -36,13 +36,12 @@ pub enum LinkError {
 }
 
 pub struct RedisLink {
-    client: Client,
+    client: RedisTarget,
     /// `host:port`, for log lines.
     address: String,
     /// Every key this link writes starts with it.
     prefix: String,
-    config: AsyncConnectionConfig,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    connection: tokio::sync::Mutex<Option<RedisConnection>>,
     retry_at: Mutex<Option<Instant>>,
     last_complaint: Mutex<Option<Instant>>,
 }
@@ -50,16 +49,12 @@ pub struct RedisLink {
 impl RedisLink {
     /// A link to `url`; nothing is connected yet. `Err` only for a URL that does not parse
     /// (its text, which may hold a password, is not repeated).
-    pub fn new(url: &str, prefix: &str) -> Result<Self, redis::ErrorKind> {
-        let client = Client::open(url).map_err(|error| error.kind())?;
-        let address = client.get_connection_info().addr().to_string();
+    pub fn new(spec: &RedisSpec, prefix: &str) -> Result<Self, redis::ErrorKind> {
+        let client = RedisTarget::open(spec, CONNECT_TIMEOUT, OPERATION_TIMEOUT)?;
         Ok(Self {
             client,
-            address,
+            address: RedisTarget::address(spec),
             prefix: prefix.to_owned(),
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(OPERATION_TIMEOUT)),
             connection: tokio::sync::Mutex::new(None),
             retry_at: Mutex::new(None),
             last_complaint: Mutex::new(None),
@@ -76,7 +71,7 @@ impl RedisLink {
     /// back-off.
     pub async fn run<T, F, Fut>(&self, purpose: &str, call: F) -> Result<T, LinkError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(RedisConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let result = match self.connection().await {
@@ -97,7 +92,7 @@ impl RedisLink {
         result
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, LinkError> {
+    async fn connection(&self) -> Result<RedisConnection, LinkError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(connection.clone());
@@ -111,9 +106,7 @@ impl RedisLink {
         if backing_off {
             return Err(LinkError::BackingOff);
         }
-        let connecting = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config);
+        let connecting = self.client.connect();
         let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return Err(LinkError::Redis(error)),

@@ -121,6 +121,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use starledger_projections::redis_target::RedisSpec;
 
     fn offer() -> Session {
         Session {
@@ -148,7 +149,9 @@ mod tests {
 
     #[tokio::test]
     async fn unreachable_redis_keeps_the_session_in_process() {
-        let link = Arc::new(RedisLink::new("redis://127.0.0.1:1", "test").unwrap());
+        let link = Arc::new(
+            RedisLink::new(&RedisSpec::Single("redis://127.0.0.1:1".into()), "test").unwrap(),
+        );
         let sessions = Sessions::new(Duration::from_secs(60), Some(link));
         sessions.put(1, &offer()).await;
         assert_eq!(sessions.get(1).await, offer());
@@ -163,11 +166,15 @@ mod tests {
         let prefix = format!("test_{}", uuid::Uuid::new_v4().simple());
         let first = Sessions::new(
             Duration::from_secs(60),
-            Some(Arc::new(RedisLink::new(&url, &prefix).unwrap())),
+            Some(Arc::new(
+                RedisLink::new(&RedisSpec::Single(url.clone()), &prefix).unwrap(),
+            )),
         );
         let second = Sessions::new(
             Duration::from_secs(60),
-            Some(Arc::new(RedisLink::new(&url, &prefix).unwrap())),
+            Some(Arc::new(
+                RedisLink::new(&RedisSpec::Single(url.clone()), &prefix).unwrap(),
+            )),
         );
         first.put(1, &offer()).await;
         assert_eq!(second.get(1).await, offer(), "another instance sees it");

@@ -31,6 +31,8 @@ pub struct Config {
     pub storage: Storage,
     /// Redis for the shared cache; `None` caches in process only.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER_NODES`: a Redis Cluster's nodes, instead of `REDIS_URL`.
+    pub redis_cluster_nodes: Vec<String>,
     pub cache_ttl_user: Duration,
     pub cache_ttl_payment: Duration,
     /// First part of every Redis key: deployments (or tests) sharing one Redis stay apart.
@@ -121,6 +123,7 @@ impl Config {
     pub fn cache_settings(&self) -> starledger_projections::cache::CacheSettings {
         starledger_projections::cache::CacheSettings {
             redis_url: self.redis_url.clone(),
+            redis_cluster_nodes: self.redis_cluster_nodes.clone(),
             ttl_user: self.cache_ttl_user,
             ttl_balance: self.cache_ttl_user,
             ttl_payment: self.cache_ttl_payment,
@@ -182,6 +185,31 @@ impl Config {
                 ))
             }
         };
+        let redis_cluster_nodes: Vec<String> = env
+            .get("REDIS_CLUSTER_NODES")
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|node| !node.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if redis_cluster_nodes
+            .iter()
+            .any(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
+        {
+            return Err(problem(
+                "REDIS_CLUSTER_NODES",
+                "must be comma-separated redis:// or rediss:// URLs of cluster nodes",
+            ));
+        }
+        if !redis_cluster_nodes.is_empty() && redis_url.is_some() {
+            return Err(problem(
+                "REDIS_CLUSTER_NODES",
+                "and REDIS_URL are both set: use one (the cluster's nodes, or one server)",
+            ));
+        }
         let cache_ttl_user = env.seconds("CACHE_TTL_USER", 1800, 1..=86_400)?;
         let cache_ttl_payment = env.seconds("CACHE_TTL_PAYMENT", 900, 1..=86_400)?;
         let cache_key_prefix = env
@@ -206,6 +234,7 @@ impl Config {
         Ok(Config {
             storage,
             redis_url,
+            redis_cluster_nodes,
             cache_ttl_user,
             cache_ttl_payment,
             cache_key_prefix,
@@ -257,6 +286,24 @@ mod tests {
                 pool_size: 20
             }
         );
+    }
+
+    #[test]
+    fn a_redis_cluster_is_one_redis_or_the_other() {
+        let nodes = "redis://10.0.0.1:7000, redis://10.0.0.2:7000,redis://10.0.0.3:7000";
+        let cluster = config(&[("REDIS_CLUSTER_NODES", nodes)]).unwrap();
+        assert_eq!(cluster.redis_cluster_nodes.len(), 3);
+        assert!(matches!(
+            cluster.cache_settings().redis_spec(),
+            Some(starledger_projections::redis_target::RedisSpec::Cluster(ref n)) if n.len() == 3
+        ));
+        let both = config(&[
+            ("REDIS_CLUSTER_NODES", nodes),
+            ("REDIS_URL", "redis://10.0.0.9:6379"),
+        ]);
+        assert_eq!(both.unwrap_err().variable, "REDIS_CLUSTER_NODES");
+        let wrong = config(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000")]);
+        assert_eq!(wrong.unwrap_err().variable, "REDIS_CLUSTER_NODES");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod auth;
+mod cluster;
 mod degraded;
 mod fulfilment;
 mod helpers;

@@ -156,6 +156,10 @@ pub async fn try_launch(
     for (name, value) in settings {
         vars.insert((*name).into(), value.clone());
     }
+    // A test on a Redis Cluster: instead of the plain Redis, not beside it.
+    if vars.contains_key("REDIS_CLUSTER_NODES") {
+        vars.remove("REDIS_URL");
+    }
     let env = Env(move |name: &str| vars.get(name).cloned());
     let config = Config::from_env(&env).expect("test config");
     let server_config = ServerConfig::from_env(&env).expect("test server config");

@@ -13,5 +13,6 @@
 
 pub mod app;
 pub mod fragment;
+pub mod redis_cluster;
 pub mod shop;
 pub mod toncenter;

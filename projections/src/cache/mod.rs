@@ -59,10 +59,12 @@
 //! carry its history's name, `h` and the first 16 hex digits of the hash of its first event
 //! (which covers that event's time and id: no two ledgers share it), and Redis remembers
 //! (`{prefix}:{history}:watermark`) the position and hash of the last event whose rows it
-//! holds. [`ReadCache::adopt_history`] (at start, and by the cache projector until it has
-//! succeeded) names the history from the log, and when the log does not have that event
-//! with that hash — a backup restored from before it — removes every row of the namespace
-//! before Redis is used. Until then Redis is neither read nor written.
+//! holds (rows go to Redis only up to it). [`ReadCache::adopt_history`] (at start, and by
+//! the cache projector until it has succeeded) names the history from the log, and when the
+//! log does not have that event with that hash — a backup restored from before it — moves
+//! every instance to a new generation of the namespace (`h…g1`, `h…g2`, one counter key, so
+//! it works on a cluster too), leaving the other history's rows unread until they expire.
+//! Until this check has succeeded, Redis is neither read nor written.
 //!
 //! Redis keys: `{prefix}:{history}:balance:{user_id}`, `{prefix}:{history}:user:{user_id}`,
 //! `{prefix}:{history}:payment:{invoice_uuid}`, each a hash `{pos, val}` with `val` the row as
@@ -95,8 +97,10 @@ pub use self::stats::CacheStats;
 /// `starledger`.
 #[derive(Clone)]
 pub struct CacheSettings {
-    /// Redis URL; `None` caches in process only.
+    /// Redis URL; `None` caches in process only (unless `redis_cluster_nodes` is set).
     pub redis_url: Option<String>,
+    /// Nodes of a Redis Cluster, used instead of `redis_url` when not empty.
+    pub redis_cluster_nodes: Vec<String>,
     /// TTL of cached user profiles (seed: 30 minutes).
     pub ttl_user: Duration,
     /// TTL of cached balances (seed: 30 minutes; the seed caches balances with the user TTL).
@@ -113,10 +117,23 @@ pub struct CacheSettings {
     pub key_prefix: String,
 }
 
+impl CacheSettings {
+    /// Where Redis is, if anywhere: the cluster's nodes, else the URL.
+    pub fn redis_spec(&self) -> Option<crate::redis_target::RedisSpec> {
+        use crate::redis_target::RedisSpec;
+        if !self.redis_cluster_nodes.is_empty() {
+            Some(RedisSpec::Cluster(self.redis_cluster_nodes.clone()))
+        } else {
+            self.redis_url.clone().map(RedisSpec::Single)
+        }
+    }
+}
+
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             ttl_user: Duration::from_secs(1800),
             ttl_balance: Duration::from_secs(1800),
             ttl_payment: Duration::from_secs(900),
@@ -218,6 +235,15 @@ pub struct ReadCache {
 /// How long a requirement is kept: far longer than the projections take to reach it.
 const REQUIREMENT_TTL: Duration = Duration::from_secs(30);
 
+/// The namespace of a history's `generation` (the first has no suffix).
+fn generation_name(base: &str, generation: u64) -> String {
+    if generation == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}g{generation}")
+    }
+}
+
 /// The last event whose rows Redis holds, as `{position}:{hash}`.
 fn watermark(position: u64, hash: &starledger_ledger::chain::Hash) -> String {
     format!("{position}:{}", hash.to_hex())
@@ -233,9 +259,9 @@ impl ReadCache {
     /// [`ReadCache::new`] with explicit Redis timeouts and back-off.
     pub async fn with_timing(settings: CacheSettings, timing: RedisTiming) -> ReadCache {
         let counters = Arc::new(Counters::default());
-        let redis = match &settings.redis_url {
+        let redis = match settings.redis_spec() {
             None => None,
-            Some(url) => match RedisTier::connect(url, timing, Arc::clone(&counters)).await {
+            Some(spec) => match RedisTier::connect(&spec, timing, Arc::clone(&counters)).await {
                 Ok(tier) => Some(tier),
                 Err(error) => {
                     // Reported as unhealthy on /readyz until the configuration is fixed.
@@ -263,7 +289,7 @@ impl ReadCache {
                 Arc::clone(&counters),
             ),
             redis,
-            redis_configured: settings.redis_url.is_some(),
+            redis_configured: settings.redis_spec().is_some(),
             settings,
             counters,
             history: std::sync::RwLock::new(String::new()),
@@ -310,27 +336,29 @@ impl ReadCache {
         let Some(first) = first.first() else {
             return Ok(());
         };
-        let name = format!("h{}", &first.hash.to_hex()[..16]);
-        let changed = {
-            let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
-            let changed = *history != name;
-            if changed {
-                *history = name.clone();
-            }
-            changed
-        };
-        if changed {
-            self.history_checked.store(false, Ordering::SeqCst);
-        }
-        if self.history_checked.load(Ordering::SeqCst) {
-            return Ok(());
-        }
+        let base = format!("h{}", &first.hash.to_hex()[..16]);
         let Some(redis) = &self.redis else {
+            self.set_history(&base);
             self.history_checked.store(true, Ordering::SeqCst);
             return Ok(());
         };
         let prefix = &self.settings.key_prefix;
+        let generation_key = format!("{prefix}:{base}:generation");
+        let generation = match redis.get_text(&generation_key).await {
+            Some(text) => text.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0),
+            None => {
+                self.set_history(&base);
+                self.history_checked.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    "cannot check which history Redis holds; not using it until it can be checked"
+                );
+                return Ok(());
+            }
+        };
+        let name = generation_name(&base, generation);
         let Some(remembered) = redis.get_text(&format!("{prefix}:{name}:watermark")).await else {
+            self.set_history(&name);
+            self.history_checked.store(false, Ordering::SeqCst);
             tracing::warn!(
                 "cannot check which history Redis holds; not using it until it can be checked"
             );
@@ -348,20 +376,25 @@ impl ReadCache {
                 _ => true,
             },
         };
-        if foreign {
-            let pattern = format!("{}:{name}:*", glob_escape(prefix));
-            match redis.purge(&pattern).await {
-                Some(removed) => tracing::warn!(
-                    removed,
-                    "Redis held cached rows of another history (a backup restored?); removed them"
-                ),
-                None => {
-                    tracing::warn!(
-                        "cannot remove another history's cached rows from Redis; not using it yet"
-                    );
-                    return Ok(());
-                }
-            }
+        if !foreign {
+            self.set_history(&name);
+        } else {
+            // Rows of another history (a backup restored over the one Redis holds): a new
+            // generation of the namespace, so none of them is read; they expire by their TTL.
+            let Some(next) = redis.next_generation(&generation_key, generation).await else {
+                self.set_history(&name);
+                self.history_checked.store(false, Ordering::SeqCst);
+                tracing::warn!(
+                    "cannot leave another history's cached rows behind; not using Redis yet"
+                );
+                return Ok(());
+            };
+            tracing::warn!(
+                generation = next,
+                "Redis held cached rows of another history (a backup restored?); leaving them behind"
+            );
+            self.set_history(&generation_name(&base, next));
+            self.marked.store(0, Ordering::SeqCst);
         }
         self.history_checked.store(true, Ordering::SeqCst);
         Ok(())
@@ -412,6 +445,13 @@ impl ReadCache {
     fn may_write_redis(&self, position: u64) -> bool {
         self.history_name().is_empty()
             || position <= self.marked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn set_history(&self, name: &str) {
+        let mut history = self.history.write().unwrap_or_else(|e| e.into_inner());
+        if *history != name {
+            *history = name.to_owned();
+        }
     }
 
     fn history_name(&self) -> String {
@@ -636,18 +676,6 @@ impl fmt::Debug for ReadCache {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-/// `text` as a literal in a Redis glob pattern.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 fn requirements(capacity: u64) -> moka::future::Cache<i64, u64> {

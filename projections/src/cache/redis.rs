@@ -8,7 +8,7 @@
 //!
 //! The connection is ours to manage rather than `redis::aio::ConnectionManager`'s: the manager
 //! awaits its (re)connection inside requests, keeps retrying with its own back-off, and does
-//! not reconnect after a timeout (a wedged connection stays). Here one `MultiplexedConnection`
+//! not reconnect after a timeout (a wedged connection stays). Here one `RedisConnection`
 //! is shared; any failure or timeout drops it and marks Redis down for `backoff`; the first
 //! request after that starts one reconnection in the background and carries on without Redis.
 
@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use crate::redis_target::{RedisConnection, RedisSpec, RedisTarget};
+use redis::{RedisError, Script};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -69,12 +69,11 @@ pub(crate) struct RedisTier {
 }
 
 struct Link {
-    client: Client,
+    client: RedisTarget,
     /// `host:port` for log lines; the URL itself may carry a password and is never logged.
     address: String,
     /// The password, if any, so it can be blanked out of error texts before they are logged.
     secret: Option<String>,
-    config: AsyncConnectionConfig,
     timing: RedisTiming,
     state: Mutex<State>,
     healthy: AtomicBool,
@@ -87,7 +86,7 @@ struct Link {
 
 enum State {
     Up {
-        connection: MultiplexedConnection,
+        connection: RedisConnection,
         generation: u64,
     },
     /// A reconnection is under way in the background.
@@ -106,27 +105,17 @@ impl RedisTier {
     /// reconnects in the background after the back-off; only a URL that does not parse is an
     /// error, since there is nothing to reconnect to.
     pub(crate) async fn connect(
-        url: &str,
+        spec: &RedisSpec,
         timing: RedisTiming,
         counters: Arc<Counters>,
     ) -> Result<Self, L2Error> {
         // The parse error may quote the URL, password included; only its kind is kept.
-        let client = Client::open(url).map_err(|error| L2Error::InvalidUrl(error.kind()))?;
-        let info = client.get_connection_info();
-        let address = info.addr().to_string();
-        let secret = info
-            .redis_settings()
-            .password()
-            .filter(|password| !password.is_empty())
-            .map(str::to_owned);
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timing.connect_timeout))
-            .set_response_timeout(Some(timing.operation_timeout));
+        let client = RedisTarget::open(spec, timing.connect_timeout, timing.operation_timeout)
+            .map_err(L2Error::InvalidUrl)?;
         let link = Arc::new(Link {
             client,
-            address,
-            secret,
-            config,
+            address: RedisTarget::address(spec),
+            secret: RedisTarget::password(spec),
             timing,
             state: Mutex::new(State::Connecting {
                 since: Instant::now(),
@@ -181,43 +170,26 @@ impl RedisTier {
             .map(|_| ())
     }
 
-    /// Removes every key matching the glob `pattern` (SCAN, then UNLINK in batches); how
-    /// many, or `None` when Redis could not be asked to the end.
-    pub(crate) async fn purge(&self, pattern: &str) -> Option<u64> {
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
-        loop {
-            let (next, keys) = self
-                .link
-                .run(|mut connection| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1_000)
-                        .query_async::<(u64, Vec<String>)>(&mut connection)
-                        .await
-                })
-                .await
-                .ok()?;
-            if !keys.is_empty() {
-                removed += self
-                    .link
-                    .run(|mut connection| async move {
-                        redis::cmd("UNLINK")
-                            .arg(&keys)
-                            .query_async::<u64>(&mut connection)
-                            .await
-                    })
+    /// Moves the generation counter under `key` from `seen` to `seen + 1`, unless another
+    /// instance already moved it; answers the generation now. `None` when Redis could not be
+    /// asked. One key: safe on a cluster, where a scan for keys to delete would not be.
+    pub(crate) async fn next_generation(&self, key: &str, seen: u64) -> Option<u64> {
+        let script = Script::new(
+            "local held = tonumber(redis.call('GET', KEYS[1]) or '0') \
+             if held == tonumber(ARGV[1]) then \
+               held = held + 1 redis.call('SET', KEYS[1], tostring(held)) end \
+             return held",
+        );
+        self.link
+            .run(|mut connection| async move {
+                script
+                    .key(key)
+                    .arg(seen)
+                    .invoke_async::<u64>(&mut connection)
                     .await
-                    .ok()?;
-            }
-            if next == 0 {
-                return Some(removed);
-            }
-            cursor = next;
-        }
+            })
+            .await
+            .ok()
     }
 
     /// Whether the last Redis operation (or connection attempt) succeeded.
@@ -338,7 +310,7 @@ impl Link {
     /// Redis (without waiting) while it is down; a failure marks it down.
     async fn run<T, F, Fut>(self: &Arc<Self>, operation: F) -> Result<T, L2Error>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(RedisConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let Some((connection, generation)) = self.checkout() else {
@@ -360,7 +332,7 @@ impl Link {
 
     /// The shared connection, or `None` while Redis is down. The first call after the back-off
     /// starts a reconnection in the background; no request waits for it.
-    fn checkout(self: &Arc<Self>) -> Option<(MultiplexedConnection, u64)> {
+    fn checkout(self: &Arc<Self>) -> Option<(RedisConnection, u64)> {
         let mut state = self.state();
         match &*state {
             State::Up {
@@ -403,9 +375,7 @@ impl Link {
     }
 
     async fn reconnect(link: Arc<Link>, generation: u64) {
-        let attempt = link
-            .client
-            .get_multiplexed_async_connection_with_config(&link.config);
+        let attempt = link.client.connect();
         let result = match tokio::time::timeout(link.timing.connect_timeout, attempt).await {
             Ok(Ok(connection)) => Ok(connection),
             Ok(Err(error)) => Err(L2Error::Redis(error)),
