@@ -1,16 +1,21 @@
-//! Where Redis is — one server (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`) — and
+//! Where Redis is — one server (`REDIS_URL`), a Redis Cluster (`REDIS_CLUSTER_NODES`), or a
+//! master that Redis Sentinel names (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`) — and
 //! one connection type for both, so every Redis user (the read cache, the bot's rate limits
 //! and sessions) runs unchanged on either.
 //!
 //! Every key we write is a key of its own and every script touches one key (`KEYS[1]`), so
 //! each command and script lands in one slot: nothing needs hash tags. The cluster connection
 //! follows `MOVED`/`ASK` redirections and re-reads the slot map when a replica is promoted.
+//! With Sentinel, each (re)connection asks the sentinels which server is the master now: a
+//! connection that fails after a failover is dropped by its user, and the next one goes to
+//! the promoted replica.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 /// Where Redis is, as configured.
@@ -20,6 +25,11 @@ pub enum RedisSpec {
     Single(String),
     /// `REDIS_CLUSTER_NODES`: some of the cluster's nodes (the rest are discovered).
     Cluster(Vec<String>),
+    /// `REDIS_SENTINELS` (as `redis://host:port` URLs) and `REDIS_SENTINEL_MASTER`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
 }
 
 /// A Redis client for a [`RedisSpec`].
@@ -27,6 +37,8 @@ pub enum RedisTarget {
     /// The client and its connect and response timeouts.
     Single(Client, Duration, Duration),
     Cluster(ClusterClient),
+    /// The sentinels, and the connect and response timeouts for the master they name.
+    Sentinel(tokio::sync::Mutex<SentinelClient>, Duration, Duration),
 }
 
 /// A connection to one server or to the cluster. Cheap to clone (both kinds multiplex).
@@ -61,6 +73,14 @@ impl RedisTarget {
                     .map(RedisTarget::Cluster)
                     .map_err(|error| error.kind())
             }
+            RedisSpec::Sentinel { sentinels, master } => SentinelClient::build(
+                sentinels.iter().map(String::as_str).collect(),
+                master.clone(),
+                None,
+                SentinelServerType::Master,
+            )
+            .map(|client| RedisTarget::Sentinel(tokio::sync::Mutex::new(client), connect, response))
+            .map_err(|error| error.kind()),
         }
     }
 
@@ -69,6 +89,7 @@ impl RedisTarget {
         let first = match spec {
             RedisSpec::Single(url) => Some(url.as_str()),
             RedisSpec::Cluster(nodes) => nodes.first().map(String::as_str),
+            RedisSpec::Sentinel { sentinels, .. } => sentinels.first().map(String::as_str),
         };
         let address = first
             .and_then(|url| Client::open(url).ok())
@@ -77,6 +98,7 @@ impl RedisTarget {
         match spec {
             RedisSpec::Single(_) => address,
             RedisSpec::Cluster(nodes) => format!("cluster {address} (+{} more)", nodes.len() - 1),
+            RedisSpec::Sentinel { master, .. } => format!("master {master} via sentinel {address}"),
         }
     }
 
@@ -85,6 +107,7 @@ impl RedisTarget {
         let first = match spec {
             RedisSpec::Single(url) => Some(url.as_str()),
             RedisSpec::Cluster(nodes) => nodes.first().map(String::as_str),
+            RedisSpec::Sentinel { sentinels, .. } => sentinels.first().map(String::as_str),
         }?;
         Client::open(first)
             .ok()?
@@ -111,6 +134,17 @@ impl RedisTarget {
                 .get_async_connection()
                 .await
                 .map(RedisConnection::Cluster),
+            RedisTarget::Sentinel(sentinels, connect, response) => {
+                // The master as the sentinels name it now.
+                let master = sentinels.lock().await.async_get_client().await?;
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(*connect))
+                    .set_response_timeout(Some(*response));
+                master
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(RedisConnection::Single)
+            }
         }
     }
 }

@@ -33,6 +33,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `REDIS_CLUSTER_NODES`: a Redis Cluster's nodes, instead of `REDIS_URL`.
     pub redis_cluster_nodes: Vec<String>,
+    /// `REDIS_SENTINELS` (as `redis://host:port`) and `REDIS_SENTINEL_MASTER`: the master
+    /// Redis Sentinel names, instead of `REDIS_URL`.
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
     pub cache_ttl_user: Duration,
     pub cache_ttl_payment: Duration,
     /// First part of every Redis key: deployments (or tests) sharing one Redis stay apart.
@@ -124,6 +128,8 @@ impl Config {
         starledger_projections::cache::CacheSettings {
             redis_url: self.redis_url.clone(),
             redis_cluster_nodes: self.redis_cluster_nodes.clone(),
+            redis_sentinels: self.redis_sentinels.clone(),
+            redis_sentinel_master: self.redis_sentinel_master.clone(),
             ttl_user: self.cache_ttl_user,
             ttl_balance: self.cache_ttl_user,
             ttl_payment: self.cache_ttl_payment,
@@ -210,6 +216,44 @@ impl Config {
                 "and REDIS_URL are both set: use one (the cluster's nodes, or one server)",
             ));
         }
+        let redis_sentinels: Vec<String> = env
+            .get("REDIS_SENTINELS")
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|node| !node.is_empty())
+                    .map(|node| format!("redis://{node}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let redis_sentinel_master = env
+            .get("REDIS_SENTINEL_MASTER")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if !redis_sentinels.is_empty() {
+            if redis_sentinels
+                .iter()
+                .any(|url| redis::Client::open(url.as_str()).is_err() || url.contains('@'))
+            {
+                return Err(problem(
+                    "REDIS_SENTINELS",
+                    "must be comma-separated host:port of Redis Sentinels",
+                ));
+            }
+            if redis_sentinel_master.is_empty() {
+                return Err(problem(
+                    "REDIS_SENTINEL_MASTER",
+                    "is required with REDIS_SENTINELS: the name of the master the sentinels watch",
+                ));
+            }
+            if redis_url.is_some() || !redis_cluster_nodes.is_empty() {
+                return Err(problem(
+                    "REDIS_SENTINELS",
+                    "and REDIS_URL or REDIS_CLUSTER_NODES are both set: use one",
+                ));
+            }
+        }
         let cache_ttl_user = env.seconds("CACHE_TTL_USER", 1800, 1..=86_400)?;
         let cache_ttl_payment = env.seconds("CACHE_TTL_PAYMENT", 900, 1..=86_400)?;
         let cache_key_prefix = env
@@ -235,6 +279,8 @@ impl Config {
             storage,
             redis_url,
             redis_cluster_nodes,
+            redis_sentinels,
+            redis_sentinel_master,
             cache_ttl_user,
             cache_ttl_payment,
             cache_key_prefix,
@@ -304,6 +350,24 @@ mod tests {
         assert_eq!(both.unwrap_err().variable, "REDIS_CLUSTER_NODES");
         let wrong = config(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000")]);
         assert_eq!(wrong.unwrap_err().variable, "REDIS_CLUSTER_NODES");
+    }
+
+    #[test]
+    fn sentinels_need_the_masters_name_and_stand_alone() {
+        let sentinels = ("REDIS_SENTINELS", "10.0.0.1:26379,10.0.0.2:26379");
+        let watched = ("REDIS_SENTINEL_MASTER", "shop");
+        let found = config(&[sentinels, watched]).unwrap();
+        assert!(matches!(
+            found.cache_settings().redis_spec(),
+            Some(starledger_projections::redis_target::RedisSpec::Sentinel { ref sentinels, ref master })
+                if sentinels.len() == 2 && master == "shop"
+        ));
+        assert_eq!(
+            config(&[sentinels]).unwrap_err().variable,
+            "REDIS_SENTINEL_MASTER"
+        );
+        let both = config(&[sentinels, watched, ("REDIS_URL", "redis://10.0.0.9:6379")]);
+        assert_eq!(both.unwrap_err().variable, "REDIS_SENTINELS");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod money_rules;
 mod purchases;
 mod recharges;
 mod restore;
+mod sentinel;
 #[path = "../support/mod.rs"]
 #[allow(dead_code)] // each test binary uses its own part of the shared support
 mod support;

@@ -156,8 +156,8 @@ pub async fn try_launch(
     for (name, value) in settings {
         vars.insert((*name).into(), value.clone());
     }
-    // A test on a Redis Cluster: instead of the plain Redis, not beside it.
-    if vars.contains_key("REDIS_CLUSTER_NODES") {
+    // A test on a Redis Cluster or Sentinel: instead of the plain Redis, not beside it.
+    if vars.contains_key("REDIS_CLUSTER_NODES") || vars.contains_key("REDIS_SENTINELS") {
         vars.remove("REDIS_URL");
     }
     let env = Env(move |name: &str| vars.get(name).cloned());

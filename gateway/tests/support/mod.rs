@@ -14,5 +14,6 @@
 pub mod app;
 pub mod fragment;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod shop;
 pub mod toncenter;

@@ -101,6 +101,10 @@ pub struct CacheSettings {
     pub redis_url: Option<String>,
     /// Nodes of a Redis Cluster, used instead of `redis_url` when not empty.
     pub redis_cluster_nodes: Vec<String>,
+    /// Redis Sentinels (`redis://host:port`) and the name of the master they watch, used
+    /// instead of `redis_url` when not empty.
+    pub redis_sentinels: Vec<String>,
+    pub redis_sentinel_master: String,
     /// TTL of cached user profiles (seed: 30 minutes).
     pub ttl_user: Duration,
     /// TTL of cached balances (seed: 30 minutes; the seed caches balances with the user TTL).
@@ -123,6 +127,11 @@ impl CacheSettings {
         use crate::redis_target::RedisSpec;
         if !self.redis_cluster_nodes.is_empty() {
             Some(RedisSpec::Cluster(self.redis_cluster_nodes.clone()))
+        } else if !self.redis_sentinels.is_empty() {
+            Some(RedisSpec::Sentinel {
+                sentinels: self.redis_sentinels.clone(),
+                master: self.redis_sentinel_master.clone(),
+            })
         } else {
             self.redis_url.clone().map(RedisSpec::Single)
         }
@@ -134,6 +143,8 @@ impl Default for CacheSettings {
         CacheSettings {
             redis_url: None,
             redis_cluster_nodes: Vec::new(),
+            redis_sentinels: Vec::new(),
+            redis_sentinel_master: String::new(),
             ttl_user: Duration::from_secs(1800),
             ttl_balance: Duration::from_secs(1800),
             ttl_payment: Duration::from_secs(900),
