@@ -89,6 +89,13 @@ impl Application {
     /// Opens everything and binds the port (`WEBHOOK_PORT=0` picks a free one).
     pub async fn build(config: Config, server: ServerConfig) -> Result<Self, StartError> {
         let databases = storage::open(&config.storage, CommitMode::default()).await?;
+        // Projection reads on a standby, if one is configured; everything else on the primary.
+        let replica = match (&config.database_read_url, &config.storage) {
+            (Some(url), crate::config::Storage::Postgres { pool_size, .. }) => {
+                Some(storage::open_replica(url, *pool_size).await?)
+            }
+            _ => None,
+        };
         let (events, read) = (databases.events, databases.read);
         let address = format!("{}:{}", server.host, server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartError::Bind {
@@ -166,7 +173,10 @@ impl Application {
             ledger,
             events: events.clone(),
             read: read.clone(),
-            queries: Queries::new(read.clone(), cache),
+            queries: match replica {
+                Some(replica) => Queries::new(read.clone(), cache).with_replica(replica),
+                None => Queries::new(read.clone(), cache),
+            },
             projections: runner.progress(),
             provider,
             settlement,

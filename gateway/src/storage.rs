@@ -27,6 +27,13 @@ pub struct Databases {
     pub read: Arc<dyn ReadStore>,
 }
 
+/// The read models on a streaming standby (`DATABASE_READ_URL`), for queries only: it is
+/// read-only, so nothing there is created or migrated.
+pub async fn open_replica(url: &str, pool_size: u32) -> Result<Arc<dyn ReadStore>, OpenError> {
+    let pool = postgres::connect_pool(url, pool_size).await?;
+    Ok(Arc::new(PgReadStore::new(pool)))
+}
+
 /// Creates or upgrades the schema: the event log by migrations, the read-model tables by the
 /// projections code.
 pub async fn migrate(storage: &Storage) -> Result<(), OpenError> {

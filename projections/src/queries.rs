@@ -4,21 +4,81 @@
 //! passes the position of its events as `at_least`: a cached row older than that is skipped
 //! for the database, which the caller has already waited to reach (`Runner::wait_for`), so a
 //! reply after "buy" shows the new balance.
+//!
+//! With a read replica (`DATABASE_READ_URL`, a streaming standby), the database reads go to
+//! it: plain reads at once, a read that must reach `at_least` once the standby's projection
+//! checkpoints show it has replayed that far — waiting up to [`REPLICA_WAIT`] — and to the
+//! primary when it has not by then. Refreshes after an acknowledged write read the primary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cache::ReadCache;
 use crate::rows::{BalanceRow, TransactionRow, UserRow};
 use crate::store::{HistoryPage, ReadError, ReadStore};
 
+/// How long a read that must reach a position waits for the replica before it asks the
+/// primary.
+pub const REPLICA_WAIT: Duration = Duration::from_millis(250);
+
 pub struct Queries {
+    /// The primary's read models.
     read: Arc<dyn ReadStore>,
+    /// A streaming standby's copy of them, if configured.
+    replica: Option<Arc<dyn ReadStore>>,
     cache: Arc<ReadCache>,
 }
 
 impl Queries {
     pub fn new(read: Arc<dyn ReadStore>, cache: Arc<ReadCache>) -> Self {
-        Self { read, cache }
+        Self {
+            read,
+            replica: None,
+            cache,
+        }
+    }
+
+    /// Reads served by `replica` where it has caught up (see the module documentation).
+    pub fn with_replica(mut self, replica: Arc<dyn ReadStore>) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Where a read that must reflect `at_least` goes: the replica once it has replayed that
+    /// far (every projection's checkpoint there), else the primary.
+    async fn source(&self, at_least: Option<u64>) -> &Arc<dyn ReadStore> {
+        let Some(replica) = &self.replica else {
+            return &self.read;
+        };
+        let Some(wanted) = at_least else {
+            return replica;
+        };
+        let started = tokio::time::Instant::now();
+        loop {
+            let reached = replica
+                .checkpoints()
+                .await
+                .ok()
+                .and_then(|checkpoints| {
+                    crate::model::Table::ALL
+                        .iter()
+                        .map(|table| {
+                            checkpoints
+                                .iter()
+                                .find(|c| c.name == table.name())
+                                .map_or(0, |c| c.position)
+                        })
+                        .min()
+                })
+                .unwrap_or(0);
+            if reached >= wanted {
+                return replica;
+            }
+            if started.elapsed() >= REPLICA_WAIT {
+                return &self.read;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn cache(&self) -> &Arc<ReadCache> {
@@ -34,14 +94,14 @@ impl Queries {
     ) -> Result<Option<BalanceRow>, ReadError> {
         // A write to this balance seen in the log (from any instance) raises the floor.
         let at_least = at_least.max(self.cache.required_balance(user_id).await);
-        let read = &self.read;
+        let read = self.source(None).await;
         let cached = self
             .cache
             .balance(user_id, || read.balance(user_id))
             .await?;
         match (cached, at_least) {
             (Some(row), Some(wanted)) if row.position < wanted => {
-                let fresh = self.read.balance(user_id).await?;
+                let fresh = self.source(Some(wanted)).await.balance(user_id).await?;
                 if let Some(fresh) = &fresh {
                     self.cache.store_balance(fresh).await;
                 }
@@ -67,11 +127,11 @@ impl Queries {
     }
 
     pub async fn user(&self, user_id: i64) -> Result<Option<UserRow>, ReadError> {
-        let read = &self.read;
+        let read = self.source(None).await;
         let cached = self.cache.user(user_id, || read.user(user_id)).await?;
         match (cached, self.cache.required_user(user_id).await) {
             (Some(row), Some(wanted)) if row.position < wanted => {
-                let fresh = self.read.user(user_id).await?;
+                let fresh = self.source(Some(wanted)).await.user(user_id).await?;
                 if let Some(fresh) = &fresh {
                     self.cache.store_user(fresh).await;
                 }
@@ -83,19 +143,24 @@ impl Queries {
 
     /// The recharge behind a Heleket invoice.
     pub async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
-        let read = &self.read;
+        let read = self.source(None).await;
         self.cache
             .payment(invoice_uuid, || read.payment(invoice_uuid))
             .await
     }
 
     /// History is paged straight from the database: pages are not reused enough to cache.
+    /// With `at_least`, from a database that has reached it.
     pub async fn history(
         &self,
         user_id: i64,
         before: Option<u64>,
         limit: u32,
+        at_least: Option<u64>,
     ) -> Result<HistoryPage, ReadError> {
-        self.read.history(user_id, before, limit).await
+        self.source(at_least)
+            .await
+            .history(user_id, before, limit)
+            .await
     }
 }

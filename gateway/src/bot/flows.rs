@@ -412,7 +412,7 @@ async fn history(turn: &Turn<'_>, before: Option<u64>) -> Outcome {
     let page = match turn
         .state()
         .queries
-        .history(turn.user.get(), before, HISTORY_PAGE)
+        .history(turn.user.get(), before, HISTORY_PAGE, None)
         .await
     {
         Ok(page) => page,

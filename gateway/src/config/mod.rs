@@ -31,6 +31,9 @@ pub struct Config {
     pub storage: Storage,
     /// Redis for the shared cache; `None` caches in process only.
     pub redis_url: Option<String>,
+    /// `DATABASE_READ_URL`: a streaming standby of the PostgreSQL primary, for projection
+    /// reads (balances, profiles, history); commands, projectors and leases stay on the primary.
+    pub database_read_url: Option<String>,
     /// `REDIS_CLUSTER_NODES`: a Redis Cluster's nodes, instead of `REDIS_URL`.
     pub redis_cluster_nodes: Vec<String>,
     /// `REDIS_SENTINELS` (as `redis://host:port`) and `REDIS_SENTINEL_MASTER`: the master
@@ -181,6 +184,21 @@ impl Config {
         })?;
         let pricing = StarPricing::new(price_per_star, markup)
             .map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
+        let database_read_url = match env.get("DATABASE_READ_URL") {
+            None => None,
+            Some(url)
+                if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                    && matches!(storage, Storage::Postgres { .. }) =>
+            {
+                Some(url)
+            }
+            Some(_) => {
+                return Err(problem(
+                    "DATABASE_READ_URL",
+                    "must be a postgres:// URL of a standby of the PostgreSQL DATABASE_URL",
+                ))
+            }
+        };
         let redis_url = match env.get("REDIS_URL") {
             None => None,
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
@@ -277,6 +295,7 @@ impl Config {
         }
         Ok(Config {
             storage,
+            database_read_url,
             redis_url,
             redis_cluster_nodes,
             redis_sentinels,
@@ -350,6 +369,24 @@ mod tests {
         assert_eq!(both.unwrap_err().variable, "REDIS_CLUSTER_NODES");
         let wrong = config(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7000")]);
         assert_eq!(wrong.unwrap_err().variable, "REDIS_CLUSTER_NODES");
+    }
+
+    #[test]
+    fn a_read_replica_goes_with_a_postgres_primary() {
+        let primary = ("DATABASE_URL", "postgres://u@primary/db");
+        let standby = ("DATABASE_READ_URL", "postgres://u@standby/db");
+        let both = config(&[primary, standby]).unwrap();
+        assert_eq!(
+            both.database_read_url.as_deref(),
+            Some("postgres://u@standby/db")
+        );
+        // Not without a PostgreSQL primary, and not anything but PostgreSQL.
+        assert_eq!(
+            config(&[standby]).unwrap_err().variable,
+            "DATABASE_READ_URL"
+        );
+        let wrong = config(&[primary, ("DATABASE_READ_URL", "mysql://standby/db")]);
+        assert_eq!(wrong.unwrap_err().variable, "DATABASE_READ_URL");
     }
 
     #[test]

@@ -273,18 +273,14 @@ async fn transactions(
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
-    reach(
-        &state,
-        &deadline,
-        position("min_position", query.min_position)?,
-    )
-    .await?;
+    let min_position = position("min_position", query.min_position)?;
+    reach(&state, &deadline, min_position).await?;
     if state.queries.user(user.get()).await?.is_none() {
         return Err(unknown_user());
     }
     let page = state
         .queries
-        .history(user.get(), query.cursor, limit)
+        .history(user.get(), query.cursor, limit, min_position)
         .await?;
     let items: Vec<Value> = page.transactions.iter().map(transaction_json).collect();
     Ok(HttpResponse::Ok().json(json!({"transactions": items, "next_cursor": page.next_cursor})))

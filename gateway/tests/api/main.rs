@@ -13,6 +13,7 @@ mod live_heleket;
 mod money_rules;
 mod purchases;
 mod recharges;
+mod replica;
 mod restore;
 mod sentinel;
 #[path = "../support/mod.rs"]

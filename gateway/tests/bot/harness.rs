@@ -110,7 +110,7 @@ impl BotApp {
         let page = self
             .state
             .queries
-            .history(user, None, 200)
+            .history(user, None, 200, None)
             .await
             .expect("history");
         page.transactions

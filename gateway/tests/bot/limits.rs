@@ -81,7 +81,12 @@ async fn rate_limits_refuse_past_the_configured_numbers_politely() {
     fake.text(FOX, "Invoice for 1 TON").await;
     fake.text(FOX, "Invoice for 2 TON").await;
     assert_eq!(fake.count(FOX, "Invoice for 3 TON"), 0);
-    let history = app.state.queries.history(FOX, None, 50).await.unwrap();
+    let history = app
+        .state
+        .queries
+        .history(FOX, None, 50, None)
+        .await
+        .unwrap();
     assert_eq!(
         history.transactions.len(),
         2,

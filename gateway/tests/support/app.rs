@@ -59,6 +59,28 @@ impl Database {
         }
     }
 
+    /// A database of its own on the PostgreSQL server at `server_url` (a primary a test
+    /// started), with the usual Redis prefix; also its name, to find it on a standby.
+    pub async fn on_server(server_url: &str) -> (Self, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut vars = HashMap::new();
+        let (server, name, database_url) = testing::create_database(server_url).await;
+        vars.insert("DATABASE_URL".into(), database_url);
+        if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
+            vars.insert("REDIS_URL".into(), redis);
+            vars.insert(
+                "CACHE_KEY_PREFIX".into(),
+                format!("test_{}", uuid::Uuid::new_v4().simple()),
+            );
+        }
+        let database = Self {
+            vars,
+            postgres: Some((server, name.clone())),
+            _dir: dir,
+        };
+        (database, name)
+    }
+
     /// A backup of this database as it is now, restored into a database of its own (pg_dump
     /// and pg_restore, or SQLite's `VACUUM INTO`), behind the same Redis prefix: what an
     /// operator restoring a backup gets.

@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod fragment;
+pub mod pg_standby;
 pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod shop;

@@ -1,0 +1,122 @@
+//! Projection reads on a PostgreSQL streaming standby (issue 15, point 3): `DATABASE_READ_URL`
+//! sends reads to it, commands and projectors stay on the primary. With the standby's replay
+//! paused, no read goes backwards, and a read with `min_position` still shows the write (the
+//! primary answers once the standby has not caught up in time).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::support::app::Database;
+use crate::support::pg_standby::{self, PgStandby};
+
+fn on_standby(standby: &PgStandby, database: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &standby.standby_port.to_string()])
+        .args(["-U", "postgres", "-d", database, "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+async fn history(app: &TestApp, query: &str) -> Vec<Value> {
+    let response = app
+        .get(&format!("/v1/users/5901/transactions{query}"), SERVICE_KEY)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["transactions"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_sees_the_write() {
+    if !pg_standby::available() {
+        return;
+    }
+    let standby = tokio::task::spawn_blocking(PgStandby::start).await.unwrap();
+    let (database, name) = Database::on_server(&standby.primary_url()).await;
+    // The standby has the new database once it replayed its creation.
+    let started = Instant::now();
+    while on_standby(&standby, &name, "select 1") != "1" {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the standby never got the database"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let read_url = format!(
+        "postgres://postgres@127.0.0.1:{}/{name}",
+        standby.standby_port
+    );
+    let app = spawn_app_on(
+        database,
+        Options {
+            vars: vec![("DATABASE_READ_URL", read_url)],
+        },
+    )
+    .await;
+    app.funded_user(5901, "10").await;
+    // The standby catches up with what was written so far.
+    let head = app.log_length().await;
+    let started = Instant::now();
+    loop {
+        let reached: u64 = on_standby(
+            &standby,
+            &name,
+            "select coalesce(min(position), 0) from projection_checkpoints where name in ('users', 'balances', 'transactions')",
+        )
+        .parse()
+        .unwrap_or(0);
+        if reached >= head {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = history(&app, "").await.len();
+
+    // Replay stops on the standby; a write lands on the primary.
+    assert_eq!(
+        on_standby(&standby, &name, "select pg_wal_replay_pause()"),
+        ""
+    );
+    let recharge = app.recharge(5901, "1").await;
+    let paid = app
+        .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
+        .await;
+    assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+    let position = app.log_length().await;
+
+    // Plain reads go to the standby: its history does not have the write yet.
+    assert_eq!(
+        history(&app, "").await.len(),
+        before,
+        "plain history is the standby's"
+    );
+    // A read that must reach the write gets it from the primary.
+    let seen = history(&app, &format!("?min_position={position}")).await;
+    assert_eq!(seen.len(), before + 1, "{seen:?}");
+    // The balance, read plainly again and again, never goes back to before the write.
+    for _ in 0..20 {
+        assert_eq!(app.balance(5901).await["available"], "11");
+    }
+
+    // Replay resumes: plain reads catch up.
+    on_standby(&standby, &name, "select pg_wal_replay_resume()");
+    let started = Instant::now();
+    while history(&app, "").await.len() != before + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the standby never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+    drop(standby);
+}
