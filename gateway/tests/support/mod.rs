@@ -16,5 +16,6 @@ pub mod fragment;
 pub mod pg_standby;
 pub mod redis_cluster;
 pub mod redis_sentinel;
+pub mod servers;
 pub mod shop;
 pub mod toncenter;

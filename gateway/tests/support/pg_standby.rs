@@ -3,10 +3,11 @@
 //! `pg_basebackup -R` for the standby, both started with Debian's server binaries on free
 //! loopback ports as the `postgres` user, and stopped (immediately) when this is dropped.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::servers::free_port;
 
 pub struct PgStandby {
     pub primary_port: u16,
@@ -41,13 +42,6 @@ pub fn available() -> bool {
         eprintln!("PostgreSQL server binaries not found: the read replica test is skipped");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Runs a server binary as `postgres`.

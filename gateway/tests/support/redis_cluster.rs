@@ -5,7 +5,9 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::servers::{redis_cli as cli, wait_until};
 
 /// A running cluster.
 pub struct RedisCluster {
@@ -40,23 +42,6 @@ fn free_port(taken: &[u16]) -> u16 {
         if TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

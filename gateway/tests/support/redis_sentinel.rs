@@ -3,9 +3,10 @@
 //! a child process killed when this is dropped (or by the test, to make the sentinels promote
 //! the replica).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::servers::{free_port, redis_cli as cli, wait_until};
 
 /// The name the sentinels know the master by.
 pub const MASTER_NAME: &str = "starledger-test";
@@ -16,30 +17,6 @@ pub struct RedisSentinel {
     pub sentinels: Vec<u16>,
     servers: Vec<(u16, Option<Child>)>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn spawn(args: &[String]) -> Child {
