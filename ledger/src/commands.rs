@@ -245,6 +245,19 @@ impl Ledger {
         });
     }
 
+    /// Applies to `slot` the events of its stream it does not have yet (written by another
+    /// process); whether there were any.
+    async fn catch_up(&self, stream: &StreamId, slot: &mut Slot) -> Result<bool, CommandError> {
+        let newer = self
+            .store
+            .read_stream(stream.as_str(), slot.version)
+            .await?;
+        for recorded in &newer {
+            slot.apply(recorded.event_id, &decode(recorded)?);
+        }
+        Ok(!newer.is_empty())
+    }
+
     async fn load(&self, stream: &StreamId, slot: &mut Slot) -> Result<(), CommandError> {
         let events = self.store.read_stream(stream.as_str(), 0).await?;
         let mut fresh = Slot::default();
@@ -294,6 +307,7 @@ impl Ledger {
         let slot = self.slot(&stream);
 
         let mut conflicts = 0;
+        let mut caught_up = false;
         let duplicate_deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
         while conflicts < MAX_ATTEMPTS {
             // Declared before the lock guard below, so that if this future is dropped while
@@ -321,7 +335,22 @@ impl Ledger {
                     drop(slot);
                     return self.replay(&stream, &command, context).await;
                 }
-                let events = decide(user, &slot.account, &command)?;
+                let events = match decide(user, &slot.account, &command) {
+                    Ok(events) => events,
+                    // Refused on this process's copy of the account. Another instance may
+                    // have written since (a top-up, the recharge a webhook settles): a refusal
+                    // is given only on the account as the log has it now. An acceptance needs
+                    // no such look: its append checks the version and conflicts if stale.
+                    Err(rejection) if !caught_up => {
+                        caught_up = true;
+                        if self.catch_up(&stream, &mut slot).await? {
+                            drop(slot);
+                            continue;
+                        }
+                        return Err(rejection.into());
+                    }
+                    Err(rejection) => return Err(rejection.into()),
+                };
                 debug_assert!(events.len() <= MAX_EVENTS_PER_COMMAND);
                 let ids: Vec<EventId> = (0..events.len())
                     .map(|i| context.idempotency_key.event_id(&stream, i))

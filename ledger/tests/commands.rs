@@ -413,7 +413,44 @@ async fn a_stale_instance_cannot_fail_a_paid_order_without_force(backend: &Backe
     assert!(report.is_sound(), "{:?}", report.findings);
 }
 
+/// Two processes on one log: B has the account loaded from before A's top-up. B's refusal
+/// would be a wrong answer ("insufficient funds" with money on the account, "unknown
+/// recharge" for one A recorded), so B catches up from the log before it refuses.
+async fn a_stale_instance_catches_up_before_it_refuses(backend: &Backend) {
+    let store = backend.open(CommitMode::default()).await;
+    let (a, b) = (Ledger::new(store.clone()), Ledger::new(store.clone()));
+    let alice = user(1);
+    a.execute(alice, register(), &context("reg")).await.unwrap();
+    // B loads the account now: registered, nothing on it.
+    assert!(b.account(alice).await.unwrap().available.is_zero());
+    // A tops it up.
+    a.execute(alice, request_recharge(alice, "r1", "10"), &context("req"))
+        .await
+        .unwrap();
+    a.execute(alice, settle(alice, "r1", "10"), &context("paid"))
+        .await
+        .unwrap();
+    // B is asked to buy with it: accepted, on the account as the log has it.
+    let bought = b
+        .execute(alice, purchase(alice, "p1", "4"), &context("api:p1"))
+        .await;
+    assert!(bought.is_ok(), "{bought:?}");
+    // And a refusal that stands after catching up is still a refusal.
+    let too_much = b
+        .execute(alice, purchase(alice, "p2", "7"), &context("api:p2"))
+        .await;
+    assert!(
+        matches!(
+            too_much,
+            Err(CommandError::Rejected(Rejection::InsufficientFunds { .. }))
+        ),
+        "{too_much:?}"
+    );
+    assert!(audit(store.as_ref()).await.is_sound());
+}
+
 on_every_backend!(
+    a_stale_instance_catches_up_before_it_refuses,
     a_stale_instance_cannot_fail_a_paid_order_without_force,
     a_small_account_cache_evicts_and_reloads_correctly,
     concurrent_duplicates_execute_once,
