@@ -78,6 +78,10 @@ struct Ledger {
 pub struct SandboxFragment {
     price_per_star: Decimal,
     world: Mutex<Ledger>,
+    /// Names this sandbox's orders apart from every other's: a request id, like Fragment's,
+    /// must never come back (the transactions table keeps them unique), and another process
+    /// or a restart starts counting again.
+    run: String,
 }
 
 impl SandboxFragment {
@@ -89,6 +93,7 @@ impl SandboxFragment {
                 balance,
                 ..Ledger::default()
             }),
+            run: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         }
     }
 
@@ -176,7 +181,7 @@ impl StarsMarket for SandboxFragment {
             .ok_or_else(|| MarketError::BadResponse("sandbox price out of range".into()))?;
         let mut world = self.world();
         world.next_order += 1;
-        let request_id = format!("sandbox-req-{}", world.next_order);
+        let request_id = format!("sandbox-req-{}-{}", self.run, world.next_order);
         let reference = body::comment_payload(&format!(
             "{} Telegram Stars (sandbox)\n\nRef#{request_id}",
             stars.get()
