@@ -358,6 +358,14 @@ impl Server {
         tail(&self.stderr)
     }
 
+    /// Whether the process's stderr (its log) has a line containing every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        std::fs::read_to_string(&self.stderr)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+    }
+
     /// Panics (with the process's stderr) if `serve` has exited.
     pub fn assert_running(&mut self) {
         if let Some(status) = self.child().try_wait().expect("try_wait") {
