@@ -32,6 +32,17 @@ pub enum RedisSpec {
     },
 }
 
+impl RedisSpec {
+    /// The one URL, or the first node's or sentinel's: what logs name.
+    fn first_url(&self) -> Option<&str> {
+        match self {
+            RedisSpec::Single(url) => Some(url.as_str()),
+            RedisSpec::Cluster(nodes) => nodes.first().map(String::as_str),
+            RedisSpec::Sentinel { sentinels, .. } => sentinels.first().map(String::as_str),
+        }
+    }
+}
+
 /// A Redis client for a [`RedisSpec`].
 pub enum RedisTarget {
     /// The client and its connect and response timeouts.
@@ -86,12 +97,8 @@ impl RedisTarget {
 
     /// `host:port` (the first node, for a cluster), for log lines: never the URL.
     pub fn address(spec: &RedisSpec) -> String {
-        let first = match spec {
-            RedisSpec::Single(url) => Some(url.as_str()),
-            RedisSpec::Cluster(nodes) => nodes.first().map(String::as_str),
-            RedisSpec::Sentinel { sentinels, .. } => sentinels.first().map(String::as_str),
-        };
-        let address = first
+        let address = spec
+            .first_url()
             .and_then(|url| Client::open(url).ok())
             .map(|client| client.get_connection_info().addr().to_string())
             .unwrap_or_else(|| "redis".to_owned());
@@ -104,12 +111,7 @@ impl RedisTarget {
 
     /// The password in the address, if any, so it can be blanked out of error texts.
     pub fn password(spec: &RedisSpec) -> Option<String> {
-        let first = match spec {
-            RedisSpec::Single(url) => Some(url.as_str()),
-            RedisSpec::Cluster(nodes) => nodes.first().map(String::as_str),
-            RedisSpec::Sentinel { sentinels, .. } => sentinels.first().map(String::as_str),
-        }?;
-        Client::open(first)
+        Client::open(spec.first_url()?)
             .ok()?
             .get_connection_info()
             .redis_settings()

@@ -125,6 +125,24 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// `redis://…` or `rediss://…`.
+fn is_redis_url(url: &str) -> bool {
+    url.starts_with("redis://") || url.starts_with("rediss://")
+}
+
+/// The entries of a comma-separated setting, trimmed, empty ones left out.
+fn entries<F: Fn(&str) -> Option<String>>(env: &Env<F>, variable: &str) -> Vec<String> {
+    env.get(variable)
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Config {
     /// The cache settings: the seed's TTLs (balances share the user TTL, as in the seed).
     pub fn cache_settings(&self) -> starledger_projections::cache::CacheSettings {
@@ -201,7 +219,7 @@ impl Config {
         };
         let redis_url = match env.get("REDIS_URL") {
             None => None,
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
+            Some(url) if is_redis_url(&url) => Some(url),
             Some(_) => {
                 return Err(problem(
                     "REDIS_URL",
@@ -209,20 +227,8 @@ impl Config {
                 ))
             }
         };
-        let redis_cluster_nodes: Vec<String> = env
-            .get("REDIS_CLUSTER_NODES")
-            .map(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|node| !node.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if redis_cluster_nodes
-            .iter()
-            .any(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
-        {
+        let redis_cluster_nodes = entries(env, "REDIS_CLUSTER_NODES");
+        if !redis_cluster_nodes.iter().all(|node| is_redis_url(node)) {
             return Err(problem(
                 "REDIS_CLUSTER_NODES",
                 "must be comma-separated redis:// or rediss:// URLs of cluster nodes",
@@ -234,16 +240,10 @@ impl Config {
                 "and REDIS_URL are both set: use one (the cluster's nodes, or one server)",
             ));
         }
-        let redis_sentinels: Vec<String> = env
-            .get("REDIS_SENTINELS")
-            .map(|text| {
-                text.split(',')
-                    .map(str::trim)
-                    .filter(|node| !node.is_empty())
-                    .map(|node| format!("redis://{node}"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let redis_sentinels: Vec<String> = entries(env, "REDIS_SENTINELS")
+            .iter()
+            .map(|node| format!("redis://{node}"))
+            .collect();
         let redis_sentinel_master = env
             .get("REDIS_SENTINEL_MASTER")
             .unwrap_or_default()

@@ -358,21 +358,13 @@ impl ReadCache {
         let generation = match redis.get_text(&generation_key).await {
             Some(text) => text.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0),
             None => {
-                self.set_history(&base);
-                self.history_checked.store(false, Ordering::SeqCst);
-                tracing::warn!(
-                    "cannot check which history Redis holds; not using it until it can be checked"
-                );
+                self.hold_off_redis(&base, "cannot check which history Redis holds");
                 return Ok(());
             }
         };
         let name = generation_name(&base, generation);
-        let Some(remembered) = redis.get_text(&format!("{prefix}:{name}:watermark")).await else {
-            self.set_history(&name);
-            self.history_checked.store(false, Ordering::SeqCst);
-            tracing::warn!(
-                "cannot check which history Redis holds; not using it until it can be checked"
-            );
+        let Some(remembered) = redis.get_text(&self.watermark_key(&name)).await else {
+            self.hold_off_redis(&name, "cannot check which history Redis holds");
             return Ok(());
         };
         let foreign = match remembered.as_deref().and_then(|text| text.split_once(':')) {
@@ -393,11 +385,7 @@ impl ReadCache {
             // Rows of another history (a backup restored over the one Redis holds): a new
             // generation of the namespace, so none of them is read; they expire by their TTL.
             let Some(next) = redis.next_generation(&generation_key, generation).await else {
-                self.set_history(&name);
-                self.history_checked.store(false, Ordering::SeqCst);
-                tracing::warn!(
-                    "cannot leave another history's cached rows behind; not using Redis yet"
-                );
+                self.hold_off_redis(&name, "cannot leave another history's cached rows behind");
                 return Ok(());
             };
             tracing::warn!(
@@ -419,7 +407,7 @@ impl ReadCache {
             return;
         }
         if let Some(redis) = self.l2() {
-            let key = format!("{}:{history}:watermark", self.settings.key_prefix);
+            let key = self.watermark_key(&history);
             if redis
                 .raise_watermark(&key, position, &watermark(position, hash))
                 .await
@@ -439,7 +427,7 @@ impl ReadCache {
             return;
         }
         if let Some(redis) = self.l2() {
-            let key = format!("{}:{history}:watermark", self.settings.key_prefix);
+            let key = self.watermark_key(&history);
             let position = redis.get_text(&key).await.flatten().and_then(|text| {
                 text.split_once(':')
                     .and_then(|(p, _)| p.parse::<u64>().ok())
@@ -456,6 +444,19 @@ impl ReadCache {
     fn may_write_redis(&self, position: u64) -> bool {
         self.history_name().is_empty()
             || position <= self.marked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Names the history `name` but keeps Redis unused until a later check succeeds.
+    fn hold_off_redis(&self, name: &str, why: &str) {
+        self.set_history(name);
+        self.history_checked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        tracing::warn!("{why}; not using Redis until it can be checked");
+    }
+
+    /// `{prefix}:{history}:watermark`.
+    fn watermark_key(&self, history: &str) -> String {
+        format!("{}:{history}:watermark", self.settings.key_prefix)
     }
 
     fn set_history(&self, name: &str) {
