@@ -6,15 +6,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::helpers::*;
 use crate::support::redis_cluster::{self, RedisCluster};
-
-async fn readyz(app: &TestApp) -> Value {
-    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
-    response.json().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_redis_cluster_the_cache_lives_there_and_outlives_a_master() {
@@ -45,7 +39,7 @@ async fn on_a_redis_cluster_the_cache_lives_there_and_outlives_a_master() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(readyz(&app).await["redis"], "ok");
+    assert_eq!(app.readyz().await["redis"], "ok");
 
     // Traffic, and a master killed in the middle of it.
     let victim = cluster.masters()[0];
@@ -54,11 +48,7 @@ async fn on_a_redis_cluster_the_cache_lives_there_and_outlives_a_master() {
         if round == 4 {
             cluster.kill(victim);
         }
-        let recharge = app.recharge(5701, "1").await;
-        let paid = app
-            .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
-            .await;
-        assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+        app.top_up(5701, "1").await;
         acknowledged += 1;
         let balance = app.balance(5701).await;
         assert_eq!(
@@ -82,7 +72,7 @@ async fn on_a_redis_cluster_the_cache_lives_there_and_outlives_a_master() {
     let started = Instant::now();
     loop {
         let _ = app.balance(5701).await;
-        let ready = readyz(&app).await;
+        let ready = app.readyz().await;
         if ready["redis"] == "ok" {
             assert_eq!(ready["status"], "ready", "{ready}");
             break;

@@ -174,11 +174,22 @@ impl TestApp {
     /// A registered user with `amount` credited through a sandbox payment.
     pub async fn funded_user(&self, user: i64, amount: &str) {
         self.register(user).await;
+        self.top_up(user, amount).await;
+    }
+
+    /// A recharge of `amount`, paid with a signed sandbox webhook the app answered `recorded`.
+    pub async fn top_up(&self, user: i64, amount: &str) {
         let recharge = self.recharge(user, amount).await;
         let paid = self
             .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
             .await;
         assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+    }
+
+    /// `GET /readyz`'s body.
+    pub async fn readyz(&self) -> Value {
+        let response = self.http.get(self.url("/readyz")).send().await.unwrap();
+        response.json().await.unwrap()
     }
 
     /// Posts a raw body to the Heleket webhook endpoint.

@@ -86,11 +86,7 @@ async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_see
         on_standby(&standby, &name, "select pg_wal_replay_pause()"),
         ""
     );
-    let recharge = app.recharge(5901, "1").await;
-    let paid = app
-        .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
-        .await;
-    assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+    app.top_up(5901, "1").await;
     let position = app.log_length().await;
 
     // Plain reads go to the standby: its history does not have the write yet.

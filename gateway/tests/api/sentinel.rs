@@ -5,16 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::helpers::*;
 use crate::support::redis_cluster;
 use crate::support::redis_sentinel::{RedisSentinel, MASTER_NAME};
-
-async fn readyz(app: &TestApp) -> Value {
-    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
-    response.json().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_sentinel_the_app_follows_a_promoted_replica() {
@@ -51,11 +44,7 @@ async fn with_sentinel_the_app_follows_a_promoted_replica() {
         if round == 2 {
             redis.kill(old);
         }
-        let recharge = app.recharge(5801, "1").await;
-        let paid = app
-            .pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
-            .await;
-        assert_eq!(paid["endpoint_answer"]["result"], "recorded", "{paid}");
+        app.top_up(5801, "1").await;
         acknowledged += 1;
         let balance = app.balance(5801).await;
         assert_eq!(
@@ -74,13 +63,11 @@ async fn with_sentinel_the_app_follows_a_promoted_replica() {
     // The app follows the promotion: its rows land on the new master, /readyz says ok.
     let started = Instant::now();
     loop {
-        let recharge = app.recharge(5801, "1").await;
-        app.pay(recharge["invoice_uuid"].as_str().unwrap(), "paid", None)
-            .await;
+        app.top_up(5801, "1").await;
         acknowledged += 1;
         let balance = app.balance(5801).await;
         assert_eq!(balance["available"], acknowledged.to_string());
-        let ready = readyz(&app).await;
+        let ready = app.readyz().await;
         // Written there since the promotion: the row it holds is the one just read.
         let on_new_master = redis
             .keys(promoted, &format!("{prefix}:*:balance:5801"))
