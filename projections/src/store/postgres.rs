@@ -58,7 +58,11 @@ fn ddl(table: Table, suffix: &str) -> Vec<String> {
                     created_position      BIGINT      NOT NULL,
                     position              BIGINT      NOT NULL)"
             ),
-            format!("CREATE UNIQUE INDEX {t}_external_id_key ON {t} (external_id)"),
+            // Not unique: external ids are other systems' names (invoice uuids, Fragment request
+            // ids) and the ledger does not promise them unique across accounts. A unique index
+            // here stopped the projector at the second order Fragment named alike (and SQLite's
+            // INSERT OR REPLACE silently dropped the first order's row).
+            format!("CREATE INDEX {t}_external_id_idx ON {t} (external_id)"),
             format!("CREATE INDEX {t}_user_history_idx ON {t} (user_id, created_position DESC)"),
             format!("CREATE INDEX {t}_status_idx ON {t} (status)"),
             format!("CREATE INDEX {t}_created_at_idx ON {t} (created_at)"),
@@ -175,6 +179,26 @@ impl ReadStore for PgReadStore {
             .execute(&self.pool)
             .await?;
         }
+        // Tables made while external ids were indexed as unique lose that index (a second
+        // order Fragment named alike stopped the projector) and get a plain one instead.
+        let unique: Vec<(String,)> = sqlx::query_as(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename = 'transactions' AND indexdef LIKE 'CREATE UNIQUE INDEX % (external_id)'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (index,) in unique {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(&format!("DROP INDEX IF EXISTS \"{index}\""))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "CREATE INDEX IF NOT EXISTS transactions_external_id_idx ON transactions (external_id)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
         Ok(())
     }
 
@@ -290,7 +314,8 @@ impl ReadStore for PgReadStore {
 
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query(&format!(
-            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE external_id = $1 AND transaction_type = 'recharge'"
+            "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE external_id = $1 AND transaction_type = 'recharge' \
+             ORDER BY created_position LIMIT 1"
         ))
         .bind(invoice_uuid)
         .fetch_optional(&self.pool)

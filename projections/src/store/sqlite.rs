@@ -64,7 +64,11 @@ fn ddl(table: Table, suffix: &str) -> Vec<String> {
                     created_position      INTEGER NOT NULL,
                     position              INTEGER NOT NULL)"
             ),
-            format!("CREATE UNIQUE INDEX {t}_external_id_key ON {t} (external_id)"),
+            // Not unique: external ids are other systems' names (invoice uuids, Fragment request
+            // ids) and the ledger does not promise them unique across accounts. A unique index
+            // here stopped the projector at the second order Fragment named alike (and SQLite's
+            // INSERT OR REPLACE silently dropped the first order's row).
+            format!("CREATE INDEX {t}_external_id_idx ON {t} (external_id)"),
             format!("CREATE INDEX {t}_user_history_idx ON {t} (user_id, created_position DESC)"),
             format!("CREATE INDEX {t}_status_idx ON {t} (status)"),
             format!("CREATE INDEX {t}_created_at_idx ON {t} (created_at)"),
@@ -171,6 +175,26 @@ impl ReadStore for SqliteReadStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Tables made while external ids were indexed as unique lose that index (INSERT OR
+        // REPLACE silently dropped the first of two orders Fragment named alike) and get a
+        // plain one instead.
+        let unique: Vec<(String,)> = sqlx::query_as(
+            "SELECT l.name FROM pragma_index_list('transactions') AS l \
+             WHERE l.\"unique\" = 1 AND l.origin = 'c' \
+             AND (SELECT group_concat(i.name) FROM pragma_index_info(l.name) AS i) = 'external_id'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (index,) in unique {
+            sqlx::query(&format!("DROP INDEX IF EXISTS \"{index}\""))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "CREATE INDEX IF NOT EXISTS transactions_external_id_idx ON transactions (external_id)",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -266,7 +290,8 @@ impl ReadStore for SqliteReadStore {
 
     async fn payment(&self, invoice_uuid: &str) -> Result<Option<TransactionRow>, ReadError> {
         let row = sqlx::query(
-            "SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge'",
+            "SELECT * FROM transactions WHERE external_id = ?1 AND transaction_type = 'recharge' \
+             ORDER BY created_position LIMIT 1",
         )
         .bind(invoice_uuid)
         .fetch_optional(&self.pool)
