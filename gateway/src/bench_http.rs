@@ -50,14 +50,26 @@ const HELEKET_KEY: &str = "bench-heleket-api-key-0123456789abcdef";
 /// The service-role API key the balance reads present.
 const SERVICE_KEY: &str = "bench-service-key-0123456789";
 /// First user id: Telegram-sized ids, so nothing gets an easier path for small numbers.
-const FIRST_USER: i64 = 7_000_000_000;
+pub(crate) const FIRST_USER: i64 = 7_000_000_000;
 /// What each recharge asks and each webhook pays, in the ledger currency.
-const RECHARGE_AMOUNT: &str = "10";
+pub(crate) const RECHARGE_AMOUNT: &str = "10";
 /// How many webhook and read answers that are not what we expect are kept to show.
 const ERROR_SAMPLES: usize = 5;
 
 #[derive(Args)]
 pub struct HttpBench {
+    /// Drive a server that is already running at this base URL (one instance, or several
+    /// behind a load balancer) instead of starting one here. It must run
+    /// HELEKET_MODE=sandbox; give its Heleket key and a service key in BENCH_HELEKET_KEY and
+    /// BENCH_SERVICE_KEY. The database and server options below are then unused.
+    #[arg(long)]
+    pub(crate) url: Option<String>,
+    /// With --url: the target's Heleket API key (API_KEY), to sign the webhooks.
+    #[arg(long, env = "BENCH_HELEKET_KEY", hide_env_values = true)]
+    pub(crate) heleket_key: Option<String>,
+    /// With --url: a service-role secret from the target's STARLEDGER_API_KEYS.
+    #[arg(long, env = "BENCH_SERVICE_KEY", hide_env_values = true)]
+    pub(crate) service_key: Option<String>,
     /// PostgreSQL server to create the scratch database on (default: DATABASE_URL).
     #[arg(long, env = "BENCH_DATABASE_URL")]
     database_url: Option<String>,
@@ -66,24 +78,24 @@ pub struct HttpBench {
     redis_url: Option<String>,
     /// Users the webhooks and reads are spread over.
     #[arg(long, default_value_t = 1_000)]
-    users: u64,
+    pub(crate) users: u64,
     /// Signed `paid` webhooks to post (one pending recharge is created for each).
     #[arg(long, default_value_t = 50_000)]
-    webhooks: u64,
+    pub(crate) webhooks: u64,
     /// Balance reads to issue after the warm-up.
     #[arg(long, default_value_t = 200_000)]
-    reads: u64,
+    pub(crate) reads: u64,
     /// Concurrent client connections.
     #[arg(long, default_value_t = 64)]
-    connections: u64,
+    pub(crate) connections: u64,
     /// Offer the webhooks at this many per second instead of as fast as the connections go
     /// (open loop: latency counts from when each request was due, so a slow server cannot
     /// hide its queue by slowing the client down).
     #[arg(long)]
-    webhook_rate: Option<f64>,
+    pub(crate) webhook_rate: Option<f64>,
     /// actix worker threads of the server (HTTP_WORKERS).
     #[arg(long, default_value_t = 2)]
-    http_workers: usize,
+    pub(crate) http_workers: usize,
     /// PostgreSQL connections of the server (DATABASE_POOL_SIZE).
     #[arg(long, default_value_t = 10)]
     pool_size: u32,
@@ -114,6 +126,9 @@ pub(crate) async fn measure(options: &HttpBench, config: &Config) -> anyhow::Res
             .is_none_or(|rate| rate.is_finite() && rate > 0.0),
         "--webhook-rate must be a positive number"
     );
+    if let Some(url) = &options.url {
+        return crate::bench_remote::measure(options, url).await;
+    }
     let url = server_url(options.database_url.clone(), config)?;
     with_scratch_database(&url, options.keep_database, |db| bench(options, &url, db)).await
 }
@@ -124,8 +139,8 @@ pub(crate) struct Report {
     pub(crate) load_before: String,
     /// The webhooks, then the cached reads.
     pub(crate) rows: Vec<Row>,
-    /// The cache's mode and what it counted during the timed reads.
-    pub(crate) cache: (&'static str, CacheStats),
+    /// The cache's mode and what it counted during the timed reads (not seen with `--url`).
+    pub(crate) cache: Option<(&'static str, CacheStats)>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -151,18 +166,27 @@ impl Report {
         for row in &self.rows {
             row.print();
         }
-        let (mode, stats) = &self.cache;
-        println!(
-            "\ncache ({mode}) during the reads: L1 hits {}, L2 (Redis) hits {}, database loads {}, Redis errors {}",
-            stats.l1_hits, stats.l2_hits, stats.loads, stats.redis_errors
-        );
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-        println!(
-            "\nThe load generator runs in this process and shares the {cores} cores with the server \
-             ({} HTTP workers), its projectors, PostgreSQL and Redis: the figures are a lower bound. \
-             Peak RSS (VmHWM) includes the client and the pre-signed webhook bodies.",
-            options.http_workers
-        );
+        match (&self.cache, &options.url) {
+            (Some((mode, stats)), _) => {
+                println!(
+                    "\ncache ({mode}) during the reads: L1 hits {}, L2 (Redis) hits {}, database loads {}, Redis errors {}",
+                    stats.l1_hits, stats.l2_hits, stats.loads, stats.redis_errors
+                );
+                println!(
+                    "\nThe load generator runs in this process and shares the {cores} cores with the server \
+                     ({} HTTP workers), its projectors, PostgreSQL and Redis: the figures are a lower bound. \
+                     Peak RSS (VmHWM) includes the client and the pre-signed webhook bodies.",
+                    options.http_workers
+                );
+            }
+            (None, url) => println!(
+                "\nThe load generator ran in its own process against {}; the server's cache is \
+                 not visible from here. This machine has {cores} cores; where the server shares \
+                 them, the figures are a lower bound. Peak RSS (VmHWM) is the load generator's.",
+                url.as_deref().unwrap_or("a running server")
+            ),
+        }
         for problem in &self.problems {
             println!("FAILED: {problem}");
         }
@@ -379,8 +403,10 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
         .collect();
     let balance_urls = Arc::new(balance_urls);
     // Warm-up: every user's balance read once (fills the caches), then the timed reads.
+    let authorization = format!("Bearer {SERVICE_KEY}");
     let warm = read_balances(
         &client,
+        &authorization,
         &balance_urls,
         balance_urls.len() as u64,
         options.connections,
@@ -394,6 +420,7 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
     let before = cache.stats();
     let row = read_balances(
         &client,
+        &authorization,
         &balance_urls,
         options.reads,
         options.connections,
@@ -407,7 +434,7 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
     Ok(Report {
         load_before,
         rows,
-        cache: (cache.mode(), difference(&before, &after)),
+        cache: Some((cache.mode(), difference(&before, &after))),
         problems,
     })
 }
@@ -574,7 +601,7 @@ fn micros(since: Instant) -> u32 {
 /// the previous answer is in or, with a `rate`, when it is due (webhook `n`, the `j`-th of
 /// connection `k`, with `n = j * connections + k`, is due at `n / rate` seconds). Returns the
 /// row and how many were answered `recorded`.
-async fn post_webhooks(
+pub(crate) async fn post_webhooks(
     client: &reqwest::Client,
     url: &str,
     queues: Vec<Vec<Vec<u8>>>,
@@ -645,15 +672,16 @@ async fn post_webhooks(
 }
 
 /// `connections` tasks read `requests` balances in total, round-robin over the users.
-async fn read_balances(
+pub(crate) async fn read_balances(
     client: &reqwest::Client,
+    authorization: &str,
     urls: &Arc<Vec<String>>,
     requests: u64,
     connections: u64,
     name: &str,
 ) -> Row {
     let issued = Arc::new(AtomicU64::new(0));
-    let authorization = format!("Bearer {SERVICE_KEY}");
+    let authorization = authorization.to_owned();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
