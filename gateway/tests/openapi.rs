@@ -1,8 +1,10 @@
 //! `schemas/openapi.json` against the code: the routes `gateway/src/http/*.rs` registers, who
 //! may call each one, the query parameters, `Idempotency-Key` header and body each handler
-//! reads, and the rules the ledger applies to amounts, usernames, user ids and Stars; plus the
-//! document's own soundness (OpenAPI 3.1, unique operation ids, every `$ref` resolving, every
-//! example valid against its schema).
+//! reads, the rules the ledger applies to amounts, usernames, user ids and Stars, and the error
+//! codes (every code of `ErrorCode` the API answers is documented with each of its statuses,
+//! nothing else is, and each operation lists the codes its inputs and commands can cause);
+//! plus the document's own soundness (OpenAPI 3.1, unique operation ids, every `$ref`
+//! resolving, every example valid against its schema).
 //!
 //! The routes are read from the source text, not from a running app: actix-web cannot list
 //! what was registered, and reading the source needs no database. The scanner understands the
@@ -320,6 +322,166 @@ fn every_operation_under_the_request_deadline_documents_its_503() {
             problems.push(format!("{method} {path}: 503 without Retry-After"));
         }
     }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Every `(code, status)` an operation's error responses list, with the operations that list
+/// it (`"METHOD /path"`).
+fn documented_errors(doc: &Value) -> BTreeMap<(String, u16), BTreeSet<String>> {
+    let mut found = BTreeMap::<(String, u16), BTreeSet<String>>::new();
+    for ((method, path), operation) in documented_operations(doc) {
+        for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+            let codes = error_codes(doc, response);
+            if codes.is_empty() {
+                continue;
+            }
+            let status: u16 = status
+                .parse()
+                .unwrap_or_else(|_| panic!("{method} {path}: error codes under {status}"));
+            for code in codes {
+                found
+                    .entry((code, status))
+                    .or_default()
+                    .insert(format!("{method} {path}"));
+            }
+        }
+    }
+    found
+}
+
+/// The codes `operation` documents under `status` (none when it has no such response).
+fn codes_at(doc: &Value, operation: &Value, status: &str) -> BTreeSet<String> {
+    operation["responses"]
+        .get(status)
+        .map(|response| error_codes(doc, response))
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_error_the_api_answers_is_documented_with_its_status() {
+    use starledger_gateway::http::error_code::ErrorCode;
+    let documented = documented_errors(&document());
+    let mut problems = Vec::new();
+    for code in ErrorCode::ALL.iter().filter(|code| code.is_answered()) {
+        for status in code.statuses() {
+            let key = (code.as_str().to_owned(), status.as_u16());
+            if !documented.contains_key(&key) {
+                problems.push(format!(
+                    "{code:?}: no operation documents `{}` under {}",
+                    code.as_str(),
+                    status.as_u16()
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "add each to the operations that can answer it (or, if no route can, to \
+         ErrorCode::NOT_ANSWERED with why):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn every_documented_error_is_one_the_api_answers() {
+    use starledger_gateway::http::error_code::ErrorCode;
+    let documented = documented_errors(&document());
+    assert!(
+        documented.len() >= 50,
+        "only {} documented (code, status) pairs: the walk is broken",
+        documented.len()
+    );
+    let mut problems = Vec::new();
+    for ((text, status), operations) in &documented {
+        let Some(code) = ErrorCode::ALL.iter().find(|code| code.as_str() == text) else {
+            problems.push(format!("`{text}` ({operations:?}) is no ErrorCode"));
+            continue;
+        };
+        if !code.is_answered() {
+            problems.push(format!(
+                "`{text}` ({operations:?}) is in ErrorCode::NOT_ANSWERED: no route answers it"
+            ));
+        }
+        if !code.statuses().any(|listed| listed.as_u16() == *status) {
+            problems.push(format!(
+                "`{text}` is documented under {status} ({operations:?}), the code answers it \
+                 with {:?}",
+                code.statuses().map(|s| s.as_u16()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Operations that record a ledger command: those that may answer `Idempotent-Replayed`, and
+/// the Heleket webhook (which records payments under keys of its own).
+fn records_a_command(doc: &Value, operation: &Value) -> bool {
+    operation["operationId"] == "heleketWebhook"
+        || operation["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(status, _)| status.starts_with('2'))
+            .any(|(_, response)| {
+                resolve(doc, response)["headers"]
+                    .get("Idempotent-Replayed")
+                    .is_some()
+            })
+}
+
+#[test]
+fn operations_document_the_errors_their_inputs_and_commands_can_cause() {
+    let doc = document();
+    let mut problems = Vec::new();
+    let mut commands = 0;
+    for ((method, path), operation) in documented_operations(&doc) {
+        let mut expect = |status: &str, code: &str, why: &str| {
+            if !codes_at(&doc, operation, status).contains(code) {
+                problems.push(format!(
+                    "{method} {path}: {why}, but {status} does not list `{code}`"
+                ));
+            }
+        };
+        let parameters = parameters(&doc, &path, operation);
+        let query = parameter_names(&parameters, "query");
+        if !query.is_empty() {
+            expect("400", "invalid_query", "reads a query string");
+        }
+        for name in ["min_position", "from"] {
+            if query.contains(name) {
+                expect("400", "invalid_position", &format!("reads `{name}`"));
+            }
+        }
+        let key = parameters
+            .iter()
+            .find(|p| p["in"] == "header" && p["name"] == "Idempotency-Key");
+        if let Some(key) = key {
+            expect("400", "invalid_idempotency_key", "reads Idempotency-Key");
+            expect("422", "idempotency_key_reused", "reads Idempotency-Key");
+            if key["required"] == true {
+                expect("400", "missing_idempotency_key", "requires Idempotency-Key");
+            }
+        }
+        if operation.get("requestBody").is_some() {
+            expect("400", "malformed_json", "reads a body");
+            expect("400", "unreadable_body", "reads a body");
+            expect("413", "body_too_large", "reads a body");
+        }
+        let security = operation.get("security").unwrap_or(&doc["security"]);
+        if security.as_array().is_some_and(|s| !s.is_empty()) {
+            expect("401", "unauthenticated", "needs a key");
+            expect("403", "forbidden", "needs a role");
+        }
+        if records_a_command(&doc, operation) {
+            commands += 1;
+            expect("503", "busy", "records a ledger command");
+            expect("503", "unavailable", "records a ledger command");
+        }
+    }
+    assert!(
+        commands >= 9,
+        "only {commands} operations found that record a command: the marker is lost"
+    );
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 

@@ -2,7 +2,6 @@
 //! with the admin's name), projection status, and blue/green rebuilds that run in the
 //! background while reads keep working, with their progress.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::jobs::{Job, JobSlot};
 use super::state::AppState;
 use super::users::{created, idempotency_key, user_id};
@@ -60,10 +60,10 @@ async fn adjust(
     let user = user_id(&path)?;
     let parsed: AdjustmentRequest = body.json()?;
     let amount = SignedAmount::parse(&parsed.amount)
-        .map_err(|error| ApiError::unprocessable("invalid_amount", format!("amount: {error}")))?;
+        .map_err(|error| ApiError::new(ErrorCode::InvalidAmount, format!("amount: {error}")))?;
     let key = idempotency_key(&request, "adjustment")?.ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_idempotency_key",
+        ApiError::new(
+            ErrorCode::MissingIdempotencyKey,
             "adjustments need an Idempotency-Key header, so a retried request cannot apply twice",
         )
     })?;
@@ -157,8 +157,8 @@ async fn start_rebuild(
     let tables: Vec<Table> = match parsed.projection.as_str() {
         "all" => Table::ALL.to_vec(),
         other => vec![Table::parse(other).ok_or_else(|| {
-            ApiError::unprocessable(
-                "unknown_projection",
+            ApiError::new(
+                ErrorCode::UnknownProjection,
                 "projection must be users, balances, transactions or all",
             )
         })?],
@@ -177,8 +177,7 @@ async fn start_rebuild(
     };
     if state.rebuilds.claim(status.clone()).is_err() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "rebuild_running",
+            ErrorCode::RebuildRunning,
             "a rebuild is already running; follow it with GET /v1/admin/projections/rebuild",
         ));
     }
@@ -230,8 +229,8 @@ async fn rebuild_progress(
     caller.require(ADMIN)?;
     match state.rebuilds.get() {
         Some(status) => Ok(HttpResponse::Ok().json(status)),
-        None => Err(ApiError::not_found(
-            "no_rebuild",
+        None => Err(ApiError::new(
+            ErrorCode::NoRebuild,
             "no rebuild has been started by this instance",
         )),
     }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::audit_jobs::{self, AuditRequest, AuditResult};
 use super::auth::Caller;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::position::position;
 use super::state::AppState;
 use crate::config::server::Role;
@@ -52,8 +53,8 @@ async fn events(
     let from = position("from", query.from)?.unwrap_or(0);
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
+        return Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             format!("limit must be 1 to {MAX_EVENTS_PAGE}"),
         ));
     }
@@ -91,8 +92,8 @@ async fn verify(
         None | Some("all") => true,
         Some("log") => false,
         Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_scope",
+            return Err(ApiError::new(
+                ErrorCode::InvalidScope,
                 "scope must be log or all",
             ))
         }
@@ -118,8 +119,8 @@ async fn balances(
         Some(text) => Some(
             DateTime::parse_from_rfc3339(text)
                 .map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_time",
+                    ApiError::new(
+                        ErrorCode::InvalidTime,
                         "at must be an RFC 3339 time, e.g. 2026-11-25T12:00:00Z",
                     )
                 })?
@@ -145,7 +146,7 @@ async fn job(
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITOR)?;
-    let unknown = || ApiError::not_found("unknown_job", "no such audit job on this instance");
+    let unknown = || ApiError::new(ErrorCode::UnknownJob, "no such audit job on this instance");
     let id: Uuid = path.parse().map_err(|_| unknown())?;
     let job = state
         .audit_jobs
@@ -154,8 +155,8 @@ async fn job(
         .ok_or_else(unknown)?;
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=MAX_BALANCES_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
+        return Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             format!("limit must be 1 to {MAX_BALANCES_PAGE}"),
         ));
     }
@@ -165,8 +166,8 @@ async fn job(
         Some(AuditResult::Verify(report)) => report.as_ref().clone(),
         Some(AuditResult::Balances(spool)) => {
             if cursor > spool.rows() {
-                return Err(ApiError::bad_request(
-                    "invalid_cursor",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidCursor,
                     format!("cursor must be 0 to {}", spool.rows()),
                 ));
             }

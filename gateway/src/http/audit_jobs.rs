@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -20,6 +19,7 @@ use uuid::Uuid;
 
 use super::balance_spool::{BalanceSpool, SpoolWriter};
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::jobs::{Job, JobSlot};
 use super::state::AppState;
 
@@ -156,8 +156,7 @@ pub fn start(
         Err(Some(running)) if running.request == job.request => running,
         Err(Some(running)) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "audit_job_running",
+                ErrorCode::AuditJobRunning,
                 format!(
                     "audit job {} ({}) is running; one at a time: follow it at {} and ask again \
                      when it has finished",

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::state::AppState;
 use crate::config::server::{ApiKey, Role};
 
@@ -30,8 +31,7 @@ impl Caller {
             return Ok(());
         }
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!(
                 "the {} role may not do this (allowed: {})",
                 self.role.as_str(),
@@ -71,8 +71,7 @@ impl ApiKeys {
     }
 
     fn caller(&self, request: &HttpRequest) -> Result<Caller, ApiError> {
-        let unauthenticated =
-            |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message);
+        let unauthenticated = |message: &str| ApiError::new(ErrorCode::Unauthenticated, message);
         let value = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -108,7 +107,11 @@ impl FromRequest for Caller {
             )),
         };
         if let Err(error) = &caller {
-            tracing::info!(path = request.path(), code = error.code, "refused API call");
+            tracing::info!(
+                path = request.path(),
+                code = error.code.as_str(),
+                "refused API call"
+            );
         }
         ready(caller)
     }

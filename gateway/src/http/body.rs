@@ -6,7 +6,7 @@
 //! exact bytes it received.
 
 use actix_web::dev::Payload;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut, Data};
 use actix_web::{FromRequest, HttpRequest};
 use futures::future::LocalBoxFuture;
@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::state::AppState;
 
 /// The raw body, at most `MAX_BODY_BYTES` long.
@@ -21,8 +22,7 @@ pub struct Body(pub Bytes);
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        ErrorCode::BodyTooLarge,
         format!("the request body is larger than {limit} bytes"),
     )
 }
@@ -49,8 +49,8 @@ impl FromRequest for Body {
             let mut body = BytesMut::new();
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|error| {
-                    ApiError::bad_request(
-                        "unreadable_body",
+                    ApiError::new(
+                        ErrorCode::UnreadableBody,
                         format!("cannot read the body: {error}"),
                     )
                 })?;
@@ -78,17 +78,17 @@ impl Body {
 
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.0.is_empty() {
-            return Err(ApiError::bad_request(
-                "malformed_json",
+            return Err(ApiError::new(
+                ErrorCode::MalformedJson,
                 "the request needs a JSON body",
             ));
         }
         serde_json::from_slice(&self.0).map_err(|error| {
             use serde_json::error::Category;
             match error.classify() {
-                Category::Data => ApiError::unprocessable("invalid_request", error.to_string()),
-                Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-                    "malformed_json",
+                Category::Data => ApiError::new(ErrorCode::InvalidRequest, error.to_string()),
+                Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+                    ErrorCode::MalformedJson,
                     format!("the body is not valid JSON: {error}"),
                 ),
             }

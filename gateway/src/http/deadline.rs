@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use tokio::time::Instant;
 
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 
 /// Routes without a deadline: the auditors' replays of the whole log (documented as long
 /// requests on a large log), and the operations endpoints, which bound their own probes and
@@ -99,8 +99,7 @@ fn timeout_of(setting: Option<&RequestTimeout>) -> Duration {
 /// The answer when the deadline passes.
 pub fn exceeded(timeout: Duration) -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "deadline_exceeded",
+        ErrorCode::DeadlineExceeded,
         format!(
             "the request did not finish within {} ms (is a dependency down?); a command may or \
              may not have been recorded: retry it with the same Idempotency-Key, which is safe",
@@ -146,6 +145,7 @@ pub async fn enforce(
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::StatusCode;
     use actix_web::middleware::from_fn;
     use actix_web::test as actix_test;
     use actix_web::{web, App, HttpResponse};

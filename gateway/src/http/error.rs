@@ -2,7 +2,8 @@
 //! says whose fault it is (4xx: the caller's, nothing changed; 5xx: ours or a dependency's).
 //!
 //! Messages are for people and never carry a secret or an internal detail; the full cause of
-//! a 5xx goes to the log instead.
+//! a 5xx goes to the log instead. Codes and their statuses come from the catalogue in
+//! [`super::error_code`], never from a string written at the call site.
 
 use std::fmt;
 
@@ -15,17 +16,33 @@ use starledger_ledger::store::StoreError;
 use starledger_projections::runtime::ProjectionError;
 use starledger_projections::store::ReadError;
 
+use super::error_code::ErrorCode;
 use crate::heleket::ProviderError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An answer with `code` and the code's own status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status: code.status(),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An answer with `code` and another status it is listed with in
+    /// [`ErrorCode::OTHER_STATUSES`] (so the document can be checked for it).
+    pub fn with_status(code: ErrorCode, status: StatusCode, message: impl Into<String>) -> Self {
+        debug_assert!(
+            code.statuses().any(|listed| listed == status),
+            "{code} is not listed with {status} in ErrorCode::OTHER_STATUSES"
+        );
         Self {
             status,
             code,
@@ -33,25 +50,12 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
     /// A failure of ours or of a dependency: the cause is logged, the caller gets a generic
     /// message and may retry.
     pub fn unavailable(context: &str, cause: &dyn fmt::Display) -> Self {
         tracing::error!(%cause, "{context}");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             format!("{context}; try again later"),
         )
     }
@@ -79,42 +83,18 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "1"));
         }
-        if self.code == "unauthenticated" {
+        if self.code == ErrorCode::Unauthenticated {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.json(json!({"error": {"code": self.code, "message": self.message}}))
+        response.json(json!({"error": {"code": self.code.as_str(), "message": self.message}}))
     }
 }
 
+/// Each rejection answers its own code (see [`ErrorCode`]'s `From<&Rejection>`) with that
+/// code's status.
 impl From<Rejection> for ApiError {
     fn from(rejection: Rejection) -> Self {
-        let status = match rejection {
-            Rejection::UnknownUser
-            | Rejection::UnknownRecharge(_)
-            | Rejection::UnknownPurchase(_) => StatusCode::NOT_FOUND,
-            Rejection::AlreadyRegistered
-            | Rejection::ProfileUnchanged
-            | Rejection::DuplicateRecharge(_)
-            | Rejection::DuplicatePurchase(_)
-            | Rejection::DuplicateAdjustment(_)
-            | Rejection::RechargeAlreadySettled(_)
-            | Rejection::RechargeAlreadyFailed(_)
-            | Rejection::RechargeAlreadyReversed(_)
-            | Rejection::RechargeAlreadyHeld(_)
-            | Rejection::RechargeInReview(_)
-            | Rejection::RechargeNotAwaitingDecision { .. }
-            | Rejection::PaymentRecorded(_)
-            | Rejection::PurchaseNotOpen { .. }
-            | Rejection::PaymentAttemptOutOfOrder { .. } => StatusCode::CONFLICT,
-            Rejection::CurrencyMismatch { .. }
-            | Rejection::InsufficientFunds { .. }
-            | Rejection::AccountInDebt { .. }
-            | Rejection::AdjustmentWouldOverdraw { .. }
-            | Rejection::InvalidTolerance { .. }
-            | Rejection::InvalidFacts { .. }
-            | Rejection::InvalidText { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        Self::new(status, rejection.code(), rejection.to_string())
+        Self::new(ErrorCode::from(&rejection), rejection.to_string())
     }
 }
 
@@ -123,15 +103,12 @@ impl From<CommandError> for ApiError {
         match error {
             CommandError::Rejected(rejection) => rejection.into(),
             CommandError::IdempotencyKeyReused(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was already used for a different request",
             ),
-            CommandError::TooManyConflicts(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "the account is busy; try again",
-            ),
+            CommandError::TooManyConflicts(_) => {
+                Self::new(ErrorCode::Busy, "the account is busy; try again")
+            }
             other => Self::unavailable("the ledger could not record the command", &other),
         }
     }
@@ -160,18 +137,15 @@ impl From<ProviderError> for ApiError {
         tracing::warn!(%error, "payment provider call failed");
         match error {
             ProviderError::Refused(message) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "payment_provider_refused",
+                ErrorCode::PaymentProviderRefused,
                 format!("the payment provider refused the invoice: {message}"),
             ),
             ProviderError::CircuitOpen | ProviderError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payment_provider_unavailable",
+                ErrorCode::PaymentProviderUnavailable,
                 "the payment provider is unavailable; try again later",
             ),
             ProviderError::NotFound(_) | ProviderError::BadResponse(_) => Self::new(
-                StatusCode::BAD_GATEWAY,
-                "payment_provider_error",
+                ErrorCode::PaymentProviderError,
                 "the payment provider gave an unusable answer; try again later",
             ),
         }
@@ -182,12 +156,12 @@ impl From<crate::shop::ShopError> for ApiError {
     fn from(error: crate::shop::ShopError) -> Self {
         use crate::shop::ShopError;
         match error {
-            ShopError::UnknownUser => Self::not_found("unknown_user", "no such user"),
+            ShopError::UnknownUser => Self::new(ErrorCode::UnknownUser, "no such user"),
             ShopError::CurrencyMismatch { .. } => {
-                Self::unprocessable("currency_mismatch", error.to_string())
+                Self::new(ErrorCode::CurrencyMismatch, error.to_string())
             }
-            ShopError::Pricing { .. } => Self::unprocessable("invalid_stars", error.to_string()),
-            ShopError::NoUsername => Self::unprocessable("no_username", error.to_string()),
+            ShopError::Pricing { .. } => Self::new(ErrorCode::InvalidStars, error.to_string()),
+            ShopError::NoUsername => Self::new(ErrorCode::NoUsername, error.to_string()),
             ShopError::Provider(error) => error.into(),
             ShopError::Command(error) => error.into(),
             ShopError::Read(error) => error.into(),
@@ -195,5 +169,42 @@ impl From<crate::shop::ShopError> for ApiError {
                 Self::unavailable("the ledger gave an unexpected answer", &error)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(error: ApiError) -> (StatusCode, HttpResponse<actix_web::body::BoxBody>) {
+        (error.status_code(), error.error_response())
+    }
+
+    #[actix_web::test]
+    async fn an_answer_is_the_codes_wire_string_and_status_in_the_error_format() {
+        let (status, response) = answer(ApiError::new(ErrorCode::UnknownUser, "no such user"));
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("a body");
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"code":"unknown_user","message":"no such user"}}"#
+        );
+        let (_, response) = answer(ApiError::new(ErrorCode::Unauthenticated, "who?"));
+        assert!(response.headers().contains_key("WWW-Authenticate"));
+        let (_, response) = answer(ApiError::new(ErrorCode::Busy, "busy"));
+        assert!(response.headers().contains_key("Retry-After"));
+    }
+
+    #[test]
+    fn a_listed_other_status_is_kept() {
+        let error = ApiError::with_status(
+            ErrorCode::InvalidUserId,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user_id must be a positive Telegram user id",
+        );
+        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.code.as_str(), "invalid_user_id");
     }
 }

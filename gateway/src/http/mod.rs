@@ -2,6 +2,7 @@
 //!
 //! - [`state`]: what handlers share.
 //! - [`error`]: typed `{"error":{"code","message"}}` answers.
+//! - [`error_code`]: the catalogue of error codes, each with its status.
 //! - [`auth`]: API keys and roles.
 //! - [`body`]: size-limited bodies and JSON parsing with clear errors.
 //! - [`deadline`]: every request answered within `REQUEST_TIMEOUT_MS`.
@@ -27,6 +28,7 @@ pub mod balance_spool;
 pub mod body;
 pub mod deadline;
 pub mod error;
+pub mod error_code;
 pub mod jobs;
 pub mod ops;
 pub mod position;
@@ -46,6 +48,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
 
 use error::ApiError;
+use error_code::ErrorCode;
 
 /// Every route of the API (`schemas/openapi.json` documents the same list; a test checks).
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -66,8 +69,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// plain-text answer.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|error, _| {
-        ApiError::bad_request(
-            "invalid_query",
+        ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("the query string is invalid: {error}"),
         )
         .into()
@@ -75,7 +78,7 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found("not_found", "no such route"))
+    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
 }
 
 /// Counts requests and their latency per route pattern (never per raw path, which would let

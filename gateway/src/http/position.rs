@@ -5,6 +5,7 @@
 //! quietly read the log from its start. No such position can exist, so the edge refuses it.
 
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 
 /// The largest position the log can hold.
 pub const MAX_POSITION: u64 = i64::MAX as u64;
@@ -12,8 +13,8 @@ pub const MAX_POSITION: u64 = i64::MAX as u64;
 /// Checks an optional position parameter named `name`.
 pub fn position(name: &str, value: Option<u64>) -> Result<Option<u64>, ApiError> {
     match value {
-        Some(position) if position > MAX_POSITION => Err(ApiError::bad_request(
-            "invalid_position",
+        Some(position) if position > MAX_POSITION => Err(ApiError::new(
+            ErrorCode::InvalidPosition,
             format!("{name} must be a log position from 0 to {MAX_POSITION}"),
         )),
         other => Ok(other),
@@ -31,7 +32,7 @@ mod tests {
         assert_eq!(position("from", Some(MAX_POSITION)), Ok(Some(MAX_POSITION)));
         for wrapping in [MAX_POSITION + 1, u64::MAX] {
             let refused = position("from", Some(wrapping)).unwrap_err();
-            assert_eq!(refused.code, "invalid_position");
+            assert_eq!(refused.code, ErrorCode::InvalidPosition);
             assert_eq!(refused.status, actix_web::http::StatusCode::BAD_REQUEST);
         }
     }

@@ -8,7 +8,6 @@
 //! order, against the account as committed), so no instance can let one through on a stale
 //! view. Every decision is recorded with the admin's name.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
@@ -25,6 +24,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::state::AppState;
 use super::users::{created, transaction_json};
 use crate::config::server::Role;
@@ -70,8 +70,8 @@ pub(super) async fn listed(
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
+        return Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             "limit must be 1 to 500",
         ));
     }
@@ -93,27 +93,19 @@ pub(super) async fn owner(
     kind: TransactionKind,
 ) -> Result<(UserId, Uuid), ApiError> {
     let name = kind.as_str();
+    let (unknown_code, invalid_code) = if kind == TransactionKind::Purchase {
+        (ErrorCode::UnknownPurchase, ErrorCode::InvalidPurchaseId)
+    } else {
+        (ErrorCode::UnknownRecharge, ErrorCode::InvalidRechargeId)
+    };
     let unknown = || {
         ApiError::new(
-            StatusCode::NOT_FOUND,
-            if kind == TransactionKind::Purchase {
-                "unknown_purchase"
-            } else {
-                "unknown_recharge"
-            },
+            unknown_code,
             format!("no such {name} (one made a moment ago may not be projected yet)"),
         )
     };
-    let uuid = Uuid::parse_str(id).map_err(|_| {
-        ApiError::bad_request(
-            if kind == TransactionKind::Purchase {
-                "invalid_purchase_id"
-            } else {
-                "invalid_recharge_id"
-            },
-            format!("a {name} id is a UUID"),
-        )
-    })?;
+    let uuid = Uuid::parse_str(id)
+        .map_err(|_| ApiError::new(invalid_code, format!("a {name} id is a UUID")))?;
     let row = state.read.transaction(uuid).await?.ok_or_else(unknown)?;
     if row.kind != kind {
         return Err(unknown());
@@ -209,7 +201,7 @@ async fn run(
     purchase_id: PurchaseId,
 ) -> Result<starledger_ledger::commands::Executed, ApiError> {
     let key = IdempotencyKey::parse(&format!("admin:{action}:{purchase_id}"))
-        .map_err(|_| ApiError::bad_request("invalid_purchase_id", "a purchase id is a UUID"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidPurchaseId, "a purchase id is a UUID"))?;
     let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
     Ok(crate::commands::execute(&state.ledger, user, command, &context).await?)
 }

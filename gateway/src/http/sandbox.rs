@@ -8,6 +8,7 @@ use serde_json::json;
 use super::auth::Caller;
 use super::body::Body;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::state::AppState;
 use crate::config::server::Role;
 use crate::heleket::sandbox::SandboxError;
@@ -19,10 +20,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 fn sandbox(state: &AppState) -> Result<&crate::heleket::sandbox::Sandbox, ApiError> {
-    state
-        .sandbox
-        .as_deref()
-        .ok_or_else(|| ApiError::not_found("not_found", "the sandbox is off (HELEKET_MODE=live)"))
+    state.sandbox.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            "the sandbox is off (HELEKET_MODE=live)",
+        )
+    })
 }
 
 /// The invoice page a sandbox payment URL points to. Open, like a real payment page.
@@ -32,7 +35,7 @@ async fn invoice(
 ) -> Result<HttpResponse, ApiError> {
     let info = sandbox(&state)?
         .invoice(&path)
-        .ok_or_else(|| ApiError::not_found("unknown_invoice", "no such sandbox invoice"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownInvoice, "no such sandbox invoice"))?;
     let payment = &info.payment;
     Ok(HttpResponse::Ok().json(json!({
         "uuid": payment.uuid, "order_id": payment.order_id, "status": payment.status.as_str(),
@@ -73,10 +76,10 @@ async fn pay(
         .await
         .map_err(|error| match error {
             SandboxError::UnknownInvoice(_) => {
-                ApiError::not_found("unknown_invoice", error.to_string())
+                ApiError::new(ErrorCode::UnknownInvoice, error.to_string())
             }
             SandboxError::UnknownStatus(_) => {
-                ApiError::unprocessable("invalid_status", error.to_string())
+                ApiError::new(ErrorCode::InvalidStatus, error.to_string())
             }
             SandboxError::Delivery(_) => {
                 ApiError::unavailable("sandbox webhook delivery failed", &error)

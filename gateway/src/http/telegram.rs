@@ -6,12 +6,12 @@
 //! commands are idempotent on the update id, so Telegram's redelivery after a lost answer
 //! changes nothing. When the bot is off or polls instead, the route answers 404.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::body::Body;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use crate::bot::webhook::WebhookInbox;
 
 /// The header Telegram puts the `secret_token` of `setWebhook` in.
@@ -32,8 +32,8 @@ async fn telegram(
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let Some(inbox) = inbox else {
-        return Err(ApiError::not_found(
-            "not_found",
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
             "this instance does not take Telegram webhooks",
         ));
     };
@@ -45,8 +45,7 @@ async fn telegram(
         count("refused");
         tracing::warn!("Telegram webhook without the right secret token; refused");
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_secret_token",
+            ErrorCode::InvalidSecretToken,
             "the secret token is missing or wrong",
         ));
     }

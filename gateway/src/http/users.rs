@@ -21,6 +21,7 @@ use super::auth::Caller;
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::position::position;
 use super::state::AppState;
 use crate::config::server::Role;
@@ -45,8 +46,8 @@ pub fn user_id(text: &str) -> Result<UserId, ApiError> {
         .ok()
         .and_then(|id| UserId::new(id).ok())
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_user_id",
+            ApiError::new(
+                ErrorCode::InvalidUserId,
                 "the user id must be a positive Telegram user id",
             )
         })
@@ -62,8 +63,8 @@ pub fn idempotency_key(
         return Ok(None);
     };
     let invalid = || {
-        ApiError::bad_request(
-            "invalid_idempotency_key",
+        ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key must be 1 to 150 printable ASCII characters without spaces",
         )
     };
@@ -101,15 +102,19 @@ async fn register(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(ACT)?;
     let request: RegisterRequest = body.json()?;
-    let user = UserId::new(request.user_id).map_err(|_| {
-        ApiError::unprocessable(
-            "invalid_user_id",
-            "user_id must be a positive Telegram user id",
+    // A bad field of the body, so 422 (in a path the same code is 400).
+    let invalid = |message: &str| {
+        ApiError::with_status(
+            ErrorCode::InvalidUserId,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            message,
         )
-    })?;
+    };
+    let user = UserId::new(request.user_id)
+        .map_err(|_| invalid("user_id must be a positive Telegram user id"))?;
     // One registration per user: repeating it (a second /start) returns the first answer.
     let key = IdempotencyKey::parse(&format!("register:{user}"))
-        .map_err(|_| ApiError::bad_request("invalid_user_id", "unusable user id"))?;
+        .map_err(|_| invalid("unusable user id"))?;
     let registered = crate::shop::register(
         &state,
         user,
@@ -157,7 +162,7 @@ async fn profile(
 }
 
 fn unknown_user() -> ApiError {
-    ApiError::not_found("unknown_user", "no such user")
+    ApiError::new(ErrorCode::UnknownUser, "no such user")
 }
 
 #[derive(Deserialize)]
@@ -195,8 +200,8 @@ async fn reach(
     };
     let head = state.events.head().await?.position;
     if position > head {
-        return Err(ApiError::bad_request(
-            "invalid_position",
+        return Err(ApiError::new(
+            ErrorCode::InvalidPosition,
             format!("min_position {position} is past the log's head ({head}): no write has that position"),
         ));
     }
@@ -204,8 +209,7 @@ async fn reach(
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "projection_lagging",
+            ErrorCode::ProjectionLagging,
             format!("the read models have not reached position {position} yet; try again"),
         ))
     }
@@ -268,8 +272,8 @@ async fn transactions(
     let user = user_id(&path)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
+        return Err(ApiError::new(
+            ErrorCode::InvalidLimit,
             format!("limit must be 1 to {MAX_HISTORY_PAGE}"),
         ));
     }
@@ -306,7 +310,7 @@ struct RechargeRequest {
 /// Parses a decimal-string amount from a request.
 pub fn amount(field: &str, text: &str) -> Result<Amount, ApiError> {
     Amount::parse(text)
-        .map_err(|error| ApiError::unprocessable("invalid_amount", format!("{field}: {error}")))
+        .map_err(|error| ApiError::new(ErrorCode::InvalidAmount, format!("{field}: {error}")))
 }
 
 async fn recharge(
@@ -326,7 +330,7 @@ async fn recharge(
     let key = match idempotency_key(&request, "recharge")? {
         Some(key) => key,
         None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
-            .map_err(|_| ApiError::bad_request("invalid_idempotency_key", "unusable key"))?,
+            .map_err(|_| ApiError::new(ErrorCode::InvalidIdempotencyKey, "unusable key"))?,
     };
     let recharge = crate::shop::recharge(&state, user, amount, key, &deadline).await?;
     let (executed, e, projected) = (recharge.executed, recharge.event, recharge.projected);
@@ -365,8 +369,8 @@ async fn purchase(
     let user = user_id(&path)?;
     let parsed: PurchaseRequest = body.json()?;
     let stars = Stars::new(parsed.stars).map_err(|_| {
-        ApiError::unprocessable(
-            "invalid_stars",
+        ApiError::new(
+            ErrorCode::InvalidStars,
             format!(
                 "stars must be a whole number from {} to {}",
                 Stars::MIN,
@@ -379,11 +383,11 @@ async fn purchase(
         .as_deref()
         .map(Username::parse)
         .transpose()
-        .map_err(|error| ApiError::unprocessable("invalid_recipient", error.to_string()))?;
+        .map_err(|error| ApiError::new(ErrorCode::InvalidRecipient, error.to_string()))?;
     // A purchase moves money: without a key a network retry could buy twice.
     let key = idempotency_key(&request, "purchase")?.ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_idempotency_key",
+        ApiError::new(
+            ErrorCode::MissingIdempotencyKey,
             "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
         )
     })?;

@@ -16,13 +16,13 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use tracing::Instrument;
 
 use super::body::Body;
 use super::error::ApiError;
+use super::error_code::ErrorCode;
 use super::state::AppState;
 use crate::heleket::sign::{verify_webhook, SignatureError};
 use crate::heleket::{OrderId, PaymentStatus, Webhook};
@@ -60,9 +60,9 @@ pub fn client_ip(request: &HttpRequest, trust_proxy_headers: bool) -> Option<IpA
     request.peer_addr().map(|addr| addr.ip())
 }
 
-fn refuse(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+fn refuse(code: ErrorCode, message: impl Into<String>) -> ApiError {
     count("refused");
-    ApiError::new(status, code, message)
+    ApiError::new(code, message)
 }
 
 async fn heleket(
@@ -79,8 +79,7 @@ async fn heleket(
                 "heleket webhook from an address not on the allowlist"
             );
             return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden_sender",
+                ErrorCode::ForbiddenSender,
                 "webhooks are accepted only from the payment provider's addresses",
             ));
         }
@@ -89,26 +88,17 @@ async fn heleket(
         tracing::warn!(%error, bytes = body.0.len(), "heleket webhook refused");
         match error {
             SignatureError::NotAnObject => refuse(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
+                ErrorCode::MalformedJson,
                 "the webhook body is not a JSON object",
             ),
             SignatureError::Missing | SignatureError::Malformed | SignatureError::Mismatch => {
-                refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_signature",
-                    error.to_string(),
-                )
+                refuse(ErrorCode::InvalidSignature, error.to_string())
             }
         }
     })?;
     let webhook = Webhook::from_verified(&verified).map_err(|error| {
         tracing::warn!(%error, "signed heleket webhook has unusable fields");
-        refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_webhook",
-            error.to_string(),
-        )
+        refuse(ErrorCode::InvalidWebhook, error.to_string())
     })?;
     let span = tracing::info_span!(
         "heleket_webhook",
@@ -164,18 +154,13 @@ async fn handle(state: &AppState, webhook: Webhook) -> Result<HttpResponse, ApiE
             count("unconfirmable");
             tracing::warn!(%error, "heleket webhook cannot be confirmed now; asking for a retry");
             Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payment_provider_unavailable",
+                ErrorCode::PaymentProviderUnavailable,
                 "the payment cannot be confirmed with the provider right now; deliver it again",
             ))
         }
         Err(SettleError::Unusable(why)) => {
             tracing::warn!(%why, "signed heleket webhook cannot be used");
-            Err(refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_webhook",
-                why,
-            ))
+            Err(refuse(ErrorCode::InvalidWebhook, why))
         }
         Err(SettleError::Command(error)) => {
             count("failed");
