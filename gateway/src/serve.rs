@@ -30,6 +30,7 @@ use crate::heleket::client::{HeleketClient, HeleketSettings as ClientSettings};
 use crate::heleket::sandbox::Sandbox;
 use crate::heleket::PaymentProvider;
 use crate::http::admin::RebuildJobs;
+use crate::http::audit_source::{AuditSource, Copy};
 use crate::http::auth::ApiKeys;
 use crate::http::deadline::RequestTimeout;
 use crate::http::state::{AppState, HeleketSettings, Limits};
@@ -173,10 +174,24 @@ impl Application {
             ledger,
             events: events.clone(),
             read: read.clone(),
-            queries: match replica {
-                Some(replica) => Queries::new(read.clone(), cache).with_replica(replica),
+            queries: match &replica {
+                Some(replica) => {
+                    Queries::new(read.clone(), cache).with_replica(replica.read.clone())
+                }
                 None => Queries::new(read.clone(), cache),
             },
+            audit: Arc::new(AuditSource::new(
+                Copy {
+                    events: events.clone(),
+                    read: read.clone(),
+                    name: "primary",
+                },
+                replica.map(|replica| Copy {
+                    events: replica.events,
+                    read: replica.read,
+                    name: "standby",
+                }),
+            )),
             projections: runner.progress(),
             provider,
             settlement,

@@ -27,11 +27,14 @@ pub struct Databases {
     pub read: Arc<dyn ReadStore>,
 }
 
-/// The read models on a streaming standby (`DATABASE_READ_URL`), for queries only: it is
-/// read-only, so nothing there is created or migrated.
-pub async fn open_replica(url: &str, pool_size: u32) -> Result<Arc<dyn ReadStore>, OpenError> {
+/// The log and the read models on a streaming standby (`DATABASE_READ_URL`), for queries and
+/// audits only: it is read-only, so nothing there is created, migrated or appended.
+pub async fn open_replica(url: &str, pool_size: u32) -> Result<Databases, OpenError> {
     let pool = postgres::connect_pool(url, pool_size).await?;
-    Ok(Arc::new(PgReadStore::new(pool)))
+    Ok(Databases {
+        events: Arc::new(postgres::PostgresLogReader::open(pool.clone()).await?),
+        read: Arc::new(PgReadStore::new(pool)),
+    })
 }
 
 /// Creates or upgrades the schema: the event log by migrations, the read-model tables by the

@@ -58,7 +58,13 @@ async fn events(
             format!("limit must be 1 to {MAX_EVENTS_PAGE}"),
         ));
     }
-    let recorded = state.events.read_all(from, limit).await?;
+    // The standby serves the page only if it holds every event the primary would put in it.
+    let head = state.events.head().await?.position;
+    let source = state
+        .audit
+        .reaching(head.min(from.saturating_add(limit as u64)))
+        .await;
+    let recorded = source.events.read_all(from, limit).await?;
     let mut body = String::new();
     for event in &recorded {
         body.push_str(&audit::export_line(event)?.to_string());

@@ -180,8 +180,7 @@ pub fn start(
 
 /// Runs the job on the main runtime (not on the HTTP worker's), and records how it ended.
 fn spawn(state: &AppState, job: &AuditJob) {
-    let events = state.events.clone();
-    let read = state.read.clone();
+    let audit = state.audit.clone();
     let jobs = state.audit_jobs.clone();
     let (id, request, at) = (job.id, job.request.clone(), job.at);
     let runtime = state.runtime.clone();
@@ -196,7 +195,15 @@ fn spawn(state: &AppState, job: &AuditJob) {
         };
         // A task of its own, so that even a panic ends the job as failed instead of leaving
         // it running forever (which would refuse every later audit).
-        let work = runtime.spawn(run(events, read, request, at, progress));
+        let work = runtime.spawn(async move {
+            // On the standby only if it holds everything the primary holds now.
+            let source = audit
+                .complete()
+                .await
+                .map_err(|error| format!("the event log is unavailable: {error}"))?;
+            tracing::info!(%id, source = source.name, "audit job reads its copy of the log");
+            run(source.events, source.read, request, at, progress).await
+        });
         let outcome = work
             .await
             .unwrap_or_else(|error| Err(format!("the audit job stopped: {error}")));

@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod audit;
 pub mod audit_jobs;
+pub mod audit_source;
 pub mod auth;
 pub mod balance_spool;
 pub mod body;

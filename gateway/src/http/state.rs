@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::admin::RebuildJobs;
 use super::audit_jobs::AuditJobs;
+use super::audit_source::AuditSource;
 use super::auth::ApiKeys;
 use super::deadline::Deadline;
 use crate::config::server::Secret;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub events: Arc<dyn EventStore>,
     pub read: Arc<dyn ReadStore>,
     pub queries: Queries,
+    /// Where the auditors' reads run (the standby when it is complete enough).
+    pub audit: Arc<AuditSource>,
     /// Where the SQL projectors of this process stand.
     pub projections: watch::Receiver<Progress>,
     pub provider: Arc<dyn PaymentProvider>,

@@ -1,7 +1,9 @@
 //! Projection reads on a PostgreSQL streaming standby (issue 15, point 3): `DATABASE_READ_URL`
 //! sends reads to it, commands and projectors stay on the primary. With the standby's replay
 //! paused, no read goes backwards, and a read with `min_position` still shows the write (the
-//! primary answers once the standby has not caught up in time).
+//! primary answers once the standby has not caught up in time). The auditors' reads (event
+//! stream, verification) run on the standby while it holds everything the primary does, and on
+//! the primary while it does not: never a shorter log.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,6 +22,20 @@ fn on_standby(standby: &PgStandby, database: &str, sql: &str) -> String {
         .output()
         .expect("psql runs");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// How many audit reads ran on `source` (`standby` or `primary`), from `/metrics`.
+async fn audit_reads(app: &TestApp, source: &str) -> u64 {
+    let text = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("starledger_audit_reads_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.trim().parse().unwrap())
 }
 
 async fn history(app: &TestApp, query: &str) -> Vec<Value> {
@@ -81,13 +97,33 @@ async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_see
     }
     let before = history(&app, "").await.len();
 
+    // The auditors' reads go to the standby while it holds everything the primary does.
+    let (on_standby_before, on_primary_before) = (
+        audit_reads(&app, "standby").await,
+        audit_reads(&app, "primary").await,
+    );
+    assert_eq!(app.log_length().await, head);
+    assert_eq!(
+        app.audit_result("/v1/audit/verify").await["head_position"],
+        head
+    );
+    assert!(audit_reads(&app, "standby").await >= on_standby_before + 2);
+    assert_eq!(audit_reads(&app, "primary").await, on_primary_before);
+
     // Replay stops on the standby; a write lands on the primary.
     assert_eq!(
         on_standby(&standby, &name, "select pg_wal_replay_pause()"),
         ""
     );
     app.top_up(5901, "1").await;
+    // The auditors never get a log shorter than the primary's: the lagging standby is
+    // passed over, for the event stream and for verification alike.
     let position = app.log_length().await;
+    assert_eq!(position, head + 2, "the top-up's two events are in the log");
+    let report = app.audit_result("/v1/audit/verify").await;
+    assert_eq!(report["head_position"], position, "{report:#}");
+    assert_eq!(report["sound"], true, "{report:#}");
+    assert!(audit_reads(&app, "primary").await >= on_primary_before + 2);
 
     // Plain reads go to the standby: its history does not have the write yet.
     assert_eq!(
@@ -113,6 +149,13 @@ async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_see
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // And the auditors are served by the standby again.
+    let on_standby_after = audit_reads(&app, "standby").await;
+    assert_eq!(
+        app.audit_result("/v1/audit/verify").await["head_position"],
+        position
+    );
+    assert!(audit_reads(&app, "standby").await > on_standby_after);
     app.stop().await;
     drop(standby);
 }

@@ -178,14 +178,7 @@ impl EventStore for PostgresStore {
         stream_id: &str,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
-        ))
-        .bind(stream_id)
-        .bind(after_version as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        select_stream(&self.pool, stream_id, after_version).await
     }
 
     async fn read_all(
@@ -193,25 +186,11 @@ impl EventStore for PostgresStore {
         after_position: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"
-        ))
-        .bind(after_position as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        select_all(&self.pool, after_position, limit).await
     }
 
     async fn read_events(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENT} WHERE event_id = ANY($1) ORDER BY position"
-        ))
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(event_from_row).collect()
+        select_events(&self.pool, ids).await
     }
 
     async fn head(&self) -> Result<LogHead, StoreError> {
@@ -220,6 +199,102 @@ impl EventStore for PostgresStore {
 
     fn committed(&self) -> watch::Receiver<u64> {
         self.appender.committed()
+    }
+}
+
+async fn select_stream(
+    pool: &PgPool,
+    stream_id: &str,
+    after_version: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version"
+    ))
+    .bind(stream_id)
+    .bind(after_version as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+async fn select_all(
+    pool: &PgPool,
+    after_position: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE position > $1 ORDER BY position LIMIT $2"
+    ))
+    .bind(after_position as i64)
+    .bind(limit as i64)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+async fn select_events(pool: &PgPool, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = sqlx::query(&format!(
+        "{SELECT_EVENT} WHERE event_id = ANY($1) ORDER BY position"
+    ))
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// The log on a streaming standby (`DATABASE_READ_URL`), for readers only: it never appends
+/// (a standby refuses writes) and does not LISTEN (a standby cannot), so `committed` stays
+/// where it was opened; readers that must see a position ask [`EventStore::head`].
+pub struct PostgresLogReader {
+    pool: PgPool,
+    committed: watch::Sender<u64>,
+}
+
+impl PostgresLogReader {
+    pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
+        let head = read_head(&pool).await?;
+        Ok(Self {
+            pool,
+            committed: watch::Sender::new(head.position),
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresLogReader {
+    async fn enqueue(&self, _request: AppendRequest) -> Result<AppendTicket, AppendError> {
+        Err(AppendError::Invalid(
+            "this is the log on a read-only standby: append on the primary".into(),
+        ))
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_stream(&self.pool, stream_id, after_version).await
+    }
+
+    async fn read_all(
+        &self,
+        after_position: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_all(&self.pool, after_position, limit).await
+    }
+
+    async fn read_events(&self, ids: &[EventId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        select_events(&self.pool, ids).await
+    }
+
+    async fn head(&self) -> Result<LogHead, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 }
 
