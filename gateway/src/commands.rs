@@ -16,6 +16,8 @@ use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger
 use starledger_ledger::ids::UserId;
 use starledger_ledger::store::StoreError;
 
+use crate::metrics_catalog::{COMMANDS, COMMAND_SECONDS};
+
 /// Runs `command` for `user` to completion, whether or not the caller keeps waiting, and
 /// records the outcome.
 pub async fn execute(
@@ -37,9 +39,8 @@ pub async fn execute(
             Err(CommandError::TooManyConflicts(_)) => "too_many_conflicts",
             Err(_) => "failed",
         };
-        metrics::counter!("starledger_commands_total", "command" => name, "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("starledger_command_seconds", "command" => name)
+        metrics::counter!(COMMANDS, "command" => name, "outcome" => outcome).increment(1);
+        metrics::histogram!(COMMAND_SECONDS, "command" => name)
             .record(started.elapsed().as_secs_f64());
         result
     });

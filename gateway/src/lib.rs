@@ -11,6 +11,7 @@
 //!   retries, answers read up to a limit, the external-request metrics.
 //! - [`http`]: the actix-web gateway: routes, auth, errors, webhooks, admin and audit API.
 //! - [`lease`]: one instance at a time for background work that must not run twice.
+//! - [`metrics_catalog`]: every metric `/metrics` shows, with its help text.
 //! - [`reactor`]: checkpointed work that follows the log and acts outside the ledger.
 //! - [`settlement`]: what Heleket says about a payment, confirmed and recorded through the
 //!   ledger's money rules; one path for webhooks and the reconciler.
@@ -26,6 +27,7 @@ pub mod fragment;
 pub mod heleket;
 pub mod http;
 pub mod lease;
+pub mod metrics_catalog;
 pub mod outbound;
 pub mod reactor;
 pub mod reconciler;

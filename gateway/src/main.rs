@@ -20,6 +20,7 @@ mod demo;
 mod projections_cmd;
 mod recharges_cmd;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&config.log_level);
+    init_tracing(&config, matches!(cli.command, Command::Demo { .. }));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -152,11 +153,26 @@ fn describe(storage: &config::Storage) -> String {
     }
 }
 
-fn init_tracing(level: &str) {
+/// Logs go to stderr at `LOG_LEVEL` (`RUST_LOG` overrides): as text, coloured only on a
+/// terminal (a file or a pipe gets no escape codes), or with `LOG_FORMAT=json` one JSON
+/// object per line.
+///
+/// `demo` tells a story on stdout, and log lines would break into it (even the warning that
+/// its Fragment is a sandbox, which the story is about): unless `LOG_LEVEL` or `RUST_LOG` asks
+/// for them, it logs errors only.
+fn init_tracing(config: &config::Config, tells_a_story: bool) {
+    let directives = if tells_a_story && !config.log_level_set {
+        "error".to_owned()
+    } else {
+        format!("warn,starledger={}", config.log_level)
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,starledger={level}")));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        config::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        config::LogFormat::Json => logs.json().with_ansi(false).init(),
+    }
 }

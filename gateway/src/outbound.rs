@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use crate::metrics_catalog::{CIRCUIT_BREAKER_OPEN, EXTERNAL_REQUESTS, EXTERNAL_REQUEST_SECONDS};
 use crate::resilience::{CircuitBreaker, RetryPolicy};
 
 /// What one attempt came to.
@@ -99,7 +100,7 @@ impl Call<'_> {
     /// false for a call the breaker refused, which is not timed: it would drag latency down.
     pub fn record(&self, outcome: &'static str, started: Instant, sent: bool) {
         metrics::counter!(
-            "starledger_external_requests_total",
+            EXTERNAL_REQUESTS,
             "provider" => self.provider,
             "call" => self.call,
             "outcome" => outcome,
@@ -107,7 +108,7 @@ impl Call<'_> {
         .increment(1);
         if sent {
             metrics::histogram!(
-                "starledger_external_request_seconds",
+                EXTERNAL_REQUEST_SECONDS,
                 "provider" => self.provider,
                 "call" => self.call,
             )
@@ -143,7 +144,7 @@ pub fn endpoint(base: &str, path: &str) -> Option<reqwest::Url> {
 /// Sets the `starledger_circuit_breaker_open` gauge of `provider` from its breaker.
 pub fn publish_breaker(provider: &'static str, breaker: &CircuitBreaker) {
     let open = if breaker.is_open() { 1.0 } else { 0.0 };
-    metrics::gauge!("starledger_circuit_breaker_open", "provider" => provider).set(open);
+    metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => provider).set(open);
 }
 
 /// The status and at most `limit` bytes of the answer. Reading stops there, so a broken proxy

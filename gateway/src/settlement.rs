@@ -31,6 +31,7 @@ use starledger_ledger::ids::{IdempotencyKey, RechargeId, UserId};
 use starledger_ledger::money::{Amount, Currency};
 
 use crate::heleket::{OrderId, PaymentFacts, PaymentProvider, ProviderError};
+use crate::metrics_catalog::RECHARGE_ALERTS;
 
 /// Where the facts being settled came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub struct Settlement {
 
 /// Counts an operator alert for `/metrics`.
 fn alert(kind: &'static str) {
-    metrics::counter!("starledger_recharge_alerts_total", "kind" => kind).increment(1);
+    metrics::counter!(RECHARGE_ALERTS, "kind" => kind).increment(1);
 }
 
 impl Settlement {

@@ -29,6 +29,7 @@ use super::delivery::{self, Failure};
 use super::texts::{Lang, Texts};
 use crate::config::server::Secret;
 use crate::http::state::AppState;
+use crate::metrics_catalog::BOT_NOTIFICATIONS;
 use crate::reactor::{Reacted, Reaction, ReactionError};
 
 /// The reactor's name: its checkpoint and its lease.
@@ -177,8 +178,7 @@ impl Reaction for Notifier {
         let sent = self.bot.send_message(ChatId(event.user_id), text).await;
         let error = match sent {
             Ok(_) => {
-                metrics::counter!("starledger_bot_notifications_total", "outcome" => "sent")
-                    .increment(1);
+                metrics::counter!(BOT_NOTIFICATIONS, "outcome" => "sent").increment(1);
                 return Ok(Reacted::Acted);
             }
             Err(error) => error,
@@ -186,8 +186,7 @@ impl Reaction for Notifier {
         let described = delivery::describe(&error, &self.token);
         match delivery::classify(&error) {
             Failure::Unreachable => {
-                metrics::counter!("starledger_bot_notifications_total", "outcome" => "unreachable")
-                    .increment(1);
+                metrics::counter!(BOT_NOTIFICATIONS, "outcome" => "unreachable").increment(1);
                 tracing::info!(
                     user = event.user_id,
                     position = event.position,
@@ -197,8 +196,7 @@ impl Reaction for Notifier {
                 Ok(Reacted::Skipped)
             }
             Failure::Rejected => {
-                metrics::counter!("starledger_bot_notifications_total", "outcome" => "rejected")
-                    .increment(1);
+                metrics::counter!(BOT_NOTIFICATIONS, "outcome" => "rejected").increment(1);
                 tracing::warn!(
                     user = event.user_id,
                     position = event.position,
@@ -208,8 +206,7 @@ impl Reaction for Notifier {
                 Ok(Reacted::Skipped)
             }
             Failure::RetryAfter(wait) => {
-                metrics::counter!("starledger_bot_notifications_total", "outcome" => "flood_control")
-                    .increment(1);
+                metrics::counter!(BOT_NOTIFICATIONS, "outcome" => "flood_control").increment(1);
                 self.not_before = Some(Instant::now() + wait);
                 Err(ReactionError(format!(
                     "Telegram flood control: retry after {}s",
@@ -217,8 +214,7 @@ impl Reaction for Notifier {
                 )))
             }
             Failure::Transient => {
-                metrics::counter!("starledger_bot_notifications_total", "outcome" => "failed")
-                    .increment(1);
+                metrics::counter!(BOT_NOTIFICATIONS, "outcome" => "failed").increment(1);
                 Err(ReactionError(format!("sending failed: {described}")))
             }
         }

@@ -47,6 +47,18 @@ pub struct Config {
     pub currency: Currency,
     pub pricing: StarPricing,
     pub log_level: String,
+    /// Whether `LOG_LEVEL` was set, not defaulted: `demo` is quieter by default.
+    pub log_level_set: bool,
+    pub log_format: LogFormat,
+}
+
+/// `LOG_FORMAT`: how log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +295,7 @@ impl Config {
                 "must be at most 64 characters without spaces",
             ));
         }
+        let log_level_set = env.get("LOG_LEVEL").is_some();
         let log_level = env
             .get("LOG_LEVEL")
             .unwrap_or_else(|| "info".into())
@@ -293,6 +306,17 @@ impl Config {
                 format!("{log_level:?} is not one of trace, debug, info, warn, error"),
             ));
         }
+        let log_format = match env.get("LOG_FORMAT").map(|t| t.trim().to_lowercase()) {
+            None => LogFormat::Text,
+            Some(t) if t == "text" => LogFormat::Text,
+            Some(t) if t == "json" => LogFormat::Json,
+            Some(t) => {
+                return Err(problem(
+                    "LOG_FORMAT",
+                    format!("{t:?} is not one of text, json"),
+                ))
+            }
+        };
         Ok(Config {
             storage,
             database_read_url,
@@ -306,6 +330,8 @@ impl Config {
             currency,
             pricing,
             log_level: log_level.replace("warning", "warn"),
+            log_level_set,
+            log_format,
         })
     }
 }
@@ -335,6 +361,22 @@ mod tests {
         );
         assert_eq!(config.currency, Currency::ton());
         assert_eq!(config.log_level, "info");
+        assert!(!config.log_level_set);
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(
+            config(&[("LOG_FORMAT", "json")]).unwrap().log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            config(&[("LOG_FORMAT", " Text ")]).unwrap().log_format,
+            LogFormat::Text
+        );
+        let explicit = config(&[("LOG_LEVEL", "info")]).unwrap();
+        assert!(explicit.log_level_set);
     }
 
     #[test]
@@ -416,6 +458,7 @@ mod tests {
             ("STAR_PRICE", "-1"),
             ("STAR_MARKUP_PERCENT", "lots"),
             ("LOG_LEVEL", "loud"),
+            ("LOG_FORMAT", "bogus"),
             ("REDIS_URL", "http://cache"),
             ("CACHE_TTL_USER", "0"),
             ("CACHE_TTL_PAYMENT", "forever"),

@@ -48,6 +48,7 @@ use super::wire::{
     read_order, read_payment, state_nonce, Answer, ApiHash, Confirmation, Failure, Verdict,
     MAX_MESSAGE_CHARS,
 };
+use crate::metrics_catalog::CIRCUIT_BREAKER_OPEN;
 use crate::outbound::{self, describe, read_limited, shorten};
 use crate::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
 
@@ -301,7 +302,7 @@ impl FragmentClient {
         // Fragment does redirect a dead session (to its login): not followed, that reads as
         // an expired session.
         let http = outbound::http_client(settings.timeout, BROWSER_USER_AGENT)?;
-        metrics::gauge!("starledger_circuit_breaker_open", "provider" => PROVIDER).set(0.0);
+        metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => PROVIDER).set(0.0);
         Ok(Self {
             http,
             base_url: base.to_owned(),

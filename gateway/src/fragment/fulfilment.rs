@@ -59,6 +59,11 @@ use super::orders::{OpenOrder, OpenOrders, RecordedPayment, Stage};
 use super::ton::{ChainError, Nanotons, SignedTransfer, TonChain, TransferMessage, WalletSigner};
 use super::wallet::same_address;
 use crate::lease::Lease;
+use crate::metrics_catalog::{
+    FRAGMENT_SESSION_EXPIRES_IN_SECONDS, FULFILMENT_ALERTS, FULFILMENT_OPEN_ORDERS,
+    FULFILMENT_OUTCOMES, FULFILMENT_PAUSED, FULFILMENT_PAYMENTS, FULFILMENT_WALLET_BALANCE_TON,
+    FULFILMENT_WALLET_LOW,
+};
 use crate::outbound;
 use crate::reactor::{Checkpoint, ReactorContext};
 
@@ -299,7 +304,7 @@ impl Worker {
             }
         }
         let open = self.orders.len();
-        metrics::gauge!("starledger_fulfilment_open_orders").set(open as f64);
+        metrics::gauge!(FULFILMENT_OPEN_ORDERS).set(open as f64);
         self.forget_closed();
         Ok(())
     }
@@ -557,7 +562,7 @@ impl Worker {
             // it expired.
             tracing::warn!(purchase = %order.purchase_id, %error, "broadcast failed; will re-send");
         }
-        metrics::counter!("starledger_fulfilment_payments_total").increment(1);
+        metrics::counter!(FULFILMENT_PAYMENTS).increment(1);
         Progress::Moved
     }
 
@@ -761,8 +766,7 @@ impl Worker {
                 let progress = self.record(order, command, "completed").await;
                 if progress == Progress::Moved {
                     tracing::info!(purchase = %order.purchase_id, stars = order.stars.get(), "stars delivered");
-                    metrics::counter!("starledger_fulfilment_outcomes_total", "outcome" => "completed")
-                        .increment(1);
+                    metrics::counter!(FULFILMENT_OUTCOMES, "outcome" => "completed").increment(1);
                 }
                 progress
             }
@@ -817,7 +821,7 @@ impl Worker {
         let progress = self.record(order, command, "failed").await;
         if progress == Progress::Moved {
             tracing::info!(purchase = %order.purchase_id, code, "purchase failed; reservation released");
-            metrics::counter!("starledger_fulfilment_outcomes_total", "outcome" => "refunded", "reason" => code)
+            metrics::counter!(FULFILMENT_OUTCOMES, "outcome" => "refunded", "reason" => code)
                 .increment(1);
         }
         progress
@@ -856,10 +860,9 @@ impl Worker {
     fn pause(&mut self, error: &MarketError) {
         if self.paused().is_none() {
             tracing::error!(%error, "Fragment session expired: orders are paused until FRAGMENT_COOKIES is renewed; nothing is refunded");
-            metrics::counter!("starledger_fulfilment_alerts_total", "kind" => "session_expired")
-                .increment(1);
+            metrics::counter!(FULFILMENT_ALERTS, "kind" => "session_expired").increment(1);
         }
-        metrics::gauge!("starledger_fulfilment_paused").set(1.0);
+        metrics::gauge!(FULFILMENT_PAUSED).set(1.0);
         self.paused_until = Some(Instant::now() + self.fulfilment.settings.session_pause);
     }
 
@@ -869,7 +872,7 @@ impl Worker {
             Some(_) => {
                 // The pause ran out: the next call tries the session again.
                 self.paused_until = None;
-                metrics::gauge!("starledger_fulfilment_paused").set(0.0);
+                metrics::gauge!(FULFILMENT_PAUSED).set(0.0);
                 None
             }
             None => None,
@@ -887,7 +890,7 @@ impl Worker {
     fn alert(&mut self, purchase_id: PurchaseId, kind: &'static str, detail: &str) {
         if self.alerted.insert((purchase_id, kind)) {
             tracing::error!(purchase = %purchase_id, alert = kind, "{detail}");
-            metrics::counter!("starledger_fulfilment_alerts_total", "kind" => kind).increment(1);
+            metrics::counter!(FULFILMENT_ALERTS, "kind" => kind).increment(1);
         }
     }
 
@@ -901,7 +904,7 @@ impl Worker {
         self.session_checked_at = Instant::now();
         if let Some(expires_at) = self.fulfilment.settings.session_expires_at {
             let left = (expires_at - Utc::now()).num_seconds();
-            metrics::gauge!("starledger_fragment_session_expires_in_seconds").set(left as f64);
+            metrics::gauge!(FRAGMENT_SESSION_EXPIRES_IN_SECONDS).set(left as f64);
             let warn_before = self.fulfilment.settings.session_warn_before.as_secs() as i64;
             if left < warn_before && !self.expiry_alerted {
                 self.expiry_alerted = true;
@@ -911,8 +914,7 @@ impl Worker {
                     "the Fragment session expires in {}h: renew FRAGMENT_COOKIES (and FRAGMENT_SESSION_EXPIRES_AT) before orders stop",
                     left.max(0) / 3_600
                 );
-                metrics::counter!("starledger_fulfilment_alerts_total", "kind" => "session_expiring")
-                    .increment(1);
+                metrics::counter!(FULFILMENT_ALERTS, "kind" => "session_expiring").increment(1);
             }
         }
         if let Err(error) = self.fulfilment.market.check_session().await {
@@ -940,9 +942,9 @@ impl Worker {
     fn observe_balance(&mut self, balance: Nanotons) {
         // A gauge for dashboards only; money decisions use the exact nanotons.
         let ton = balance.0 as f64 / Nanotons::PER_TON as f64;
-        metrics::gauge!("starledger_fulfilment_wallet_balance_ton").set(ton);
+        metrics::gauge!(FULFILMENT_WALLET_BALANCE_TON).set(ton);
         let low = balance < self.fulfilment.settings.min_wallet_balance;
-        metrics::gauge!("starledger_fulfilment_wallet_low").set(if low { 1.0 } else { 0.0 });
+        metrics::gauge!(FULFILMENT_WALLET_LOW).set(if low { 1.0 } else { 0.0 });
         let key = (PurchaseId::from_uuid(uuid::Uuid::nil()), "wallet_low");
         if low && self.alerted.insert(key) {
             tracing::error!(
@@ -951,8 +953,7 @@ impl Worker {
                 minimum = %self.fulfilment.settings.min_wallet_balance,
                 "the shop wallet is running low; top it up before orders start waiting"
             );
-            metrics::counter!("starledger_fulfilment_alerts_total", "kind" => "wallet_low")
-                .increment(1);
+            metrics::counter!(FULFILMENT_ALERTS, "kind" => "wallet_low").increment(1);
         } else if !low {
             self.alerted.remove(&key);
         }

@@ -1,17 +1,23 @@
 //! Operations endpoints, open without a key: `/healthz` (the process answers), `/readyz`
 //! (the database answers and the projections are not far behind; a load balancer takes the
-//! instance out of rotation otherwise) and `/metrics` (Prometheus text).
+//! instance out of rotation otherwise) and `/metrics` (Prometheus text, every metric with
+//! the help text of [`crate::metrics_catalog`]).
 //!
 //! Redis down makes the instance `degraded`, not unready: reads fall back to the database and
 //! stay correct, and taking every instance out of rotation would turn a slower service into
 //! no service.
 
+use std::sync::Once;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::state::AppState;
+use crate::metrics_catalog::{
+    self, CIRCUIT_BREAKER_OPEN, LEDGER_CACHED_ACCOUNTS, LEDGER_CONFLICTS, LOG_HEAD_POSITION,
+    PROJECTION_LAG_EVENTS, REDIS_HEALTHY,
+};
 
 /// How long a readiness probe waits for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,19 +89,22 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The help texts, given to the process-wide recorder before its first rendering.
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(metrics_catalog::describe_all);
     // Gauges that are cheaper to read at scrape time than to keep current. Bounded like the
     // readiness probe: /metrics has no request deadline, and a scrape during a database
     // outage should still show the rest.
     if let Ok(Ok(head)) = tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
-        metrics::gauge!("starledger_log_head_position").set(head.position as f64);
+        metrics::gauge!(LOG_HEAD_POSITION).set(head.position as f64);
         for (table, position) in state.projections.borrow().iter() {
-            metrics::gauge!("starledger_projection_lag_events", "projector" => table.name())
+            metrics::gauge!(PROJECTION_LAG_EVENTS, "projector" => table.name())
                 .set(head.position.saturating_sub(*position) as f64);
         }
     }
-    metrics::counter!("starledger_ledger_conflicts_total").absolute(state.ledger.conflicts());
-    metrics::gauge!("starledger_ledger_cached_accounts").set(state.ledger.cached_accounts() as f64);
-    metrics::gauge!("starledger_circuit_breaker_open", "provider" => state.provider.name()).set(
+    metrics::counter!(LEDGER_CONFLICTS).absolute(state.ledger.conflicts());
+    metrics::gauge!(LEDGER_CACHED_ACCOUNTS).set(state.ledger.cached_accounts() as f64);
+    metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => state.provider.name()).set(
         if state.provider.circuit_open() {
             1.0
         } else {
@@ -103,7 +112,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         },
     );
     let cache = state.queries.cache();
-    metrics::gauge!("starledger_redis_healthy").set(if cache.redis_healthy() { 1.0 } else { 0.0 });
+    metrics::gauge!(REDIS_HEALTHY).set(if cache.redis_healthy() { 1.0 } else { 0.0 });
     state.metrics.run_upkeep();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
