@@ -1,6 +1,7 @@
 //! The fulfilment worker against the sandbox Fragment and chain, on a real ledger (SQLite,
-//! and PostgreSQL when `TEST_DATABASE_URL` is set): every way a purchase can end, and the
-//! crashes and races that must never pay twice or refund a delivered purchase.
+//! and PostgreSQL when `TEST_DATABASE_URL` is set, as it must be under CI): every way a
+//! purchase can end, and the crashes and races that must never pay twice or refund a
+//! delivered purchase.
 //!
 //! "Crashing" the worker is dropping it between steps, in-memory state and all; a restarted
 //! worker starts from the same ledger and the same (outside) world. The chain can be made to

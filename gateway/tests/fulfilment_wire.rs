@@ -1,7 +1,7 @@
 //! The fulfilment worker over the wire: the real [`FragmentClient`], the real [`Toncenter`]
 //! client and the real shop wallet (v4r2, from a published test phrase) against local fakes
 //! of Fragment's web API and of toncenter that speak their real formats, on a real ledger
-//! (SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set).
+//! (SQLite, and PostgreSQL when `TEST_DATABASE_URL` is set, as it must be under CI).
 //!
 //! These are the wire-level counterparts of `tests/fulfilment.rs`, which runs the same worker
 //! on the in-memory sandbox: here every order goes through Fragment's buy page and form-encoded

@@ -528,5 +528,4 @@ async fn an_abandoned_command_whose_append_fails_leaves_no_trace() {
     assert_eq!(store.head().await.unwrap().position, head + 1);
     let report = audit(store.as_ref()).await;
     assert!(report.is_sound(), "{:?}", report.findings);
-    backend.cleanup().await;
 }

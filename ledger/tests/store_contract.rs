@@ -1,6 +1,6 @@
 //! The event store contract, run against every backend (SQLite always, PostgreSQL when
-//! `TEST_DATABASE_URL` is set): ordering, conflicts, idempotency, gapless positions under
-//! concurrency, tamper detection, append-only enforcement and tailing.
+//! `TEST_DATABASE_URL` is set, as it must be under CI): ordering, conflicts, idempotency,
+//! gapless positions under concurrency, tamper detection, append-only enforcement and tailing.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! going backwards, Redis trouble turning into errors or wrong answers.
 //!
 //! Redis-backed tests run against `TEST_REDIS_URL` (CI: `redis://127.0.0.1:6379`) and print why
-//! they are skipped when it is unset; each uses its own key prefix. The restart test starts its
-//! own `redis-server` when the binary exists. In-process tests always run.
+//! they are skipped when it is unset (under CI they fail instead); each uses its own key
+//! prefix. The restart test starts its own `redis-server` (required under CI). In-process
+//! tests always run.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use redis::aio::MultiplexedConnection;
 use rust_decimal::Decimal;
+use starledger_ledger::testing::{server_url, under_ci};
 use starledger_projections::cache::{CacheSettings, ReadCache};
 use starledger_projections::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
 use uuid::Uuid;
@@ -23,14 +25,12 @@ use uuid::Uuid;
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
+/// `TEST_REDIS_URL`, or `None` after saying `test` is skipped (under CI, a failure).
 fn redis_url(test: &str) -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|url| !url.is_empty());
-    if url.is_none() {
-        eprintln!("skipping {test}: set TEST_REDIS_URL=redis://127.0.0.1:6379 to run it");
-    }
-    url
+    server_url(
+        "TEST_REDIS_URL",
+        &format!("skipping {test}; set it to redis://127.0.0.1:6379 to run it"),
+    )
 }
 
 fn settings(redis_url: Option<String>) -> CacheSettings {
@@ -764,6 +764,10 @@ fn free_port() -> u16 {
 async fn redis_that_stops_and_comes_back_is_used_again() {
     let port = free_port();
     let Some(mut server) = OwnRedis::start(port) else {
+        assert!(
+            !under_ci(),
+            "redis-server is not installed; .ci/run installs it (package redis-server)"
+        );
         eprintln!("skipping redis_that_stops_and_comes_back…: no redis-server binary");
         return;
     };

@@ -12,7 +12,7 @@ use starledger_ledger::commands::Ledger;
 use starledger_ledger::on_every_backend;
 use starledger_ledger::store::CommitMode;
 use starledger_ledger::testing::flow::*;
-use starledger_ledger::testing::Backend;
+use starledger_ledger::testing::{server_url, Backend};
 use starledger_projections::cache::{CacheSettings, ReadCache};
 use starledger_projections::cache_projector;
 use starledger_projections::queries::Queries;
@@ -22,10 +22,7 @@ use tokio::sync::watch;
 
 /// Redis when the test run has one, in-process otherwise; a fresh key prefix per call site.
 async fn cache(prefix: &str) -> Arc<ReadCache> {
-    let redis_url = std::env::var("TEST_REDIS_URL").ok();
-    if redis_url.is_none() {
-        eprintln!("TEST_REDIS_URL unset: caching in process only");
-    }
+    let redis_url = server_url("TEST_REDIS_URL", "caching in process only");
     Arc::new(
         ReadCache::new(CacheSettings {
             redis_url,
@@ -146,7 +143,9 @@ async fn cached_balances_never_go_backwards_and_end_current(backend: &Backend) {
             );
         }
     }
-    let _ = stop_projector.send(true);
+    stop_projector
+        .send(true)
+        .expect("the cache projector is still running when told to stop");
     projector.await.unwrap();
     runner.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starledger_ledger::account::AccountCommand;
-use starledger_ledger::commands::Ledger;
+use starledger_ledger::commands::{CommandError, Ledger};
 use starledger_ledger::ids::{PurchaseId, RechargeId};
 use starledger_ledger::on_every_backend;
 use starledger_ledger::store::{CommitMode, EventStore};
@@ -34,9 +34,11 @@ impl Dice {
     }
 }
 
-/// `count` random commands over `users` users; rejected ones are part of the workload.
-async fn workload(ledger: &Ledger, seed: u64, users: i64, count: usize) {
+/// `count` random commands over `users` users; rejected ones are part of the workload, any
+/// other error fails the test. Returns how many were accepted (recorded).
+async fn workload(ledger: &Ledger, seed: u64, users: i64, count: usize) -> usize {
     let mut dice = Dice(seed);
+    let mut accepted = 0;
     for n in 0..count {
         let user = user(1 + dice.roll(users as u64) as i64);
         let slot = dice.roll(4);
@@ -67,10 +69,25 @@ async fn workload(ledger: &Ledger, seed: u64, users: i64, count: usize) {
                 force: false,
             },
         };
-        let _ = ledger
+        match ledger
             .execute(user, command, &context(&format!("w-{seed}-{n}")))
-            .await;
+            .await
+        {
+            Ok(_) => accepted += 1,
+            Err(CommandError::Rejected(_)) => {}
+            Err(error) => panic!("command {n} of workload {seed} failed: {error}"),
+        }
     }
+    accepted
+}
+
+/// A workload that must record something, so the checks after it are not about an empty log.
+async fn recorded_workload(ledger: &Ledger, seed: u64, users: i64, count: usize) {
+    let accepted = workload(ledger, seed, users, count).await;
+    assert!(
+        accepted > 0,
+        "workload {seed}: none of {count} commands was accepted"
+    );
 }
 
 async fn assert_sound(events: &Arc<dyn EventStore>, read: &dyn ReadStore) {
@@ -110,7 +127,7 @@ async fn projections_equal_a_fresh_replay_after_a_random_workload(backend: &Back
         funded(&ledger, user(u), "50").await.unwrap();
     }
     let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
-    workload(&ledger, 7, 6, 400).await;
+    recorded_workload(&ledger, 7, 6, 400).await;
     catch_up_and_verify(&runner, &events, read.as_ref()).await;
 
     for u in 1..=6 {
@@ -219,18 +236,19 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
     for u in 1..=5 {
         funded(&ledger, user(u), "80").await.unwrap();
     }
-    workload(&ledger, 3, 5, 300).await;
+    recorded_workload(&ledger, 3, 5, 300).await;
     let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
 
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (ledger, stop) = (ledger.clone(), stop.clone());
         tokio::spawn(async move {
-            let mut seed = 100;
+            let (mut seed, mut accepted) = (100, 0);
             while !stop.load(Ordering::Relaxed) {
-                workload(&ledger, seed, 5, 20).await;
+                accepted += workload(&ledger, seed, 5, 20).await;
                 seed += 1;
             }
+            accepted
         })
     };
     let reads = Arc::new(AtomicU64::new(0));
@@ -262,8 +280,12 @@ async fn rebuild_under_live_traffic_ends_identical_with_no_reader_error(backend:
     assert!(report.events > 0 && pages > 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    let written_during_rebuild = writer.await.unwrap();
     reader.await.unwrap();
+    assert!(
+        written_during_rebuild > 0,
+        "no command was recorded while the rebuild ran"
+    );
     assert!(reads.load(Ordering::Relaxed) > 0);
 
     catch_up_and_verify(&runner, &events, read.as_ref()).await;
@@ -294,7 +316,7 @@ async fn two_instances_project_together_without_double_applying(backend: &Backen
             ..Default::default()
         },
     );
-    workload(&ledger, 11, 4, 250).await;
+    recorded_workload(&ledger, 11, 4, 250).await;
     let head = events.head().await.unwrap().position;
     first.wait_for(head, Duration::from_secs(30)).await.unwrap();
     second
@@ -325,7 +347,7 @@ async fn verify_is_consistent_while_projectors_run(backend: &Backend) {
     );
     let writer = {
         let ledger = ledger.clone();
-        tokio::spawn(async move { workload(&ledger, 21, 4, 300).await })
+        tokio::spawn(async move { recorded_workload(&ledger, 21, 4, 300).await })
     };
     let mut audits = 0;
     while !writer.is_finished() {
@@ -445,7 +467,7 @@ async fn verify_in_passes_finds_what_one_pass_finds(backend: &Backend) {
     for u in 1..=6 {
         funded(&ledger, user(u), "50").await.unwrap();
     }
-    workload(&ledger, 11, 6, 120).await;
+    recorded_workload(&ledger, 11, 6, 120).await;
     project_everything(events.as_ref(), read.as_ref()).await;
     let in_passes = |read: Arc<dyn ReadStore>| {
         let events = events.clone();
@@ -501,7 +523,7 @@ async fn balances_in_passes_equal_one_pass(backend: &Backend) {
     for u in 1..=8 {
         funded(&ledger, user(u), "50").await.unwrap();
     }
-    workload(&ledger, 13, 8, 80).await;
+    recorded_workload(&ledger, 13, 8, 80).await;
     let now = chrono::Utc::now();
     let whole = audit::balances_at(&events, now).await.unwrap();
     let mut split = Vec::new();

@@ -18,7 +18,7 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::postgres::PgConnectOptions;
+use starledger_ledger::testing::server_url;
 
 static BUILT: OnceLock<()> = OnceLock::new();
 
@@ -85,6 +85,7 @@ pub fn starledger() -> Command {
         "STAR_PRICE",
         "STAR_MARKUP_PERCENT",
         "LOG_LEVEL",
+        "LOG_FORMAT",
         "RUST_LOG",
         "REDIS_URL",
         "HELEKET_MODE",
@@ -124,42 +125,8 @@ pub fn random_below(bound: u64) -> u64 {
     (uuid::Uuid::new_v4().as_u128() % u128::from(bound.max(1))) as u64
 }
 
-/// The PostgreSQL server the suites may create databases on (`TEST_DATABASE_URL`), if any.
-pub fn postgres_server() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| url.starts_with("postgres"))
-}
-
 /// A database of its own on the shared PostgreSQL server, dropped however the test ends.
-pub struct ScratchDatabase {
-    server: PgConnectOptions,
-    name: String,
-    pub url: String,
-}
-
-impl ScratchDatabase {
-    pub async fn create(server_url: &str) -> ScratchDatabase {
-        let (server, name, url) = starledger_ledger::testing::create_database(server_url).await;
-        ScratchDatabase { server, name, url }
-    }
-}
-
-impl Drop for ScratchDatabase {
-    fn drop(&mut self) {
-        // Drop cannot await, and it may run inside the test's runtime or while it panics:
-        // drop the database from a runtime of its own on a thread of its own.
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime to drop the database")
-                .block_on(starledger_ledger::testing::drop_database(&server, &name));
-        })
-        .join();
-    }
-}
+pub use starledger_ledger::testing::ScratchDatabase;
 
 /// Where a deployment keeps its ledger.
 pub enum Backend {
@@ -185,19 +152,20 @@ pub struct Deployment {
 
 impl Deployment {
     /// A scratch database on `TEST_DATABASE_URL`'s server, with `TEST_REDIS_URL` (when set)
-    /// under a prefix of its own; migrated. `None` (after saying why) without PostgreSQL.
+    /// under a prefix of its own; migrated. `None` (after saying why) without PostgreSQL;
+    /// under CI either server missing fails the test (see [`server_url`]).
     pub async fn postgres(test: &str) -> Option<Deployment> {
-        let Some(url) = postgres_server() else {
-            eprintln!(
-                "skipping {test} on PostgreSQL: set TEST_DATABASE_URL=postgres://… to run it"
-            );
-            return None;
-        };
+        let url = server_url(
+            "TEST_DATABASE_URL",
+            &format!("{test} on PostgreSQL is skipped; set it to postgres://… to run it"),
+        )?;
+        let redis = server_url(
+            "TEST_REDIS_URL",
+            &format!("{test} on PostgreSQL uses the in-process cache"),
+        );
         let deployment = Deployment {
             backend: Backend::Postgres(Box::new(ScratchDatabase::create(&url).await)),
-            redis: std::env::var("TEST_REDIS_URL")
-                .ok()
-                .map(|url| (url, format!("e2e_{}", uuid::Uuid::new_v4().simple()))),
+            redis: redis.map(|url| (url, format!("e2e_{}", uuid::Uuid::new_v4().simple()))),
             port: free_port(),
             dir: tempfile::tempdir().expect("a temp dir"),
             env: Vec::new(),
@@ -251,7 +219,7 @@ impl Deployment {
                 ),
             );
         match &self.backend {
-            Backend::Postgres(database) => command.env("DATABASE_URL", &database.url),
+            Backend::Postgres(database) => command.env("DATABASE_URL", database.url()),
             Backend::Sqlite(file) => command.env("STARLEDGER_SQLITE_PATH", file),
         };
         if let Some((url, prefix)) = &self.redis {

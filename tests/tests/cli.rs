@@ -1,10 +1,8 @@
 //! The `starledger` command line, run as a newcomer would run it.
 
-use std::str::FromStr;
-
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
-use starledger_e2e::starledger;
+use starledger_e2e::{starledger, ScratchDatabase};
+use starledger_ledger::testing::server_url;
 
 fn stdout_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -96,23 +94,18 @@ fn a_malformed_setting_stops_start_up_and_names_the_variable() {
 
 #[tokio::test]
 async fn migrate_creates_the_postgres_schema_once() {
-    let Some(url) = std::env::var("TEST_DATABASE_URL").ok() else {
-        eprintln!("skipping: set TEST_DATABASE_URL=postgres://… to run it");
+    let Some(url) = server_url(
+        "TEST_DATABASE_URL",
+        "the PostgreSQL migration test is skipped; set it to postgres://… to run it",
+    ) else {
         return;
     };
-    let server = PgConnectOptions::from_str(&url).unwrap();
-    let name = format!("starledger_e2e_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = server.connect().await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let database_url = server.clone().database(&name).to_url_lossy().to_string();
+    let database = ScratchDatabase::create(&url).await;
 
     for _ in 0..2 {
         let output = starledger()
             .arg("migrate")
-            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_URL", database.url())
             .output()
             .unwrap();
         assert!(
@@ -122,7 +115,7 @@ async fn migrate_creates_the_postgres_schema_once() {
         );
         assert!(stdout_of(&output).contains("schema is up to date (PostgreSQL)"));
     }
-    let mut conn = server.clone().database(&name).connect().await.unwrap();
+    let mut conn = database.options().connect().await.unwrap();
     let (head,): (i64,) = sqlx::query_as("SELECT position FROM ledger_head")
         .fetch_one(&mut conn)
         .await
@@ -132,10 +125,6 @@ async fn migrate_creates_the_postgres_schema_once() {
     let refused = conn.execute("TRUNCATE events").await;
     assert!(refused.is_err_and(|e| e.to_string().contains("append-only")));
     conn.close().await.unwrap();
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 //! log and every projection sound.
 //!
 //! Run on PostgreSQL (`TEST_DATABASE_URL`, with Redis when `TEST_REDIS_URL` is set; without
-//! it that half says why and passes) and on the embedded SQLite file (always).
+//! it that half says why and passes, except under CI, where it fails) and on the embedded
+//! SQLite file (always).
 //! `STARLEDGER_CRASH_ROUNDS` raises the number of kills (3 by default) for a soak.
 
 use std::collections::{BTreeSet, HashMap};

@@ -13,8 +13,8 @@
 //! Hostile text the rules legitimately accept (a short SQL-looking, right-to-left or emoji
 //! username) is not malformed: it is checked separately, stored and read back byte for byte.
 //!
-//! Runs on PostgreSQL with Redis (skipped with a reason without `TEST_DATABASE_URL`) and on
-//! the embedded SQLite file.
+//! Runs on PostgreSQL with Redis (skipped with a reason without `TEST_DATABASE_URL`, a
+//! failure under CI) and on the embedded SQLite file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

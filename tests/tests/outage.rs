@@ -7,16 +7,17 @@
 //! committed. A Redis outage only degrades the instance: reads fall back to
 //! the database and stay correct, and the cache is used again once Redis is back.
 //!
-//! Each test stops a server of its own (a private PostgreSQL 15 cluster, a private
-//! `redis-server`), never the shared ones other tests use, and prints why it is skipped when
-//! the binaries (or `TEST_DATABASE_URL`) are missing.
+//! Each test stops a server of its own (a private PostgreSQL cluster from the binaries
+//! `pg_config --bindir` names, a private `redis-server`), never the shared ones other tests
+//! use, and prints why it is skipped when the binaries (or `TEST_DATABASE_URL`) are missing;
+//! under CI (`CI=true`) it fails instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use starledger_e2e::{free_port, starledger, ScratchDatabase};
+use starledger_ledger::testing::{postgres_bin_dir, server_url, under_ci};
 use uuid::Uuid;
 
 const SERVICE_KEY: &str = "outage-service-key-0123456789";
@@ -35,13 +37,14 @@ const SERVICE_KEY: &str = "outage-service-key-0123456789";
 const ANSWER_BOUND: Duration = Duration::from_secs(8);
 /// When the client stops waiting and records a hang.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
-const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 // ---------------------------------------------------------------------------------------------
 // Processes of our own, stopped when dropped (also when a test panics)
 
-/// A PostgreSQL 15 cluster in a temp dir, on a free port, with trust authentication.
+/// A PostgreSQL cluster in a temp dir, on a free port, with trust authentication.
 struct PrivatePostgres {
+    /// The server's programs (`initdb`, `pg_ctl`, `postgres`).
+    bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     /// Set when we run as root: initdb refuses root, so the cluster runs as `postgres`.
@@ -50,12 +53,13 @@ struct PrivatePostgres {
 
 impl PrivatePostgres {
     fn init() -> Option<PrivatePostgres> {
-        if !Path::new(POSTGRES_BIN).join("initdb").exists() {
-            eprintln!("skipping the PostgreSQL outage test: no {POSTGRES_BIN}/initdb");
-            return None;
-        }
+        let bin = postgres_bin_dir(
+            &["initdb", "pg_ctl", "postgres"],
+            "the PostgreSQL outage test",
+        )?;
         let root = run(Command::new("id").arg("-u")).stdout == b"0\n";
         let cluster = PrivatePostgres {
+            bin,
             dir: tempfile::tempdir().expect("temp dir"),
             port: free_port(),
             run_as: root.then_some("postgres"),
@@ -88,7 +92,7 @@ impl PrivatePostgres {
     /// Runs one of the cluster's programs as the cluster's user; panics with its output on
     /// failure.
     fn tool(&self, program: &str, args: &[&str]) -> Output {
-        let path = Path::new(POSTGRES_BIN).join(program);
+        let path = self.bin.join(program);
         let mut command = match self.run_as {
             Some(user) => {
                 let mut command = Command::new("runuser");
@@ -127,7 +131,7 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let path = Path::new(POSTGRES_BIN).join("pg_ctl");
+        let path = self.bin.join("pg_ctl");
         let mut command = match self.run_as {
             Some(user) => {
                 let mut command = Command::new("runuser");
@@ -179,9 +183,11 @@ impl PrivateRedis {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
         let mut answer = [0u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .is_ok()
+            && stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut answer).is_ok()
             && &answer == b"+PONG\r\n"
     }
@@ -855,23 +861,26 @@ async fn postgres_outage_answers_503_without_false_acks_and_the_service_recovers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_degrades_reads_to_the_database_and_the_cache_comes_back_by_itself() {
-    let Some(server_url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| url.starts_with("postgres"))
-    else {
-        eprintln!("skipping the Redis outage test: set TEST_DATABASE_URL=postgres://… to run it");
+    let Some(server_url) = server_url(
+        "TEST_DATABASE_URL",
+        "the Redis outage test is skipped; set it to postgres://… to run it",
+    ) else {
         return;
     };
     let redis_port = free_port();
     let Some(mut redis) = PrivateRedis::start(redis_port) else {
+        assert!(
+            !under_ci(),
+            "redis-server is not installed; .ci/run installs it (package redis-server)"
+        );
         eprintln!("skipping the Redis outage test: no redis-server binary");
         return;
     };
     // Declared before the server, so dropped after it.
     let database = ScratchDatabase::create(&server_url).await;
-    migrate(&database.url);
+    migrate(database.url());
     let mut server = Server::start(&[
-        ("DATABASE_URL", database.url.clone()),
+        ("DATABASE_URL", database.url().to_owned()),
         ("DATABASE_POOL_SIZE", "4".to_owned()),
         ("REDIS_URL", redis.url()),
     ])

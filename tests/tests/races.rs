@@ -12,9 +12,9 @@
 //!   purchases succeed, the rest are 422 `insufficient_funds`, a repeated key buys once.
 //!
 //! Both end with `starledger audit verify`. Each runs on PostgreSQL (with Redis when
-//! `TEST_REDIS_URL` is set; skipped with a reason without `TEST_DATABASE_URL`) and on the
-//! embedded SQLite file. `STARLEDGER_RACE_SCALE` multiplies the recharges and the buyers for
-//! a soak (1 in CI).
+//! `TEST_REDIS_URL` is set; skipped with a reason without `TEST_DATABASE_URL`, a failure
+//! under CI) and on the embedded SQLite file. `STARLEDGER_RACE_SCALE` multiplies the
+//! recharges and the buyers for a soak (1 in CI).
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;

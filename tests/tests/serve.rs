@@ -69,7 +69,8 @@ fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
     };
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut stderr);
+        pipe.read_to_string(&mut stderr)
+            .expect("read what serve wrote to stderr");
     }
     (status, stderr)
 }

@@ -159,8 +159,10 @@ mod tests {
 
     #[tokio::test]
     async fn sessions_are_shared_through_redis() {
-        let Ok(url) = std::env::var("TEST_REDIS_URL") else {
-            eprintln!("TEST_REDIS_URL unset: the shared-session test is skipped");
+        let Some(url) = starledger_ledger::testing::server_url(
+            "TEST_REDIS_URL",
+            "the shared-session test is skipped",
+        ) else {
             return;
         };
         let prefix = format!("test_{}", uuid::Uuid::new_v4().simple());

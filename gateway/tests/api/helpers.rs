@@ -78,8 +78,11 @@ impl TestApp {
         // Close our idle keep-alive connections first: a graceful stop waits for them.
         drop(self.http);
         self.handle.stop(true).await;
-        let _ = self.server.await;
-        self.database.drop_database().await;
+        self.server
+            .await
+            .expect("the server task ends without panicking")
+            .expect("the server stops cleanly");
+        // The database goes with `self.database`, here or when a failing test unwinds.
     }
 
     /// A second instance of the app on the same database and Redis (default settings).
@@ -337,6 +340,10 @@ impl Instance {
     pub async fn stop(self) {
         drop(self.http);
         self.running.handle.stop(true).await;
-        let _ = self.running.server.await;
+        self.running
+            .server
+            .await
+            .expect("the server task ends without panicking")
+            .expect("the server stops cleanly");
     }
 }

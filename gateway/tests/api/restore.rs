@@ -2,13 +2,14 @@
 //! rows cached from the history it was restored over (issue 15, point 6).
 
 use reqwest::StatusCode;
+use starledger_ledger::testing::server_url;
 
 use crate::helpers::*;
 
 /// Waits until Redis's watermark for the ledger reaches `position` (the cache projector has
 /// marked what it cached); a no-op without Redis.
 async fn redis_marked(app: &TestApp, position: u64) {
-    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+    let Some(url) = server_url("TEST_REDIS_URL", "no Redis watermark to wait for") else {
         return;
     };
     let prefix = app.state.queries.cache().key_prefix();

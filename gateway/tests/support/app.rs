@@ -1,57 +1,61 @@
 //! Starting the real `starledger serve` for a black-box test: a database and a Redis key
 //! prefix of its own (a SQLite file and in-process caches without `TEST_DATABASE_URL` /
-//! `TEST_REDIS_URL`), kept across restarts of the app until the test drops them, and the app
-//! on a free port of this process.
+//! `TEST_REDIS_URL`, except under CI, where they must be set), kept across restarts of the
+//! app until the test drops them, and the app on a free port of this process.
 
 use std::collections::HashMap;
 
 use actix_web::web;
-use sqlx::postgres::PgConnectOptions;
 use starledger_gateway::config::server::ServerConfig;
 use starledger_gateway::config::{Config, Env};
 use starledger_gateway::http::state::AppState;
 use starledger_gateway::serve::Application;
 use starledger_gateway::storage;
-use starledger_ledger::testing;
+use starledger_ledger::testing::{server_url, ScratchDatabase};
 
-/// A database (and Redis prefix) that outlives one run of the app.
+/// A database (and Redis prefix) that outlives one run of the app. A PostgreSQL database is
+/// dropped when this is, however the test ends.
 pub struct Database {
     vars: HashMap<String, String>,
-    postgres: Option<(PgConnectOptions, String)>,
+    postgres: Option<ScratchDatabase>,
     _dir: tempfile::TempDir,
 }
 
+/// `TEST_REDIS_URL` with a key prefix of this test's own, in the app's variables.
+fn redis_vars(vars: &mut HashMap<String, String>) {
+    if let Some(redis) = server_url(
+        "TEST_REDIS_URL",
+        "caches, limits and sessions stay in process",
+    ) {
+        vars.insert("REDIS_URL".into(), redis);
+        vars.insert(
+            "CACHE_KEY_PREFIX".into(),
+            format!("test_{}", uuid::Uuid::new_v4().simple()),
+        );
+    }
+}
+
 impl Database {
+    /// A scratch database on `TEST_DATABASE_URL`'s server, or a SQLite file without one
+    /// (under CI a missing server fails the test instead).
     pub async fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = HashMap::new();
         let mut postgres = None;
-        match std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| u.starts_with("postgres"))
-        {
+        match server_url("TEST_DATABASE_URL", "this test runs on SQLite") {
             Some(url) => {
-                let (server, name, database_url) = testing::create_database(&url).await;
-                vars.insert("DATABASE_URL".into(), database_url);
-                postgres = Some((server, name));
+                let database = ScratchDatabase::create(&url).await;
+                vars.insert("DATABASE_URL".into(), database.url().to_owned());
+                postgres = Some(database);
             }
             None => {
-                eprintln!("TEST_DATABASE_URL unset: this test runs on SQLite");
                 vars.insert(
                     "STARLEDGER_SQLITE_PATH".into(),
                     dir.path().join("ledger.db").display().to_string(),
                 );
             }
         }
-        if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
-            vars.insert("REDIS_URL".into(), redis);
-            vars.insert(
-                "CACHE_KEY_PREFIX".into(),
-                format!("test_{}", uuid::Uuid::new_v4().simple()),
-            );
-        } else {
-            eprintln!("TEST_REDIS_URL unset: caches, limits and sessions stay in process");
-        }
+        redis_vars(&mut vars);
         Self {
             vars,
             postgres,
@@ -64,18 +68,13 @@ impl Database {
     pub async fn on_server(server_url: &str) -> (Self, String) {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = HashMap::new();
-        let (server, name, database_url) = testing::create_database(server_url).await;
-        vars.insert("DATABASE_URL".into(), database_url);
-        if let Ok(redis) = std::env::var("TEST_REDIS_URL") {
-            vars.insert("REDIS_URL".into(), redis);
-            vars.insert(
-                "CACHE_KEY_PREFIX".into(),
-                format!("test_{}", uuid::Uuid::new_v4().simple()),
-            );
-        }
+        let database = ScratchDatabase::create(server_url).await;
+        let name = database.name().to_owned();
+        vars.insert("DATABASE_URL".into(), database.url().to_owned());
+        redis_vars(&mut vars);
         let database = Self {
             vars,
-            postgres: Some((server, name.clone())),
+            postgres: Some(database),
             _dir: dir,
         };
         (database, name)
@@ -88,31 +87,28 @@ impl Database {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = self.vars.clone();
         let mut postgres = None;
-        match (
-            self.vars.get("DATABASE_URL"),
-            std::env::var("TEST_DATABASE_URL"),
-        ) {
-            (Some(source), Ok(server_url)) => {
+        match &self.postgres {
+            Some(source) => {
                 let dump = dir.path().join("ledger.dump");
                 let dumped = std::process::Command::new("pg_dump")
                     .args(["--format=custom", "--no-owner", "--file"])
                     .arg(&dump)
-                    .arg(source)
+                    .arg(source.url())
                     .status()
                     .expect("pg_dump runs (package postgresql-client)");
                 assert!(dumped.success(), "pg_dump failed");
-                let (server, name, url) = testing::create_database(&server_url).await;
+                let restored_into = ScratchDatabase::create(source.server_url()).await;
                 let restored = std::process::Command::new("pg_restore")
                     .args(["--no-owner", "--dbname"])
-                    .arg(&url)
+                    .arg(restored_into.url())
                     .arg(&dump)
                     .status()
                     .expect("pg_restore runs");
                 assert!(restored.success(), "pg_restore failed");
-                vars.insert("DATABASE_URL".into(), url);
-                postgres = Some((server, name));
+                vars.insert("DATABASE_URL".into(), restored_into.url().to_owned());
+                postgres = Some(restored_into);
             }
-            _ => {
+            None => {
                 use sqlx::Connection;
                 let source = &self.vars["STARLEDGER_SQLITE_PATH"];
                 let target = dir.path().join("ledger.db");
@@ -136,10 +132,10 @@ impl Database {
         }
     }
 
+    /// Drops the database now. Dropping the value does the same (also when a test panics);
+    /// this only says so where a test ends.
     pub async fn drop_database(self) {
-        if let Some((server, name)) = self.postgres {
-            testing::drop_database(&server, &name).await;
-        }
+        drop(self);
     }
 }
 

@@ -1,55 +1,57 @@
 //! A PostgreSQL primary and a streaming standby of it for a test, made the way an operator
 //! makes one: `initdb` for the primary (trust auth on loopback, replication allowed), then
-//! `pg_basebackup -R` for the standby, both started with Debian's server binaries on free
-//! loopback ports as the `postgres` user, and stopped (immediately) when this is dropped.
+//! `pg_basebackup -R` for the standby, both started with the server binaries `pg_config
+//! --bindir` names, on free loopback ports as the `postgres` user, and stopped (immediately)
+//! when this is dropped.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use starledger_ledger::testing::{postgres_bin_dir, under_ci};
 
 use super::servers::free_port;
 
 pub struct PgStandby {
     pub primary_port: u16,
     pub standby_port: u16,
+    /// The server binaries both run from.
+    bin: PathBuf,
     dir: tempfile::TempDir,
 }
 
-/// Debian's server binaries (the newest installed version).
+/// The server binaries a primary and its standby need (`pg_config --bindir`, see
+/// [`postgres_bin_dir`]); under CI, missing ones fail the test.
 fn bin_dir() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
-        .filter(|bin| bin.join("pg_basebackup").is_file() && bin.join("postgres").is_file())
-        .collect();
-    versions.sort();
-    versions.pop()
+    postgres_bin_dir(
+        &["initdb", "pg_ctl", "pg_basebackup", "postgres"],
+        "the read replica test",
+    )
 }
 
 /// Whether this machine can run one; under CI it must.
 pub fn available() -> bool {
-    let found = bin_dir().is_some()
-        && Command::new("runuser")
-            .arg("--help")
-            .output()
-            .is_ok_and(|o| o.status.success());
-    if !found && std::env::var("CI").is_ok() {
-        panic!(
-            "the PostgreSQL server binaries (or runuser) are missing; .ci/run installs postgresql"
-        );
+    if bin_dir().is_none() {
+        return false;
     }
-    if !found {
-        eprintln!("PostgreSQL server binaries not found: the read replica test is skipped");
+    let runuser = Command::new("runuser")
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runuser && under_ci() {
+        panic!("runuser is missing (package util-linux); under CI the read replica test must run");
     }
-    found
+    if !runuser {
+        eprintln!("runuser not found: the read replica test is skipped");
+    }
+    runuser
 }
 
-/// Runs a server binary as `postgres`.
-fn as_postgres(program: &str, args: &[&str]) {
-    let bin = bin_dir().expect("server binaries").join(program);
+/// Runs a server binary from `bin` as `postgres`.
+fn as_postgres(bin: &Path, program: &str, args: &[&str]) {
     let status = Command::new("runuser")
         .args(["-u", "postgres", "--"])
-        .arg(&bin)
+        .arg(bin.join(program))
         .args(args)
         .status()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"));
@@ -62,6 +64,7 @@ fn path(dir: &Path, name: &str) -> String {
 
 impl PgStandby {
     pub fn start() -> PgStandby {
+        let bin = bin_dir().expect("the server binaries (checked by `available`)");
         let dir = tempfile::tempdir().expect("temp dir");
         // The servers run as postgres: it must reach and write its directories.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
@@ -71,6 +74,7 @@ impl PgStandby {
         let standby = path(dir.path(), "standby");
         let sockets = dir.path().display().to_string();
         as_postgres(
+            &bin,
             "initdb",
             &["-D", &primary, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
@@ -87,6 +91,7 @@ impl PgStandby {
             )
         };
         as_postgres(
+            &bin,
             "pg_ctl",
             &[
                 "-D",
@@ -100,6 +105,7 @@ impl PgStandby {
             ],
         );
         as_postgres(
+            &bin,
             "pg_basebackup",
             &[
                 "-h",
@@ -116,6 +122,7 @@ impl PgStandby {
             ],
         );
         as_postgres(
+            &bin,
             "pg_ctl",
             &[
                 "-D",
@@ -131,6 +138,7 @@ impl PgStandby {
         PgStandby {
             primary_port,
             standby_port,
+            bin,
             dir,
         }
     }
@@ -156,7 +164,7 @@ impl Drop for PgStandby {
             let data = path(self.dir.path(), name);
             let _ = Command::new("runuser")
                 .args(["-u", "postgres", "--"])
-                .arg(bin_dir().unwrap_or_default().join("pg_ctl"))
+                .arg(self.bin.join("pg_ctl"))
                 .args(["-D", &data, "-m", "immediate", "stop"])
                 .status();
         }
