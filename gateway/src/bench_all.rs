@@ -4,7 +4,7 @@
 //! own default sizes: `http` first (so the peak RSS it reports is the serving process's under
 //! load, not the rebuild's later), then `ledger`, then `projections`. Each figure is then set
 //! beside its target and marked met or missed. The table is Markdown, to paste into the
-//! README as it is; the load average before and after says whether the machine was quiet.
+//! docs/benchmarks.md as it is; the load average before and after says whether the machine was quiet.
 //!
 //! A missed target does not fail the command (it is a figure, not an error); a bench whose
 //! own checks fail (an answer that was not what it should be, a log that does not verify)

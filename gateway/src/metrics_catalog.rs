@@ -5,7 +5,7 @@
 //! its description are one entry of the list below, so a constant cannot be added without
 //! one; a test checks that no metric is recorded under a name that is not here.
 //!
-//! The names are an interface: alerts and dashboards select on them (README "Metrics",
+//! The names are an interface: alerts and dashboards select on them (docs/api.md, "Metrics",
 //! docs/fulfilment.md). Rename one only together with those.
 
 use metrics::Unit;

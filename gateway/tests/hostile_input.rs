@@ -2,7 +2,7 @@
 //! signatures, order ids, amounts and stored events. Random and adversarial inputs must give
 //! a clear error, never a panic, and nothing invalid may ever be accepted.
 //!
-//! Beside the coverage-guided fuzz targets in `fuzz/` (see README "Fuzzing"), which CI does
+//! Beside the coverage-guided fuzz targets in `fuzz/` (see docs/testing.md, "Fuzzing"), which CI does
 //! not run; what they found is pinned here as plain tests. Case counts are bounded so CI
 //! stays quick; `PROPTEST_CASES=100000` runs a longer session.
 

@@ -146,7 +146,7 @@ enum Model {
     Reversed,
 }
 
-/// The ledger's rules for one delivery, as README "Heleket webhooks" states them: the new
+/// The ledger's rules for one delivery, as docs/api.md, "Heleket webhooks", states them: the new
 /// state, or `None` when the delivery changes nothing.
 fn step(state: Model, delivery: &Delivery) -> Option<Model> {
     use Model::*;

@@ -1,7 +1,7 @@
 //! Acknowledged means visible across instances (issue 15, point 5): a write one instance
 //! answered 2xx shows in a plain read on another soon after, though that one had the row in
 //! its in-process cache. The test measures how soon, over several rounds, and prints the worst
-//! case (README, "Scaling out"); it does not assert on timing, only that the write shows.
+//! case (docs/operations.md, "Scaling out"); it does not assert on timing, only that the write shows.
 
 use std::time::{Duration, Instant};
 
