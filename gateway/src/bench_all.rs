@@ -3,8 +3,9 @@
 //! It runs the three benches in turn, each on a scratch database of its own and with its
 //! own default sizes: `http` first (so the peak RSS it reports is the serving process's under
 //! load, not the rebuild's later), then `ledger`, then `projections`. Each figure is then set
-//! beside its target and marked met or missed. The table is Markdown, to paste into the
-//! docs/benchmarks.md as it is; the load average before and after says whether the machine was quiet.
+//! beside its target and marked met or missed. The table is Markdown, to paste into
+//! docs/benchmarks.md as it is; the load average before and after says whether the machine
+//! was quiet.
 //!
 //! A missed target does not fail the command (it is a figure, not an error); a bench whose
 //! own checks fail (an answer that was not what it should be, a log that does not verify)
