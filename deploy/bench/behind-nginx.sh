@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `starledger bench http --url` against three `serve` instances behind nginx, then against
-# one instance alone, on this machine: the scale-out figure and the single-instance figure
-# beside it, measured the same way (the load generator in its own process, through the API).
+# `starledger bench http --url` against three `serve` instances behind nginx, then one
+# instance behind nginx, then that instance alone: the scale-out figure and the
+# single-instance figures beside it, measured the same way (the load generator in its own
+# process, through the API), so the cost of the proxy and of the extra instances show apart.
 #
 #   deploy/bench/behind-nginx.sh [--webhooks N] [--reads N] [other `bench http` options]
 #
@@ -12,9 +13,11 @@
 #
 # nginx runs deploy/nginx/nginx.conf as users deploy it, with the same substitutions as
 # tests/tests/behind_nginx.rs (ports, log paths, the upstream's servers: Debian's nginx 1.22
-# has no `server … resolve`) and one more: the per-client-IP request rates (webhooks
-# 100 r/s, API 20 r/s) are lifted, because all the load comes from one loopback address and
-# would otherwise measure nginx's limiter.
+# has no `server … resolve`) and one more: the per-client-IP request limits (`limit_req`:
+# webhooks 100 r/s, API 20 r/s) are switched off, because all the load comes from one
+# loopback address and would otherwise measure nginx's limiter (raising the rates is not
+# enough: nginx counts at millisecond granularity, so more than `burst` requests arriving in
+# one millisecond are refused whatever the rate).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -69,31 +72,48 @@ for port in "${PORTS[@]}"; do
     curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { echo "instance on $port not ready" >&2; cat "$WORK"/instance*.log >&2; exit 1; }
 done
 
-NGINX_PORT=$(free_port)
-INTERNAL_PORT=$(free_port)
-UPSTREAMS=""
-for port in "${PORTS[@]}"; do UPSTREAMS+="server 127.0.0.1:$port max_fails=3 fail_timeout=10s; "; done
-grep -v '^\s*resolver' deploy/nginx/nginx.conf \
-    | sed -e "s|server app:8001 resolve max_fails=3 fail_timeout=10s;|$UPSTREAMS|" \
-          -e "s|pid /var/run/nginx.pid;|pid $WORK/nginx.pid;|" \
-          -e "s|/var/log/nginx/|$WORK/|g" \
-          -e "s|listen 80 default_server;|listen 127.0.0.1:$NGINX_PORT default_server;|" \
-          -e "s|listen 8081;|listen 127.0.0.1:$INTERNAL_PORT;|" \
-          -e "s|rate=100r/s|rate=1000000r/s|; s|rate=20r/s|rate=1000000r/s|" \
-    >"$WORK/nginx.conf"
-grep -q "server 127.0.0.1:" "$WORK/nginx.conf" || { echo "the upstream was not substituted" >&2; exit 1; }
-nginx -p "$WORK" -c "$WORK/nginx.conf" -g "daemon off;" 2>"$WORK/nginx.stderr" &
-NGINX=$!
-for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$NGINX_PORT/readyz" >/dev/null && break; sleep 0.2; done
-curl -fs "http://127.0.0.1:$NGINX_PORT/readyz" >/dev/null || { echo "nginx did not come up" >&2; cat "$WORK/nginx.stderr" "$WORK/error.log" >&2; exit 1; }
+# nginx on deploy/nginx/nginx.conf in front of the instances on the given ports; sets
+# NGINX_PORT and leaves nginx running (its pid file is $WORK/nginx.pid).
+start_nginx() {
+    NGINX_PORT=$(free_port)
+    local internal upstreams="" port
+    internal=$(free_port)
+    for port in "$@"; do upstreams+="server 127.0.0.1:$port max_fails=3 fail_timeout=10s; "; done
+    grep -v '^\s*resolver' deploy/nginx/nginx.conf \
+        | sed -e "s|server app:8001 resolve max_fails=3 fail_timeout=10s;|$upstreams|" \
+              -e "s|pid /var/run/nginx.pid;|pid $WORK/nginx.pid;|" \
+              -e "s|/var/log/nginx/|$WORK/|g" \
+              -e "s|listen 80 default_server;|listen 127.0.0.1:$NGINX_PORT default_server;|" \
+              -e "s|listen 8081;|listen 127.0.0.1:$internal;|" \
+              -e "s|^\(\s*\)limit_req zone=|\1# limit_req zone=|" \
+        >"$WORK/nginx.conf"
+    grep -q "server 127.0.0.1:" "$WORK/nginx.conf" || { echo "the upstream was not substituted" >&2; exit 1; }
+    nginx -p "$WORK" -c "$WORK/nginx.conf" -g "daemon off;" 2>"$WORK/nginx.stderr" &
+    for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$NGINX_PORT/readyz" >/dev/null && break; sleep 0.2; done
+    curl -fs "http://127.0.0.1:$NGINX_PORT/readyz" >/dev/null || { echo "nginx did not come up" >&2; cat "$WORK/nginx.stderr" "$WORK/error.log" >&2; exit 1; }
+}
 
+stop_nginx() {
+    local pid
+    pid=$(cat "$WORK/nginx.pid")
+    kill -TERM "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    rm -f "$WORK/nginx.pid"
+}
+
+start_nginx "${PORTS[@]}"
 echo "== three instances behind nginx (http://127.0.0.1:$NGINX_PORT) =="
 "$BIN" bench http --url "http://127.0.0.1:$NGINX_PORT" "${BENCH_ARGS[@]}"
+stop_nginx
 
-kill -TERM "$(cat "$WORK/nginx.pid")"
 kill -TERM "${PIDS[1]}" "${PIDS[2]}"
-echo "== one instance alone (http://127.0.0.1:${PORTS[0]}), the other two and nginx stopped =="
+start_nginx "${PORTS[0]}"
+echo "== one instance behind nginx (http://127.0.0.1:$NGINX_PORT), the other two stopped =="
+"$BIN" bench http --url "http://127.0.0.1:$NGINX_PORT" "${BENCH_ARGS[@]}"
+stop_nginx
+
+echo "== the same instance alone, no nginx (http://127.0.0.1:${PORTS[0]}) =="
 "$BIN" bench http --url "http://127.0.0.1:${PORTS[0]}" "${BENCH_ARGS[@]}"
 
-echo "== audit verify of the log both runs wrote =="
+echo "== audit verify of the log the three runs wrote =="
 DATABASE_URL=$DATABASE_URL "$BIN" audit verify
