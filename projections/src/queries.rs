@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::cache::ReadCache;
 use crate::rows::{BalanceRow, TransactionRow, UserRow};
-use crate::store::{HistoryPage, ReadError, ReadStore};
+use crate::store::{HistoryPage, ReadError, ReadStore, StatusFilter};
 
 /// How long a read that must reach a position waits for the replica before it asks the
 /// primary.
@@ -146,6 +146,21 @@ impl Queries {
         let read = self.source(None).await;
         self.cache
             .payment(invoice_uuid, || read.payment(invoice_uuid))
+            .await
+    }
+
+    /// The transactions in `filter`'s statuses, oldest first, as operators list what waits for
+    /// them; with `at_least`, from a database that has reached it.
+    pub async fn in_status(
+        &self,
+        filter: &StatusFilter,
+        created_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        at_least: Option<u64>,
+    ) -> Result<Vec<TransactionRow>, ReadError> {
+        self.source(at_least)
+            .await
+            .transactions_in_status(filter, created_before, limit)
             .await
     }
 

@@ -34,7 +34,7 @@ async fn healthz() -> HttpResponse {
 }
 
 /// The lowest checkpoint among this process's SQL projectors.
-fn projected_position(state: &AppState) -> u64 {
+pub(super) fn projected_position(state: &AppState) -> u64 {
     state
         .projections
         .borrow()

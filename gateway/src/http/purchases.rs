@@ -75,9 +75,12 @@ pub(super) async fn listed(
             "limit must be 1 to 500",
         ));
     }
+    // On the standby only once it shows at least what this instance's projections show: an
+    // operator's list never lacks an order the primary already lists.
+    let shown = super::ops::projected_position(state);
     let rows = state
-        .read
-        .transactions_in_status(filter, Utc::now(), limit)
+        .queries
+        .in_status(filter, Utc::now(), limit, Some(shown))
         .await?;
     Ok(rows
         .iter()

@@ -139,10 +139,39 @@ async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_see
         assert_eq!(app.balance(5901).await["available"], "11");
     }
 
+    // An order placed now is in the operators' list of open orders at once, although the
+    // paused standby has not seen it.
+    let order = app
+        .post_with_key(
+            "/v1/users/5901/purchases",
+            SERVICE_KEY,
+            "replica-order-1",
+            &serde_json::json!({"stars": 50, "recipient": "@gift_friend"}),
+        )
+        .await;
+    assert_eq!(order.status(), StatusCode::CREATED);
+    let order: Value = order.json().await.unwrap();
+    let open: Value = app
+        .get("/v1/admin/purchases", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&Value> = open["purchases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| &entry["purchase"]["id"])
+        .collect();
+    assert!(
+        listed.contains(&&order["purchase_id"]),
+        "the open order is missing from {open:#}"
+    );
+
     // Replay resumes: plain reads catch up.
     on_standby(&standby, &name, "select pg_wal_replay_resume()");
     let started = Instant::now();
-    while history(&app, "").await.len() != before + 1 {
+    while history(&app, "").await.len() != before + 2 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the standby never caught up"
@@ -150,10 +179,12 @@ async fn reads_on_a_paused_standby_never_go_backwards_and_min_position_still_see
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // And the auditors are served by the standby again.
+    let head = app.log_length().await;
+    assert!(head > position, "the order's events follow the top-up's");
     let on_standby_after = audit_reads(&app, "standby").await;
     assert_eq!(
         app.audit_result("/v1/audit/verify").await["head_position"],
-        position
+        head
     );
     assert!(audit_reads(&app, "standby").await > on_standby_after);
     app.stop().await;
