@@ -9,6 +9,7 @@ use crate::ids::{
     AdjustmentId, IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username,
 };
 use crate::money::{Amount, Currency, SignedAmount};
+use crate::postings::{unbalanced_currencies, Posting};
 
 fn user() -> UserId {
     UserId::new(1001).unwrap()
@@ -69,17 +70,27 @@ fn purchase(price: &str) -> AccountCommand {
     }
 }
 
-/// Applies `given` commands (each must succeed), then decides `when`.
-fn given_when(
-    given: &[AccountCommand],
-    when: &AccountCommand,
-) -> (Account, Result<Vec<AccountEvent>, Rejection>) {
+/// What a command decided: the events it emitted, or why it was refused.
+type Outcome = Result<Vec<AccountEvent>, Rejection>;
+
+/// Given: these commands happened before (each must be accepted). When: `when` is decided.
+/// Returns the state after the accepted events (unchanged on a rejection) and the outcome.
+fn given_when(given: &[AccountCommand], when: &AccountCommand) -> (Account, Outcome) {
     let mut account = Account::default();
     for command in given {
         for event in decide(user(), &account, command).expect("given commands succeed") {
             account.evolve(&event);
         }
     }
+    decided(account, when)
+}
+
+/// Given: these events are the account's history, as recorded. When: `when` is decided.
+fn given_events_when(history: &[AccountEvent], when: &AccountCommand) -> (Account, Outcome) {
+    decided(Account::replay(history), when)
+}
+
+fn decided(mut account: Account, when: &AccountCommand) -> (Account, Outcome) {
     let outcome = decide(user(), &account, when);
     if let Ok(events) = &outcome {
         for event in events {
@@ -89,14 +100,92 @@ fn given_when(
     (account, outcome)
 }
 
+/// Then: the command was accepted and emitted exactly `expected`, in order, every field and
+/// every posting included; and each emitted event's postings balance per currency (the
+/// ledger's first invariant, checked by the ledger's own check).
+#[track_caller]
+fn then_events(outcome: &Outcome, expected: &[AccountEvent]) {
+    let events = match outcome {
+        Ok(events) => events,
+        Err(rejection) => panic!("expected {expected:#?}, the command was refused: {rejection:?}"),
+    };
+    for event in events {
+        let unbalanced = unbalanced_currencies(event.postings());
+        assert!(
+            unbalanced.is_empty(),
+            "the postings of {} do not balance ({unbalanced:?}): {:#?}",
+            event.event_type(),
+            event.postings()
+        );
+    }
+    assert_eq!(events.as_slice(), expected);
+}
+
 fn dec(text: &str) -> Decimal {
     text.parse().unwrap()
 }
 
+/// Postings as the chart of accounts names them: (`customer:1001:available`, signed amount),
+/// all in TON, the account's currency.
+fn legs(lines: &[(&str, &str)]) -> Vec<Posting> {
+    lines
+        .iter()
+        .map(|(account, value)| Posting {
+            account: account.parse().unwrap(),
+            currency: Currency::ton(),
+            amount: dec(value),
+        })
+        .collect()
+}
+
+/// The recorded registration of [`register`].
+fn registered() -> AccountEvent {
+    AccountEvent::UserRegistered(UserRegistered {
+        user_id: user(),
+        username: Some("alice".into()),
+        language: Some("en".into()),
+        currency: Currency::ton(),
+    })
+}
+
+/// The recorded request of [`request_recharge`].
+fn recharge_requested(value: &str) -> AccountEvent {
+    AccountEvent::RechargeRequested(RechargeRequested {
+        recharge_id: recharge_id(),
+        amount: amount(value),
+        currency: Currency::ton(),
+        invoice: Invoice {
+            uuid: "inv-1".into(),
+            url: "https://pay.example/inv-1".into(),
+            expires_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        },
+    })
+}
+
+/// What [`settle`] records for a recharge with no debt open: a full credit of `paid`, from the
+/// Heleket clearing account to the customer's available balance.
+fn recharge_settled(paid: &str) -> AccountEvent {
+    AccountEvent::RechargeSettled(RechargeSettled {
+        recharge_id: recharge_id(),
+        status: PaidStatus::Paid,
+        credited: amount(paid),
+        currency: Currency::ton(),
+        txid: None,
+        partial: false,
+        debt_repaid: dec("0"),
+        resolution: None,
+        postings: legs(&[
+            ("clearing:heleket", &format!("-{paid}")),
+            ("customer:1001:available", paid),
+        ]),
+    })
+}
+
 #[test]
 fn settling_credits_what_was_actually_paid() {
-    let (account, outcome) = given_when(&[register(), request_recharge("10")], &settle("10.5"));
-    assert!(outcome.is_ok());
+    let (account, outcome) =
+        given_events_when(&[registered(), recharge_requested("10")], &settle("10.5"));
+    then_events(&outcome, &[recharge_settled("10.5")]);
     assert_eq!(account.available, dec("10.5"));
     account.check_invariants().unwrap();
 }
@@ -121,7 +210,7 @@ fn a_late_payment_after_a_failure_is_still_credited() {
         reason: "expired".into(),
     };
     let (account, outcome) = given_when(&[register(), request_recharge("10"), fail], &settle("10"));
-    assert!(outcome.is_ok());
+    then_events(&outcome, &[recharge_settled("10")]);
     assert_eq!(account.available, dec("10"));
 }
 
@@ -140,11 +229,30 @@ fn a_settled_recharge_cannot_fail() {
 
 #[test]
 fn a_purchase_reserves_its_price() {
-    let (account, outcome) = given_when(
-        &[register(), request_recharge("10"), settle("10")],
+    let (account, outcome) = given_events_when(
+        &[
+            registered(),
+            recharge_requested("10"),
+            recharge_settled("10"),
+        ],
         &purchase("4"),
     );
-    assert!(outcome.is_ok());
+    let gift = Username::parse("bob_the_gift").unwrap();
+    then_events(
+        &outcome,
+        &[AccountEvent::PurchaseRequested(PurchaseRequested {
+            purchase_id: purchase_id(),
+            stars: Stars::new(100).unwrap(),
+            recipient: Some(gift.clone()),
+            deliver_to: Some(gift),
+            price: amount("4"),
+            currency: Currency::ton(),
+            postings: legs(&[
+                ("customer:1001:available", "-4"),
+                ("customer:1001:reserved", "4"),
+            ]),
+        })],
+    );
     assert_eq!((account.available, account.reserved), (dec("6"), dec("4")));
     account.check_invariants().unwrap();
 }
@@ -176,7 +284,15 @@ fn completing_captures_and_failing_refunds() {
     let complete = AccountCommand::CompletePurchase {
         purchase_id: purchase_id(),
     };
-    let (done, _) = given_when(&base, &complete);
+    let (done, outcome) = given_when(&base, &complete);
+    // Delivered: the reservation becomes the shop's revenue.
+    then_events(
+        &outcome,
+        &[AccountEvent::PurchaseCompleted(PurchaseCompleted {
+            purchase_id: purchase_id(),
+            postings: legs(&[("customer:1001:reserved", "-4"), ("revenue:stars", "4")]),
+        })],
+    );
     assert_eq!((done.available, done.reserved), (dec("6"), dec("0")));
 
     let fail = AccountCommand::FailPurchase {
@@ -184,7 +300,19 @@ fn completing_captures_and_failing_refunds() {
         reason: "recipient not found".into(),
         force: false,
     };
-    let (refunded, _) = given_when(&base, &fail);
+    let (refunded, outcome) = given_when(&base, &fail);
+    // Failed: the reservation goes back to the customer's available balance.
+    then_events(
+        &outcome,
+        &[AccountEvent::PurchaseFailed(PurchaseFailed {
+            purchase_id: purchase_id(),
+            reason: "recipient not found".into(),
+            postings: legs(&[
+                ("customer:1001:reserved", "-4"),
+                ("customer:1001:available", "4"),
+            ]),
+        })],
+    );
     assert_eq!(
         (refunded.available, refunded.reserved),
         (dec("10"), dec("0"))
@@ -250,7 +378,22 @@ fn adjustments_need_a_reason_and_cannot_overdraw() {
         Err(Rejection::AdjustmentWouldOverdraw { .. })
     ));
     let (account, outcome) = given_when(&base, &adjust("-2.5", "duplicate top-up"));
-    assert!(outcome.is_ok());
+    then_events(
+        &outcome,
+        &[AccountEvent::BalanceAdjusted(BalanceAdjusted {
+            // The key `adjust` derives: the amount and the reason's length (16).
+            adjustment_id: AdjustmentId::derive(user(), &key("adj--2.5-16")),
+            amount: SignedAmount::parse("-2.5").unwrap(),
+            currency: Currency::ton(),
+            admin: "carol".into(),
+            reason: "duplicate top-up".into(),
+            // A debit: from the customer's available balance to the shop's equity.
+            postings: legs(&[
+                ("customer:1001:available", "-2.5"),
+                ("equity:adjustments", "2.5"),
+            ]),
+        })],
+    );
     assert_eq!(account.available, dec("7.5"));
 }
 
@@ -283,7 +426,8 @@ fn fragment_steps_follow_the_order() {
     let mut with_order = base.to_vec();
     with_order.push(placed);
     let (account, outcome) = given_when(&with_order, &sent);
-    assert!(outcome.is_ok());
+    // Recording the payment moves no money: no postings.
+    then_events(&outcome, &[order_sent(1)]);
     assert_eq!(
         account.purchases[&purchase_id()].status,
         PurchaseStatus::OrderSent
@@ -306,6 +450,23 @@ fn sent_attempt(attempt: u32) -> AccountCommand {
         }],
         attempt,
     }
+}
+
+/// What [`sent_attempt`] records: the signed message, exactly as given.
+fn order_sent(attempt: u32) -> AccountEvent {
+    AccountEvent::FragmentOrderSent(FragmentOrderSent {
+        purchase_id: purchase_id(),
+        wallet_tx: format!("{attempt:064x}"),
+        seqno: Some(7 + attempt),
+        valid_until: Some(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap()),
+        message: Some("te6cckEBAQEAAgAAAEysuc0=".into()),
+        transfers: vec![WalletTransfer {
+            destination: "EQBsandboxdestination".into(),
+            amount: amount("0.4"),
+            payload: Some("te6cckEBAQEADgAAGAAAAABSZWYjMTIzNDU2".into()),
+        }],
+        attempt,
+    })
 }
 
 #[test]
@@ -345,7 +506,7 @@ fn a_payment_attempt_follows_the_previous_one_and_no_other() {
         );
     }
     let (account, outcome) = given_when(&first_sent, &sent_attempt(2));
-    assert!(outcome.is_ok());
+    then_events(&outcome, &[order_sent(2)]);
     assert_eq!(account.purchases[&purchase_id()].payment_attempts, 2);
     // A completed purchase takes no further payment.
     let mut completed = first_sent.clone();
@@ -409,7 +570,7 @@ fn report(status: &str, coin: Option<&str>, paid: Option<&str>) -> AccountComman
     }
 }
 
-fn only_event(outcome: Result<Vec<AccountEvent>, Rejection>) -> AccountEvent {
+fn only_event(outcome: Outcome) -> AccountEvent {
     let events = outcome.expect("accepted");
     assert_eq!(events.len(), 1);
     events.into_iter().next().unwrap()
@@ -718,7 +879,17 @@ fn failing_a_paid_order_needs_force() {
     assert_eq!(outcome, Err(Rejection::PaymentRecorded(purchase_id())));
     assert_eq!(account.reserved, dec("4"));
     let (account, outcome) = given_when(&sent, &fail(true));
-    assert!(outcome.is_ok());
+    then_events(
+        &outcome,
+        &[AccountEvent::PurchaseFailed(PurchaseFailed {
+            purchase_id: purchase_id(),
+            reason: "operator".into(),
+            postings: legs(&[
+                ("customer:1001:reserved", "-4"),
+                ("customer:1001:available", "4"),
+            ]),
+        })],
+    );
     assert_eq!((account.available, account.reserved), (dec("10"), dec("0")));
 }
 
@@ -760,7 +931,15 @@ fn free_text_refuses_bidi_overrides_and_zero_width_characters() {
             currency: Currency::ton(),
         },
     );
-    assert!(outcome.is_ok());
+    then_events(
+        &outcome,
+        &[AccountEvent::UserRegistered(UserRegistered {
+            user_id: user(),
+            username: Some("Алиса_ß_日本".into()),
+            language: None,
+            currency: Currency::ton(),
+        })],
+    );
 }
 
 fn update_profile(username: Option<&str>, language: Option<&str>) -> AccountCommand {
@@ -791,7 +970,13 @@ fn a_profile_change_is_recorded_once_and_an_unchanged_one_not_at_all() {
 
     // Giving the username up is a change too.
     let (account, outcome) = given_when(&[register(), renamed], &update_profile(None, Some("ru")));
-    assert!(outcome.is_ok(), "{outcome:?}");
+    then_events(
+        &outcome,
+        &[AccountEvent::ProfileUpdated(ProfileUpdated {
+            username: None,
+            language: Some("ru".into()),
+        })],
+    );
     let profile = account.profile.unwrap();
     assert_eq!(
         (profile.username, profile.language),
