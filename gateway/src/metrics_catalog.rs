@@ -82,7 +82,7 @@ catalog! {
     Counter RECHARGE_ALERTS = "starledger_recharge_alerts_total", Some(Unit::Count),
         "Recharges that need an operator, by kind (needs_review, on_hold, reversed, debt, unconfirmed_webhook, orphaned).";
 
-    // Calls to outside services (outbound.rs, fragment/client.rs).
+    // Calls to outside services (outbound.rs, fragment/client/).
     Counter EXTERNAL_REQUESTS = "starledger_external_requests_total", Some(Unit::Count),
         "Calls to outside APIs, by provider, call and final outcome.";
     Histogram EXTERNAL_REQUEST_SECONDS = "starledger_external_request_seconds", Some(Unit::Seconds),
@@ -90,7 +90,7 @@ catalog! {
     Gauge CIRCUIT_BREAKER_OPEN = "starledger_circuit_breaker_open", None,
         "1 while the circuit breaker of a provider is open (calls refused without trying), else 0.";
 
-    // Stars fulfilment (fragment/fulfilment.rs).
+    // Stars fulfilment (fragment/fulfilment/).
     Gauge FULFILMENT_OPEN_ORDERS = "starledger_fulfilment_open_orders", Some(Unit::Count),
         "Purchases the fulfilment worker is carrying through Fragment.";
     Counter FULFILMENT_PAYMENTS = "starledger_fulfilment_payments_total", Some(Unit::Count),

@@ -1,7 +1,12 @@
 //! Tests of how toncenter's answers are read, without a server: envelopes, the wallet
 //! contract's refusals of a broadcast, wallet information, get-method stacks and hashes.
 
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::answers::{hash_hex, judge, read_seqno, read_wallet_information, Known};
 use super::*;
+use crate::fragment::ton::Nanotons;
 
 fn judged(call: Call, status: u16, answer: &Value) -> Verdict {
     judge(
