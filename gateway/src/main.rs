@@ -13,9 +13,6 @@
 
 mod audit_cmd;
 mod bench;
-mod bench_all;
-mod bench_http;
-mod bench_remote;
 mod demo;
 mod projections_cmd;
 mod recharges_cmd;

@@ -12,6 +12,8 @@
 //! webhook must be answered `recorded`, and every user's balance must have grown by exactly
 //! what its webhooks paid (polled until it shows, across instances). The server's log can be
 //! checked afterwards with `starledger audit verify` on its database.
+//!
+//! Depends on [`super::load`] only; [`super::http`] chooses it for `--url`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use starledger_gateway::heleket::sign::sign_webhook;
 use starledger_gateway::heleket::OrderId;
 use starledger_ledger::ids::{RechargeId, UserId};
 
-use crate::bench_http::{
+use super::load::{
     load_average, post_webhooks, read_balances, HttpBench, Report, FIRST_USER, RECHARGE_AMOUNT,
 };
 

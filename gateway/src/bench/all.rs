@@ -10,17 +10,21 @@
 //! A missed target does not fail the command (it is a figure, not an error); a bench whose
 //! own checks fail (an answer that was not what it should be, a log that does not verify)
 //! does.
+//!
+//! Depends on [`super::http`], [`super::ledger`], [`super::projections`], [`super::load`] and
+//! [`super::scratch`].
 
 use std::process::ExitCode;
 
 use clap::{Args, FromArgMatches};
 
-use crate::bench::{
-    projections_bench, run_scenarios, server_url, with_scratch_database, LedgerBench,
-    ProjectionRow, ProjectionsBench, Row as LedgerRow, HOT_ACCOUNT, MANY_ACCOUNTS, NAIVE, REBUILD,
-    VERIFY_LOG,
+use super::http::measure;
+use super::ledger::{
+    run_scenarios, LedgerBench, Row as LedgerRow, HOT_ACCOUNT, MANY_ACCOUNTS, NAIVE,
 };
-use crate::bench_http::{command_line, load_average, measure, HttpBench, Report};
+use super::load::{command_line, load_average, HttpBench, Report};
+use super::projections::{projections_bench, ProjectionRow, ProjectionsBench, REBUILD, VERIFY_LOG};
+use super::scratch::{server_url, with_scratch_database};
 use crate::config::Config;
 
 #[derive(Args)]
@@ -148,7 +152,7 @@ fn judge(
     let verify = events_rate(VERIFY_LOG)?;
     let peak_mb = http.rows.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
     let per_second = |rate: f64, unit: &str| format!("{} {unit}/s", thousands(rate));
-    let latency = |row: &crate::bench_http::Row| {
+    let latency = |row: &super::load::Row| {
         format!(
             "{} req/s (p50 {:.1} ms, p99 {:.1} ms)",
             thousands(row.rate()),

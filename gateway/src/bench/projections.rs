@@ -1,0 +1,188 @@
+//! `starledger bench projections`: rebuilding every projection and `audit verify` over a
+//! generated log.
+//!
+//! Depends on [`super::scratch`] only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use sqlx::postgres::PgConnectOptions;
+use starledger_ledger::account::AccountCommand;
+use starledger_ledger::commands::{CommandContext, Ledger};
+use starledger_ledger::events::{Actor, Stars};
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, Recipient, Username};
+use starledger_ledger::money::Amount;
+use starledger_ledger::store::postgres::{self, PostgresStore};
+use starledger_ledger::store::{CommitMode, EventStore};
+
+use super::scratch::fund;
+
+#[derive(Args)]
+pub struct ProjectionsBench {
+    /// PostgreSQL server to create the scratch database on (default: DATABASE_URL).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Roughly how many events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) events: u64,
+    /// Concurrent clients generating them.
+    #[arg(long, default_value_t = 512)]
+    clients: u64,
+    /// Keep the generated database (its name is printed) to run `audit` and `projections`
+    /// commands against it afterwards.
+    #[arg(long)]
+    pub(crate) keep_database: bool,
+}
+
+/// One timed pass over the generated log: what it was, how many events, how long.
+pub(crate) type ProjectionRow = (&'static str, u64, Duration);
+
+/// Names of the projection scenarios, as `bench all` looks them up.
+pub(crate) const REBUILD: &str = "rebuild users + balances + transactions";
+pub(crate) const VERIFY_LOG: &str = "audit verify (hash chain + trial balance)";
+
+/// Generates about `options.events` events (users registering, topping up, buying, orders
+/// completing and failing), then times a rebuild of every projection and `audit verify`.
+pub(crate) async fn projections_bench(
+    options: &ProjectionsBench,
+    database: PgConnectOptions,
+) -> anyhow::Result<Vec<ProjectionRow>> {
+    use starledger_projections::model::Table;
+    use starledger_projections::store::ReadStore;
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .connect_with(database)
+        .await?;
+    postgres::migrate(&pool).await?;
+    let read = starledger_projections::store::postgres::PgReadStore::new(pool.clone());
+    read.ensure_schema().await?;
+    let events: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
+
+    // Each user: 3 events to register and fund, then rounds of 4 (two purchases, one
+    // completed, one refunded).
+    let rounds = 12u64;
+    let users = (options.events / (3 + 4 * rounds)).max(1);
+    let generating = Instant::now();
+    let accounts = fund(&events, 1, users).await?;
+    let ledger = Arc::new(Ledger::new(events.clone()));
+    let accounts = Arc::new(accounts);
+    let mut handles = Vec::new();
+    for client in 0..options.clients.min(users) {
+        let (ledger, accounts) = (ledger.clone(), accounts.clone());
+        let clients = options.clients.min(users);
+        handles.push(tokio::spawn(async move {
+            let price = Amount::parse("0.5")?;
+            let stars = Stars::new(100)?;
+            let mut index = client;
+            while index < accounts.len() as u64 {
+                let user = accounts[index as usize];
+                for round in 0..rounds {
+                    let keys = [format!("g{round}a"), format!("g{round}b")];
+                    let ids = [
+                        PurchaseId::derive(user, &IdempotencyKey::parse(&keys[0])?),
+                        PurchaseId::derive(user, &IdempotencyKey::parse(&keys[1])?),
+                    ];
+                    let commands = [
+                        (
+                            format!("{}-buy", keys[0]),
+                            AccountCommand::RequestPurchase {
+                                purchase_id: ids[0],
+                                stars,
+                                recipient: Recipient::Buyer(Username::parse("bench_buyer")?),
+                                price,
+                            },
+                        ),
+                        (
+                            format!("{}-buy", keys[1]),
+                            AccountCommand::RequestPurchase {
+                                purchase_id: ids[1],
+                                stars,
+                                recipient: Recipient::Buyer(Username::parse("bench_buyer")?),
+                                price,
+                            },
+                        ),
+                        (
+                            format!("{}-done", keys[0]),
+                            AccountCommand::CompletePurchase {
+                                purchase_id: ids[0],
+                            },
+                        ),
+                        (
+                            format!("{}-fail", keys[1]),
+                            AccountCommand::FailPurchase {
+                                purchase_id: ids[1],
+                                reason: "recipient not found".into(),
+                                force: false,
+                            },
+                        ),
+                    ];
+                    for (key, command) in commands {
+                        let context =
+                            CommandContext::new(IdempotencyKey::parse(&key)?, Actor::System);
+                        ledger.execute(user, command, &context).await?;
+                    }
+                }
+                index += clients;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for handle in handles {
+        handle.await??;
+    }
+    let total = events.head().await?.position;
+    println!(
+        "generated {total} events for {users} users in {:.1} s",
+        generating.elapsed().as_secs_f64()
+    );
+
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    let report = starledger_projections::rebuild::rebuild(
+        &events,
+        &read,
+        &Table::ALL,
+        Default::default(),
+        |_, _| {},
+    )
+    .await?;
+    rows.push((REBUILD, report.events, started.elapsed()));
+
+    let started = Instant::now();
+    let verified = starledger_projections::audit::verify(&events, None).await?;
+    anyhow::ensure!(
+        verified.is_sound(),
+        "the generated log does not verify: {:?}",
+        verified.ledger.findings
+    );
+    rows.push((VERIFY_LOG, verified.ledger.events, started.elapsed()));
+
+    let started = Instant::now();
+    let verified = starledger_projections::audit::verify(&events, Some(&read)).await?;
+    anyhow::ensure!(verified.is_sound(), "projections differ from the replay");
+    rows.push((
+        "audit verify with every projection",
+        verified.ledger.events,
+        started.elapsed(),
+    ));
+
+    pool.close().await;
+    Ok(rows)
+}
+
+pub(crate) fn print_projections_table(rows: &[ProjectionRow]) {
+    println!(
+        "\n{:<44} {:>10} {:>9} {:>12}",
+        "scenario", "events", "seconds", "events/s"
+    );
+    for (name, count, elapsed) in rows {
+        println!(
+            "{name:<44} {count:>10} {:>9.2} {:>12.0}",
+            elapsed.as_secs_f64(),
+            *count as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
