@@ -4,6 +4,7 @@
 //! - [`config`]: settings from the environment, parsed once at start-up.
 //! - [`storage`]: opening the event log and the read models.
 //! - [`commands`]: ledger commands run and counted for `/metrics`.
+//! - [`deadline`]: what a request or a bot reply may still spend, as a plain value.
 //! - [`fragment`]: Stars fulfilment through Fragment, paid from the shop's TON wallet.
 //! - [`heleket`]: the Heleket payment provider (signatures, wire types, client, sandbox).
 //! - [`resilience`]: circuit breaker and retry policy for calls to outside services.
@@ -23,6 +24,7 @@
 pub mod bot;
 pub mod commands;
 pub mod config;
+pub mod deadline;
 pub mod fragment;
 pub mod heleket;
 pub mod http;
@@ -32,6 +34,7 @@ pub mod outbound;
 pub mod reactor;
 pub mod reconciler;
 pub mod resilience;
+pub mod secret;
 pub mod serve;
 pub mod settlement;
 pub mod shop;

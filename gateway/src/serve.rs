@@ -37,6 +37,7 @@ use crate::http::state::{AppState, HeleketSettings, Limits};
 use crate::reactor::ReactorContext;
 use crate::reconciler::Reconciler;
 use crate::settlement::Settlement;
+use crate::shop::{InvoiceSettings, Shop};
 use crate::storage::{self, OpenError};
 
 /// Projection lag, in events, above which `/readyz` reports not ready.
@@ -170,16 +171,30 @@ impl Application {
         if keys.is_empty() {
             tracing::warn!("STARLEDGER_API_KEYS is empty: every /v1 request will be refused");
         }
+        let queries = Arc::new(match &replica {
+            Some(replica) => Queries::new(read.clone(), cache).with_replica(replica.read.clone()),
+            None => Queries::new(read.clone(), cache),
+        });
+        let shop = Arc::new(Shop {
+            ledger: ledger.clone(),
+            queries: queries.clone(),
+            projections: runner.progress(),
+            provider: provider.clone(),
+            currency: config.currency.clone(),
+            pricing: config.pricing,
+            invoices: InvoiceSettings {
+                callback_url,
+                lifetime_seconds: server.heleket.invoice_lifetime_seconds,
+                network: server.heleket.network.clone(),
+            },
+            read_your_writes: server.read_your_writes,
+        });
         let state = web::Data::new(AppState {
+            shop,
             ledger,
             events: events.clone(),
             read: read.clone(),
-            queries: match &replica {
-                Some(replica) => {
-                    Queries::new(read.clone(), cache).with_replica(replica.read.clone())
-                }
-                None => Queries::new(read.clone(), cache),
-            },
+            queries,
             audit: Arc::new(AuditSource::new(
                 Copy {
                     events: events.clone(),
@@ -197,20 +212,14 @@ impl Application {
             settlement,
             sandbox,
             keys,
-            currency: config.currency.clone(),
-            pricing: config.pricing,
             limits: Limits {
                 max_body_bytes: server.max_body_bytes,
-                read_your_writes: server.read_your_writes,
                 trust_proxy_headers: server.trust_proxy_headers,
                 request_timeout: server.request_timeout,
             },
             heleket: HeleketSettings {
                 api_key: server.heleket.mode.api_key().clone(),
                 allowed_ips: server.heleket.allowed_ips.clone(),
-                callback_url,
-                invoice_lifetime_seconds: server.heleket.invoice_lifetime_seconds,
-                network: server.heleket.network.clone(),
             },
             metrics: metrics_handle(),
             rebuilds: RebuildJobs::default(),

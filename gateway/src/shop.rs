@@ -7,20 +7,88 @@
 //! (bounded) for the projections to show it, and says whether they do (`projected`), so the
 //! caller's next read sees its own write. Errors are typed; each caller decides what they
 //! look like to its user (an HTTP status, a chat message).
+//!
+//! The shop core stands below the front doors: it may depend on the ledger, the projections,
+//! the provider adapters (`heleket`) and the gateway's neutral pieces (`commands`,
+//! `deadline`), never on the front doors (`http/`, `bot/`) or the web and Telegram frameworks
+//! they are built on. What it reads is in [`Shop`], built once by `serve`; the front doors
+//! reach it as `AppState::shop`.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use starledger_ledger::account::{AccountCommand, Rejection};
-use starledger_ledger::commands::{CommandContext, CommandError, Executed};
+use starledger_ledger::commands::{CommandContext, CommandError, Executed, Ledger};
 use starledger_ledger::events::{
     AccountEvent, Actor, Invoice, PurchaseRequested, RechargeRequested, Stars, UserRegistered,
 };
 use starledger_ledger::ids::{IdempotencyKey, PurchaseId, RechargeId, Recipient, UserId, Username};
 use starledger_ledger::money::{Amount, Currency};
-use starledger_ledger::pricing::PricingError;
+use starledger_ledger::pricing::{PricingError, StarPricing};
+use starledger_projections::queries::Queries;
+use starledger_projections::runtime::{self, Progress};
 use starledger_projections::store::ReadError;
+use tokio::sync::watch;
 
-use crate::heleket::{InvoiceRequest, OrderId, ProviderError};
-use crate::http::deadline::Deadline;
-use crate::http::state::AppState;
+use crate::deadline::Deadline;
+use crate::heleket::{InvoiceRequest, OrderId, PaymentProvider, ProviderError};
+
+/// What the shop reads: the ledger it writes to, the read side it waits for, the payment
+/// provider, the ledger currency and its prices. One per process, shared by every front door.
+pub struct Shop {
+    pub ledger: Arc<Ledger>,
+    /// The cached reads; refreshed for a user after an acknowledged write.
+    pub queries: Arc<Queries>,
+    /// Where the SQL projectors of this process stand.
+    pub projections: watch::Receiver<Progress>,
+    pub provider: Arc<dyn PaymentProvider>,
+    /// `LEDGER_CURRENCY`: what accounts are kept in and prices are quoted in.
+    pub currency: Currency,
+    pub pricing: StarPricing,
+    pub invoices: InvoiceSettings,
+    /// How long a command's answer waits for projections to show it (at most what the
+    /// caller's deadline leaves, see [`Deadline::budget`]).
+    pub read_your_writes: Duration,
+}
+
+/// How the shop asks Heleket for an invoice.
+#[derive(Debug, Clone)]
+pub struct InvoiceSettings {
+    /// Where Heleket sends the invoice's webhooks.
+    pub callback_url: String,
+    pub lifetime_seconds: u32,
+    /// The network of the ledger's coin, the only one invoices accept.
+    pub network: String,
+}
+
+impl Shop {
+    /// Waits, at most the read-your-writes timeout and never past what `deadline` leaves,
+    /// until the SQL projections show `position`. Returns whether they do; a timeout is not
+    /// an error, because the command is already durable — the answer just says the read side
+    /// is behind.
+    pub async fn projected(&self, position: u64, deadline: &Deadline) -> bool {
+        runtime::wait_for(
+            self.projections.clone(),
+            position,
+            deadline.budget(self.read_your_writes),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// [`Self::projected`] for a write about to be acknowledged to `user`'s caller, and then
+    /// the user's cached rows refreshed from the projections: acknowledged means visible, so a
+    /// plain read on this instance after the 2xx shows the write, not a row cached before it.
+    pub async fn acknowledged(&self, user: UserId, position: u64, deadline: &Deadline) -> bool {
+        let projected = self.projected(position, deadline).await;
+        if projected {
+            if let Err(error) = self.queries.refresh(user.get()).await {
+                tracing::warn!(%user, %error, "cannot refresh the cached rows of an acknowledged write");
+            }
+        }
+        projected
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShopError {
@@ -74,7 +142,7 @@ pub struct Purchase {
 
 /// Registers `user`. A repeat under the same key returns the first registration.
 pub async fn register(
-    state: &AppState,
+    shop: &Shop,
     user: UserId,
     username: Option<String>,
     language: Option<String>,
@@ -84,11 +152,11 @@ pub async fn register(
     let command = AccountCommand::Register {
         username,
         language,
-        currency: state.currency.clone(),
+        currency: shop.currency.clone(),
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.acknowledged(user, executed.position, deadline).await;
+    let executed = crate::commands::execute(&shop.ledger, user, command, &context).await?;
+    let projected = shop.acknowledged(user, executed.position, deadline).await;
     let event = match executed.events.first() {
         Some(AccountEvent::UserRegistered(e)) => Some(e.clone()),
         _ => None,
@@ -103,7 +171,7 @@ pub async fn register(
 /// Records `user`'s Telegram profile as an update showed it. `Ok(false)`: it was already the
 /// recorded one (another update or instance recorded it first).
 pub async fn update_profile(
-    state: &AppState,
+    shop: &Shop,
     user: UserId,
     username: Option<String>,
     language: Option<String>,
@@ -111,7 +179,7 @@ pub async fn update_profile(
 ) -> Result<bool, ShopError> {
     let command = AccountCommand::UpdateProfile { username, language };
     let context = CommandContext::new(key, Actor::User(user));
-    match crate::commands::execute(&state.ledger, user, command, &context).await {
+    match crate::commands::execute(&shop.ledger, user, command, &context).await {
         Ok(_) => Ok(true),
         Err(CommandError::Rejected(Rejection::ProfileUnchanged)) => Ok(false),
         Err(error) => Err(error.into()),
@@ -124,32 +192,32 @@ pub async fn update_profile(
 /// Heleket for the same order (which answers with the same invoice) and the ledger records
 /// nothing new.
 pub async fn recharge(
-    state: &AppState,
+    shop: &Shop,
     user: UserId,
     amount: Amount,
     key: IdempotencyKey,
     deadline: &Deadline,
 ) -> Result<Recharge, ShopError> {
     // Ask the ledger first, so no invoice is ever created for someone who is not a user.
-    if state.ledger.profile(user).await?.is_none() {
+    if shop.ledger.profile(user).await?.is_none() {
         return Err(ShopError::UnknownUser);
     }
     let recharge_id = RechargeId::derive(user, &key);
-    let invoice = state
+    let invoice = shop
         .provider
         .create_invoice(&InvoiceRequest {
             amount,
-            currency: state.currency.clone(),
-            network: state.heleket.network.clone(),
+            currency: shop.currency.clone(),
+            network: shop.invoices.network.clone(),
             order_id: OrderId::new(user, recharge_id),
-            url_callback: state.heleket.callback_url.clone(),
-            lifetime_seconds: state.heleket.invoice_lifetime_seconds,
+            url_callback: shop.invoices.callback_url.clone(),
+            lifetime_seconds: shop.invoices.lifetime_seconds,
         })
         .await?;
     let command = AccountCommand::RequestRecharge {
         recharge_id,
         amount,
-        currency: state.currency.clone(),
+        currency: shop.currency.clone(),
         invoice: Invoice {
             uuid: invoice.uuid,
             url: invoice.url,
@@ -157,8 +225,8 @@ pub async fn recharge(
         },
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.acknowledged(user, executed.position, deadline).await;
+    let executed = crate::commands::execute(&shop.ledger, user, command, &context).await?;
+    let projected = shop.acknowledged(user, executed.position, deadline).await;
     let Some(AccountEvent::RechargeRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("recharge"));
     };
@@ -172,25 +240,25 @@ pub async fn recharge(
 /// Prices an order of `stars` for `user` to deliver to `recipient` and reserves the price.
 /// The purchase id derives from `key`, so a repeated request buys once.
 pub async fn purchase(
-    state: &AppState,
+    shop: &Shop,
     user: UserId,
     stars: Stars,
     recipient: Recipient,
     key: IdempotencyKey,
     deadline: &Deadline,
 ) -> Result<Purchase, ShopError> {
-    let profile = state
+    let profile = shop
         .ledger
         .profile(user)
         .await?
         .ok_or(ShopError::UnknownUser)?;
-    if profile.currency != state.currency {
+    if profile.currency != shop.currency {
         return Err(ShopError::CurrencyMismatch {
             account: profile.currency,
-            prices: state.currency.clone(),
+            prices: shop.currency.clone(),
         });
     }
-    let price = quote(state, stars)?;
+    let price = quote(shop, stars)?;
     let command = AccountCommand::RequestPurchase {
         purchase_id: PurchaseId::derive(user, &key),
         stars,
@@ -198,8 +266,8 @@ pub async fn purchase(
         price,
     };
     let context = CommandContext::new(key, Actor::User(user));
-    let executed = crate::commands::execute(&state.ledger, user, command, &context).await?;
-    let projected = state.acknowledged(user, executed.position, deadline).await;
+    let executed = crate::commands::execute(&shop.ledger, user, command, &context).await?;
+    let projected = shop.acknowledged(user, executed.position, deadline).await;
     let Some(AccountEvent::PurchaseRequested(event)) = executed.events.first().cloned() else {
         return Err(ShopError::UnexpectedEvent("purchase"));
     };
@@ -213,8 +281,8 @@ pub async fn purchase(
 /// Whom an order for `user`'s own account delivers to when no update shows their current
 /// username (the HTTP API): the username their profile holds now, which the bot keeps current
 /// from every update it sees (`ProfileUpdated`). Recorded on the order, never looked up again.
-pub async fn own_account(state: &AppState, user: UserId) -> Result<Recipient, ShopError> {
-    let profile = state
+pub async fn own_account(shop: &Shop, user: UserId) -> Result<Recipient, ShopError> {
+    let profile = shop
         .ledger
         .profile(user)
         .await?
@@ -228,9 +296,8 @@ pub async fn own_account(state: &AppState, user: UserId) -> Result<Recipient, Sh
 }
 
 /// The customer price of `stars` in the ledger currency.
-pub fn quote(state: &AppState, stars: Stars) -> Result<Amount, ShopError> {
-    state
-        .pricing
+pub fn quote(shop: &Shop, stars: Stars) -> Result<Amount, ShopError> {
+    shop.pricing
         .quote(stars)
         .map_err(|source| ShopError::Pricing {
             stars: stars.get(),

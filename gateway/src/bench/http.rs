@@ -194,8 +194,8 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
         .build()?;
 
     let started = Instant::now();
-    let users = set_up(&state.ledger, &state.currency, options).await?;
-    let bodies = sign_webhooks(&users, &state.currency, options.webhooks)?;
+    let users = set_up(&state.ledger, &state.shop.currency, options).await?;
+    let bodies = sign_webhooks(&users, &state.shop.currency, options.webhooks)?;
     let head = state.events.head().await?.position;
     let body_bytes: usize = bodies.iter().map(Vec::len).sum();
     eprintln!(

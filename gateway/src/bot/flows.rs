@@ -97,7 +97,7 @@ impl Turn<'_> {
     }
 
     pub(super) fn currency(&self) -> &str {
-        self.context.state.currency.as_str()
+        self.context.state.shop.currency.as_str()
     }
 
     /// A number that stands for this turn's origin (offer tokens in button data): the first
@@ -140,7 +140,7 @@ impl Turn<'_> {
             return Err(ShopError::UnknownUser);
         };
         match shop::register(
-            self.state(),
+            &self.state().shop,
             self.user,
             self.from.username.clone(),
             self.language(),
@@ -189,7 +189,7 @@ impl Turn<'_> {
         let Some(key) = self.key(&format!("{}:profile", self.origin)) else {
             return;
         };
-        match shop::update_profile(self.state(), self.user, username, language, key).await {
+        match shop::update_profile(&self.state().shop, self.user, username, language, key).await {
             Ok(true) => tracing::info!(user = %self.user, "bot: profile change recorded"),
             Ok(false) => {}
             Err(error) => {
@@ -470,7 +470,7 @@ async fn recharge(turn: &Turn<'_>, amount: Amount, key: Option<IdempotencyKey>) 
         return turn.failure(&error).into();
     }
     match shop::recharge(
-        turn.state(),
+        &turn.state().shop,
         turn.user,
         amount,
         key,

@@ -109,7 +109,7 @@ impl Notifier {
         let currency = row
             .as_ref()
             .map(|r| r.currency.clone())
-            .unwrap_or_else(|| self.state.currency.to_string());
+            .unwrap_or_else(|| self.state.shop.currency.to_string());
         let stars = row
             .as_ref()
             .and_then(|r| r.metadata.get("stars"))

@@ -37,7 +37,7 @@ pub(super) async fn offer(turn: &Turn<'_>, stars: Stars, recipient: Option<Usern
     if let Err(error) = turn.ensure_registered().await {
         return turn.failure(&error).into();
     }
-    let price = match shop::quote(turn.state(), stars) {
+    let price = match shop::quote(&turn.state().shop, stars) {
         Ok(price) => price,
         Err(error) => return turn.failure(&error).into(),
     };
@@ -101,7 +101,7 @@ pub(super) async fn confirm(turn: &Turn<'_>, token: u64) -> Outcome {
         return refused;
     }
     match shop::purchase(
-        turn.state(),
+        &turn.state().shop,
         turn.user,
         offer.stars,
         recipient,

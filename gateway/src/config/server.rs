@@ -1,35 +1,16 @@
 //! What only `starledger serve` reads: where to listen, the API keys and their roles, and
 //! the Heleket credentials and mode (Fragment's are in [`super::fragment`]).
 //!
-//! Secrets are held in [`Secret`], whose `Debug` prints `<redacted>`, so a logged config can
-//! never leak one.
+//! Secrets are held in [`Secret`] (`crate::secret`, re-exported here), whose `Debug` prints
+//! `<redacted>`, so a logged config can never leak one.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::{problem, ConfigError, Env};
 
-/// A value that must never appear in a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use crate::secret::Secret;
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,8 +18,8 @@ use super::ton::Nanotons;
 use super::toncenter::{Toncenter, ToncenterSettings};
 use super::wallet::{PayingWallet, ShopWallet, WalletVersion};
 use crate::config::fragment::{FragmentConfig, FragmentMode};
-use crate::config::server::Secret;
 use crate::config::{problem, ConfigError};
+use crate::secret::Secret;
 
 /// The sandbox wallet's seed phrase: a published test vector (Trust Wallet's wallet-core
 /// tests), so it can never hold anyone's money by accident. The sandbox chain does not check

@@ -55,7 +55,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::ton::{
     Nanotons, SignError, SignedTransfer, TransferMessage, WalletAccount, WalletSigner,
 };
-use crate::config::server::Secret;
+use crate::secret::Secret;
 
 /// Words in a TON seed phrase.
 const PHRASE_WORDS: usize = 24;

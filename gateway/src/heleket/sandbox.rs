@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::sign::sign_webhook;
 use super::wire::{PaymentInfo, PaymentStatus};
 use super::{CreatedInvoice, InvoiceRequest, OrderId, PaymentProvider, ProviderError};
-use crate::config::server::Secret;
+use crate::secret::Secret;
 
 /// Namespace of sandbox invoice uuids (derived from the order id, so they are stable).
 const INVOICE_NAMESPACE: Uuid = Uuid::from_u128(0x5a4d_b0c5_6e1e_4e7a_9c61_8a5d_3b1f_0e21);

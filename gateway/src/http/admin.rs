@@ -71,7 +71,7 @@ async fn adjust(
     let command = AccountCommand::AdjustBalance {
         adjustment_id,
         amount,
-        currency: state.currency.clone(),
+        currency: state.shop.currency.clone(),
         admin: caller.name.clone(),
         reason: parsed.reason,
     };

@@ -18,7 +18,9 @@
 //!
 //! A handler that waits by choice (read-your-writes) takes its wait from
 //! [`Deadline::budget`], so a command that did commit answers 201 with `"projected": false`
-//! well before the deadline instead of running into it.
+//! well before the deadline instead of running into it. The [`Deadline`] value itself lives
+//! in `crate::deadline`, so the shop core can take one without depending on actix; it is
+//! re-exported here.
 
 use std::future::{ready, Ready};
 use std::time::Duration;
@@ -27,10 +29,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
-use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::error_code::ErrorCode;
+pub use crate::deadline::Deadline;
 
 /// Routes without a deadline: the auditors' replays of the whole log (documented as long
 /// requests on a large log), and the operations endpoints, which bound their own probes and
@@ -50,31 +52,6 @@ pub struct RequestTimeout(pub Duration);
 impl Default for RequestTimeout {
     fn default() -> Self {
         Self(Duration::from_secs(5))
-    }
-}
-
-/// When the current request must be answered by.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    at: Instant,
-    /// Kept back from optional waits for the work that follows them (building the answer,
-    /// a read): a quarter of the timeout.
-    reserve: Duration,
-}
-
-impl Deadline {
-    pub fn after(timeout: Duration) -> Self {
-        Self {
-            at: Instant::now() + timeout,
-            reserve: timeout / 4,
-        }
-    }
-
-    /// How long an optional wait that would like `wanted` may take: never past the deadline
-    /// less the reserve, so the request still answers on its own terms.
-    pub fn budget(&self, wanted: Duration) -> Duration {
-        let left = self.at.saturating_duration_since(Instant::now());
-        wanted.min(left.saturating_sub(self.reserve))
     }
 }
 
@@ -129,7 +106,7 @@ pub async fn enforce(
     let deadline = Deadline::after(timeout);
     request.extensions_mut().insert(deadline);
     let method = request.method().clone();
-    match tokio::time::timeout_at(deadline.at, next.call(request)).await {
+    match tokio::time::timeout_at(deadline.at(), next.call(request)).await {
         Ok(answer) => answer,
         Err(_) => {
             tracing::warn!(
@@ -247,20 +224,5 @@ mod tests {
         )
         .await;
         assert_eq!(response.status(), StatusCode::OK);
-    }
-
-    #[test]
-    fn the_budget_never_exceeds_what_is_wanted_or_what_is_left() {
-        let deadline = Deadline::after(Duration::from_secs(4));
-        assert_eq!(
-            deadline.budget(Duration::from_millis(10)),
-            Duration::from_millis(10)
-        );
-        assert!(deadline.budget(Duration::from_secs(60)) <= Duration::from_secs(3));
-        let passed = Deadline {
-            at: Instant::now(),
-            reserve: Duration::from_secs(1),
-        };
-        assert_eq!(passed.budget(Duration::from_secs(2)), Duration::ZERO);
     }
 }

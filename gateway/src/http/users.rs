@@ -116,7 +116,7 @@ async fn register(
     let key = IdempotencyKey::parse(&format!("register:{user}"))
         .map_err(|_| invalid("unusable user id"))?;
     let registered = crate::shop::register(
-        &state,
+        &state.shop,
         user,
         request.username,
         request.language,
@@ -332,7 +332,7 @@ async fn recharge(
         None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
             .map_err(|_| ApiError::new(ErrorCode::InvalidIdempotencyKey, "unusable key"))?,
     };
-    let recharge = crate::shop::recharge(&state, user, amount, key, &deadline).await?;
+    let recharge = crate::shop::recharge(&state.shop, user, amount, key, &deadline).await?;
     let (executed, e, projected) = (recharge.executed, recharge.event, recharge.projected);
     Ok(created(
         &executed,
@@ -395,9 +395,10 @@ async fn purchase(
     // username their profile holds now, recorded on the order (`deliver_to`).
     let recipient = match gift {
         Some(name) => Recipient::Gift(name),
-        None => crate::shop::own_account(&state, user).await?,
+        None => crate::shop::own_account(&state.shop, user).await?,
     };
-    let purchase = crate::shop::purchase(&state, user, stars, recipient, key, &deadline).await?;
+    let purchase =
+        crate::shop::purchase(&state.shop, user, stars, recipient, key, &deadline).await?;
     let (executed, e, projected) = (purchase.executed, purchase.event, purchase.projected);
     let balance = state
         .queries
@@ -411,7 +412,7 @@ async fn purchase(
             "recipient": e.recipient.as_ref().map(|r| r.to_string()),
             "deliver_to": e.deliver_to.as_ref().map(|r| r.to_string()),
             "price": e.price,
-            "currency": state.currency,
+            "currency": state.shop.currency,
             "status": "reserved",
             "position": executed.position,
             "projected": projected,
