@@ -3,7 +3,7 @@
 //!
 //! A plain value, so the shop core and anything else below the front doors can take it
 //! without knowing where it came from: `http::deadline` sets one per request (and holds the
-//! request to it), the bot builds one per reply (`AppState::deadline`).
+//! request to it), the bot builds one per reply (`bot::state::BotState::deadline`).
 //!
 //! A wait by choice (read-your-writes) takes its length from [`Deadline::budget`], so a
 //! command that did commit answers with `"projected": false` well before the deadline instead

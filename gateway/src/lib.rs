@@ -19,6 +19,7 @@
 //! - [`reconciler`]: settles or fails recharges whose webhooks never came.
 //! - [`shop`]: registering, topping up and buying Stars, shared by the HTTP API and the bot.
 //! - [`bot`]: the Telegram bot (commands, keyboards, limits, sessions, notifications).
+//! - [`telegram_inbox`]: where the webhook route queues Telegram's updates for the bot.
 //! - [`serve`]: `starledger serve`, wiring all of it together and shutting it down in order.
 
 pub mod bot;
@@ -39,3 +40,4 @@ pub mod serve;
 pub mod settlement;
 pub mod shop;
 pub mod storage;
+pub mod telegram_inbox;

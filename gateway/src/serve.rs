@@ -24,6 +24,7 @@ use starledger_projections::{cache_projector, cache_tail};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::bot::state::BotState;
 use crate::config::server::{HeleketMode, ServerConfig};
 use crate::config::Config;
 use crate::heleket::client::{HeleketClient, HeleketSettings as ClientSettings};
@@ -227,10 +228,16 @@ impl Application {
             ready_max_lag: READY_MAX_LAG,
             runtime: tokio::runtime::Handle::current(),
         });
+        // The bot's own context, from the same shop, read store and request timeout.
+        let bot_state = Arc::new(BotState {
+            shop: state.shop.clone(),
+            read: state.read.clone(),
+            request_timeout: state.limits.request_timeout,
+        });
         let bot = crate::bot::start(
             &config,
             server.telegram.as_ref(),
-            state.clone(),
+            bot_state,
             reactors,
             stopped.clone(),
         )
@@ -248,7 +255,7 @@ impl Application {
             }
         };
         background.extend(bot.tasks);
-        let telegram_inbox = bot.inbox;
+        let telegram_inbox = bot.inbox.map(web::Data::new);
         let app_state = state.clone();
         let request_timeout = server.request_timeout;
         let http = HttpServer::new(move || {

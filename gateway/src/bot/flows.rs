@@ -37,6 +37,7 @@ use super::limits::{Limit, Verdict};
 use super::orders::{buy_menu, cancel, confirm, offer};
 use super::replies::{edit, send, ReplyBot};
 use super::session::Awaiting;
+use super::state::BotState;
 use super::texts::{HistoryLine, Lang, Limited, Texts};
 use super::BotContext;
 use crate::shop::{self, ShopError};
@@ -92,7 +93,7 @@ pub(super) struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    pub(super) fn state(&self) -> &crate::http::state::AppState {
+    pub(super) fn state(&self) -> &BotState {
         &self.context.state
     }
 
@@ -132,7 +133,7 @@ impl Turn<'_> {
     /// Registers the user the first time they do anything that needs an account. A repeat
     /// (another update racing this one, another instance) is fine.
     pub(super) async fn ensure_registered(&self) -> Result<(), ShopError> {
-        let known = self.state().queries.user(self.user.get()).await?;
+        let known = self.state().shop.queries.user(self.user.get()).await?;
         if known.is_some() {
             return Ok(());
         }
@@ -171,7 +172,7 @@ impl Turn<'_> {
     /// not depend on it (they record whom they deliver to when confirmed), so a failure here
     /// is logged and the turn goes on.
     pub(super) async fn sync_profile(&self) {
-        let profile = match self.state().ledger.profile(self.user).await {
+        let profile = match self.state().shop.ledger.profile(self.user).await {
             Ok(Some(profile)) => profile,
             // Not registered yet: registration records the profile.
             Ok(None) => return,
@@ -205,6 +206,7 @@ impl Turn<'_> {
     ) -> Result<(rust_decimal::Decimal, rust_decimal::Decimal), ShopError> {
         let row = self
             .state()
+            .shop
             .queries
             .balance(self.user.get(), position)
             .await?;
@@ -411,6 +413,7 @@ async fn history(turn: &Turn<'_>, before: Option<u64>) -> Outcome {
     }
     let page = match turn
         .state()
+        .shop
         .queries
         .history(turn.user.get(), before, HISTORY_PAGE, None)
         .await

@@ -8,7 +8,8 @@
 //! - [`limits`]: per-user rate limits (Redis, or in process).
 //! - [`session`]: dialogue state between messages (Redis with a TTL, or in process).
 //! - [`notifications`]: status messages from the event log, a checkpointed reactor.
-//! - [`webhook`]: webhook mode's inbox and the dispatcher's listener over it.
+//! - [`webhook`]: webhook mode's dispatcher listener over the inbox (`crate::telegram_inbox`).
+//! - [`state`]: what the bot reads and commands through (the shop core, the read store).
 //! - [`delivery`]: what a failed Bot API call means; logging without the token.
 //! - [`redis_link`]: the Redis connection the limits and sessions share.
 //!
@@ -27,13 +28,13 @@ mod orders;
 pub mod redis_link;
 pub mod replies;
 pub mod session;
+pub mod state;
 pub mod texts;
 pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
 use teloxide::dispatching::{Dispatcher, UpdateFilterExt};
 use teloxide::dptree;
 use teloxide::payloads::SetWebhookSetters;
@@ -48,12 +49,12 @@ use self::delivery::Failure;
 use self::limits::RateLimiter;
 use self::redis_link::RedisLink;
 use self::session::Sessions;
-use self::webhook::WebhookInbox;
+use self::state::BotState;
 use crate::config::server::Secret;
 use crate::config::telegram::{TelegramConfig, TelegramMode};
 use crate::config::Config;
-use crate::http::state::AppState;
 use crate::reactor::{self, ReactorContext};
+use crate::telegram_inbox::WebhookInbox;
 
 /// Seconds a `getUpdates` call waits for updates (Telegram holds the request that long).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +141,7 @@ async fn register_webhook(
 
 /// What every handler shares.
 pub struct BotContext {
-    pub state: web::Data<AppState>,
+    pub state: Arc<BotState>,
     pub limits: RateLimiter,
     pub sessions: Sessions,
     /// The bot's own Telegram id (from `getMe`): part of every idempotency key.
@@ -153,7 +154,7 @@ pub struct BotContext {
 /// Empty when the bot is off.
 #[derive(Default)]
 pub struct RunningBot {
-    pub inbox: Option<web::Data<WebhookInbox>>,
+    pub inbox: Option<WebhookInbox>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -164,7 +165,7 @@ pub struct RunningBot {
 pub async fn start(
     config: &Config,
     telegram: Option<&TelegramConfig>,
-    state: web::Data<AppState>,
+    state: Arc<BotState>,
     reactors: ReactorContext,
     stop: watch::Receiver<bool>,
 ) -> Result<RunningBot, BotError> {
@@ -191,7 +192,7 @@ pub async fn start(
         TelegramMode::Polling => (None, None),
         TelegramMode::Webhook { secret, .. } => {
             let (inbox, receiver) = WebhookInbox::new(secret.clone());
-            (Some(web::Data::new(inbox)), Some(receiver))
+            (Some(inbox), Some(receiver))
         }
     };
     let notifier = notifications::Notifier::new(
@@ -263,7 +264,7 @@ where
 async fn run(
     bot: Bot,
     config: TelegramConfig,
-    state: web::Data<AppState>,
+    state: Arc<BotState>,
     limits: RateLimiter,
     sessions: Sessions,
     inbox: Option<tokio::sync::mpsc::Receiver<Update>>,

@@ -14,7 +14,8 @@
 //! Telegram gives before the next attempt; only what may pass (network, 5xx) is retried by
 //! the reactor, with growing pauses.
 
-use actix_web::web;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use rust_decimal::Decimal;
 use starledger_ledger::events::AccountEvent;
@@ -26,9 +27,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::delivery::{self, Failure};
+use super::state::BotState;
 use super::texts::{Lang, Texts};
 use crate::config::server::Secret;
-use crate::http::state::AppState;
 use crate::metrics_catalog::BOT_NOTIFICATIONS;
 use crate::reactor::{Reacted, Reaction, ReactionError};
 
@@ -38,19 +39,14 @@ pub const NAME: &str = "notifications";
 pub struct Notifier {
     bot: Bot,
     token: Secret,
-    state: web::Data<AppState>,
+    state: Arc<BotState>,
     /// Telegram asked us to wait until then (429 `retry_after`).
     not_before: Option<Instant>,
     stop: watch::Receiver<bool>,
 }
 
 impl Notifier {
-    pub fn new(
-        bot: Bot,
-        token: Secret,
-        state: web::Data<AppState>,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(bot: Bot, token: Secret, state: Arc<BotState>, stop: watch::Receiver<bool>) -> Self {
         Self {
             bot,
             token,
@@ -83,6 +79,7 @@ impl Notifier {
             .await;
         let profile = self
             .state
+            .shop
             .queries
             .user(event.user_id)
             .await
@@ -98,6 +95,7 @@ impl Notifier {
             .map_err(|e| unreadable(&e))?;
         let available = if projected {
             self.state
+                .shop
                 .queries
                 .balance(event.user_id, Some(event.position))
                 .await

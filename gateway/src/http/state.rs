@@ -30,7 +30,8 @@ use crate::shop::Shop;
 pub struct Limits {
     pub max_body_bytes: usize,
     pub trust_proxy_headers: bool,
-    /// `REQUEST_TIMEOUT_MS`: how long a request may take; the bot holds its replies to it too.
+    /// `REQUEST_TIMEOUT_MS`: how long a request may take; `serve` gives the bot this value
+    /// too, and it holds its replies to it.
     pub request_timeout: Duration,
 }
 
@@ -45,7 +46,8 @@ pub struct HeleketSettings {
 }
 
 pub struct AppState {
-    /// The shop core the user routes call (and the bot): it owns the ledger currency, the
+    /// The shop core the user routes call (the bot gets the same `Arc` in its own
+    /// `bot::state::BotState`): it owns the ledger currency, the
     /// prices, the invoice settings and the read-your-writes wait.
     pub shop: Arc<Shop>,
     /// The shop's ledger (the same `Arc`).
@@ -78,8 +80,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A deadline for work outside an HTTP request that answers someone all the same (the
-    /// bot's replies, its notifications): `REQUEST_TIMEOUT_MS` from now.
+    /// A deadline for work that answers someone but is not held to a request's own deadline
+    /// (the Heleket webhook's wait for its settlement to show): `REQUEST_TIMEOUT_MS` from now.
     pub fn deadline(&self) -> Deadline {
         Deadline::after(self.limits.request_timeout)
     }

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::body::Body;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
-use crate::bot::webhook::WebhookInbox;
+use crate::telegram_inbox::WebhookInbox;
 
 /// The header Telegram puts the `secret_token` of `setWebhook` in.
 pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
