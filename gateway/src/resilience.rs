@@ -13,12 +13,15 @@
 //! (4xx) proves the provider is up and is recorded as a success.
 //!
 //! Both are plain values with no I/O: the breaker reads time from an injectable [`Clock`], so
-//! its tests move time by hand instead of sleeping.
+//! its tests move time by hand instead of sleeping. Deadlines that are dates rather than
+//! durations (a signed payment's `valid_until`, a session's expiry) are read from a
+//! [`WallClock`], injectable the same way.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Where the breaker reads the time. Injectable so tests can move time forward by hand.
@@ -33,6 +36,23 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Instant {
         Instant::now()
+    }
+}
+
+/// Where deadlines that are dates are read: what time it is, as the outside world (a chain's
+/// validators, a cookie's expiry) counts it. Injectable so tests can move past a deadline by
+/// hand instead of sleeping until it.
+pub trait WallClock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemWallClock;
+
+impl WallClock for SystemWallClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
     }
 }
 

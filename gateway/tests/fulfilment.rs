@@ -34,6 +34,7 @@ use starledger_ledger::testing::{flow, Backend};
 mod support;
 
 use support::shop::{backends, dec, quick_settings, Shop};
+use support::wall_clock::ManualWallClock;
 
 /// A stand-in for the shop wallet's signing (the real wallet has tests of its own): the
 /// message encodes what was signed, and different signers sign differently.
@@ -142,6 +143,8 @@ struct World {
     shop: Shop,
     sandbox: Arc<SandboxFragment>,
     chain: Arc<FaultyChain>,
+    /// What time it is to the worker and the sandbox alike: it moves only when a test moves it.
+    clock: Arc<ManualWallClock>,
 }
 
 impl std::ops::Deref for World {
@@ -156,14 +159,17 @@ impl std::ops::Deref for World {
 const PRICE_PER_STAR: &str = "0.0045";
 
 async fn world(backend: Backend) -> World {
-    let sandbox = Arc::new(SandboxFragment::new(
+    let clock = Arc::new(ManualWallClock::new());
+    let sandbox = Arc::new(SandboxFragment::with_clock(
         PRICE_PER_STAR.parse().unwrap(),
         Nanotons(1_000 * Nanotons::PER_TON),
+        clock.clone(),
     ));
     World {
         chain: FaultyChain::new(sandbox.clone()),
         shop: Shop::open(backend).await,
         sandbox,
+        clock,
     }
 }
 
@@ -186,6 +192,7 @@ impl World {
                 chain: self.chain.clone(),
                 currency: Currency::ton(),
                 settings,
+                clock: self.clock.clone(),
             },
             0,
         )
@@ -445,7 +452,8 @@ async fn a_payment_that_expired_unexecuted_is_replaced_by_one_new_attempt() {
         // Until its deadline has passed, the same payment is only re-sent, never replaced.
         world.steps(&mut worker, 20).await;
         assert_eq!(world.attempts(7).await, vec![1]);
-        tokio::time::sleep(Duration::from_secs(12)).await;
+        // Past its deadline (11 s, no margin), to the worker and the chain alike.
+        world.clock.advance(Duration::from_secs(12));
         world.chain.lose_broadcasts.store(false, Ordering::SeqCst);
         let status = world
             .run_until(&mut worker, 7, purchase, PurchaseStatus::Completed)
@@ -506,9 +514,10 @@ async fn a_price_above_what_the_customer_pays_is_refused_and_refunded() {
     for backend in backends().await {
         let mut world = world(backend).await;
         // Fragment now wants 0.006 a star: 0.30 for 50 stars, more than the 0.25 reserved.
-        world.sandbox = Arc::new(SandboxFragment::new(
+        world.sandbox = Arc::new(SandboxFragment::with_clock(
             "0.006".parse().unwrap(),
             Nanotons(1_000 * Nanotons::PER_TON),
+            world.clock.clone(),
         ));
         world.chain = FaultyChain::new(world.sandbox.clone());
         let purchase = world.purchase(10, None).await;

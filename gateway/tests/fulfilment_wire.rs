@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use starledger_gateway::config::server::Secret;
 use starledger_gateway::fragment::client::{
@@ -26,7 +25,7 @@ use starledger_gateway::fragment::fulfilment::{Fulfilment, FulfilmentSettings, W
 use starledger_gateway::fragment::ton::{Nanotons, WalletAccount, WalletSigner};
 use starledger_gateway::fragment::toncenter::{Toncenter, ToncenterSettings};
 use starledger_gateway::fragment::wallet::{PayingWallet, ShopWallet, WalletVersion};
-use starledger_gateway::resilience::{BreakerSettings, RetryPolicy};
+use starledger_gateway::resilience::{BreakerSettings, RetryPolicy, WallClock};
 use starledger_ledger::account::PurchaseStatus;
 use starledger_ledger::events::AccountEvent;
 use starledger_ledger::money::{Amount, Currency};
@@ -40,6 +39,7 @@ mod support;
 use support::fragment::{cookie_config, form, has_session_cookies, FakeFragment};
 use support::shop::{backends, dec, quick_settings, Shop};
 use support::toncenter::{root, Clock, CommentView, FakeChain, FEE, FRAGMENT_ADDRESS, TEST_PHRASE};
+use support::wall_clock::ManualWallClock;
 
 /// What Fragment charges: 0.0045 TON a star, so 0.225 TON for the 50 stars a customer
 /// reserves 0.25 TON for.
@@ -60,6 +60,8 @@ struct World {
     fragment: FakeFragment,
     toncenter_server: MockServer,
     fragment_server: MockServer,
+    /// What time it is to the worker and the chain alike: it moves only when a test moves it.
+    clock: Arc<ManualWallClock>,
 }
 
 impl std::ops::Deref for World {
@@ -82,7 +84,13 @@ fn shop_account() -> WalletAccount {
 /// the buyers (`tester`, the username every test user registers with) and one friend, both
 /// served locally.
 async fn world(backend: Backend, seqno: u32) -> World {
-    let chain = FakeChain::new(&shop_wallet(), Nanotons(0), seqno, Clock::System);
+    let clock = Arc::new(ManualWallClock::new());
+    let chain = FakeChain::new(
+        &shop_wallet(),
+        Nanotons(0),
+        seqno,
+        Clock::Manual(clock.clone()),
+    );
     // One top-up older than any lookup looks back, two recent ones: finding (or not finding)
     // a payment pages through getTransactions.
     chain.top_up(Nanotons(40 * TON), 3 * 86_400);
@@ -107,6 +115,7 @@ async fn world(backend: Backend, seqno: u32) -> World {
         fragment,
         toncenter_server,
         fragment_server,
+        clock,
     }
 }
 
@@ -172,6 +181,7 @@ impl World {
                 chain: Arc::new(toncenter),
                 currency: Currency::ton(),
                 settings,
+                clock: self.clock.clone(),
             },
             0,
         )
@@ -457,12 +467,12 @@ async fn a_lost_payment_past_its_deadline_is_replaced_by_one_new_attempt() {
         let deadline = first.valid_until.expect("a recorded deadline");
         // Until a second before its deadline, the same payment is only re-sent, never
         // replaced.
-        for _ in 0..10_000 {
-            if Utc::now() + chrono::Duration::seconds(1) >= deadline {
-                break;
-            }
-            world.steps(&mut worker, 1).await;
-        }
+        world.clock.advance(
+            (deadline - chrono::Duration::seconds(1) - world.clock.now())
+                .to_std()
+                .unwrap_or_default(),
+        );
+        world.steps(&mut worker, 20).await;
         assert_eq!(world.attempts(7).await, vec![1]);
         assert!(world.chain.broadcasts().len() > 1);
         assert!(world
@@ -471,12 +481,8 @@ async fn a_lost_payment_past_its_deadline_is_replaced_by_one_new_attempt() {
             .iter()
             .all(|sent| Some(sent) == first.message.as_ref()));
         // Past the deadline, the lost payment can never execute.
-        for _ in 0..100 {
-            if Utc::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        world.clock.advance(Duration::from_secs(2));
+        assert!(world.clock.now() > deadline);
 
         world.chain.lose_broadcasts(false);
         let status = world
@@ -523,12 +529,10 @@ async fn a_payment_executed_but_not_yet_listed_is_never_paid_again_even_past_its
         let deadline = world.payments(8).await[0]
             .valid_until
             .expect("a recorded deadline");
-        for _ in 0..100 {
-            if Utc::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        world.clock.advance(
+            (deadline - world.clock.now()).to_std().unwrap_or_default() + Duration::from_secs(1),
+        );
+        assert!(world.clock.now() > deadline);
         // Past the deadline, but the moved seqno says the payment may have executed: no new
         // attempt, no refund; once it has been unknown for a payment window, an operator is
         // told.
@@ -694,7 +698,7 @@ async fn an_expiring_or_expired_session_is_alerted_between_orders_before_any_ord
         let settings = FulfilmentSettings {
             session_check_every: Duration::ZERO,
             // The operator said when the cookies expire: in an hour.
-            session_expires_at: Some(Utc::now() + chrono::Duration::hours(1)),
+            session_expires_at: Some(world.clock.now() + chrono::Duration::hours(1)),
             ..quick_settings()
         };
         let mut worker = world.worker(settings);

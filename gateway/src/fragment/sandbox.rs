@@ -18,10 +18,12 @@
 //!
 //! The chain is a wallet with a balance and a seqno that executes a message exactly as a
 //! wallet contract does: only with the current seqno, only before its deadline, once. Orders
-//! and the chain live in this process's memory.
+//! and the chain live in this process's memory. "Now" comes from a [`WallClock`] (the system
+//! clock unless [`SandboxFragment::with_clock`] says otherwise), so a test can share one clock
+//! between the sandbox and the worker and move both past a deadline without sleeping.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -36,6 +38,7 @@ use super::ton::{
     ChainError, ChainTransaction, Nanotons, SignedTransfer, TonChain, TransferMessage,
     WalletAccount, WalletState,
 };
+use crate::resilience::{SystemWallClock, WallClock};
 
 /// What a sandbox order will do once paid.
 /// Where the sandbox has orders paid: one address, as Fragment's, with each order named by
@@ -82,11 +85,23 @@ pub struct SandboxFragment {
     /// must never come back (the transactions table keeps them unique), and another process
     /// or a restart starts counting again.
     run: String,
+    /// What time it is to Fragment (a link's validity) and to the chain (a message's
+    /// deadline, a transaction's time).
+    clock: Arc<dyn WallClock>,
 }
 
 impl SandboxFragment {
     /// A sandbox selling stars at `price_per_star` TON, with a wallet holding `balance`.
     pub fn new(price_per_star: Decimal, balance: Nanotons) -> Self {
+        Self::with_clock(price_per_star, balance, Arc::new(SystemWallClock))
+    }
+
+    /// The same, reading the time from `clock` (tests share theirs with the worker).
+    pub fn with_clock(
+        price_per_star: Decimal,
+        balance: Nanotons,
+        clock: Arc<dyn WallClock>,
+    ) -> Self {
         Self {
             price_per_star,
             world: Mutex::new(Ledger {
@@ -94,6 +109,7 @@ impl SandboxFragment {
                 ..Ledger::default()
             }),
             run: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            clock,
         }
     }
 
@@ -221,7 +237,7 @@ impl StarsMarket for SandboxFragment {
                 amount: order.cost,
                 payload: Some(order.reference.clone()),
             }],
-            valid_until: Utc::now() + chrono::Duration::minutes(15),
+            valid_until: self.clock.now() + chrono::Duration::minutes(15),
         })
     }
 
@@ -292,7 +308,7 @@ impl TonChain for SandboxFragment {
             ));
         }
         let transfer = transfer.clone();
-        if transfer.seqno != world.seqno || Utc::now() > transfer.valid_until {
+        if transfer.seqno != world.seqno || self.clock.now() > transfer.valid_until {
             // A wallet contract refuses these; a real node drops them without a trace.
             return Err(ChainError::Refused(format!(
                 "sandbox: message with seqno {} not accepted (wallet at {})",
@@ -330,7 +346,7 @@ impl TonChain for SandboxFragment {
         world.transactions.push(ChainTransaction {
             hash,
             lt,
-            at: Utc::now(),
+            at: self.clock.now(),
             message_hash: transfer.message_hash.clone(),
             transfers: transfer.transfers,
         });

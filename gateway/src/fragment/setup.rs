@@ -19,6 +19,7 @@ use super::toncenter::{Toncenter, ToncenterSettings};
 use super::wallet::{PayingWallet, ShopWallet, WalletVersion};
 use crate::config::fragment::{FragmentConfig, FragmentMode};
 use crate::config::{problem, ConfigError};
+use crate::resilience::SystemWallClock;
 use crate::secret::Secret;
 
 /// The sandbox wallet's seed phrase: a published test vector (Trust Wallet's wallet-core
@@ -104,6 +105,7 @@ pub fn fulfilment(
         chain,
         currency: currency.clone(),
         settings,
+        clock: Arc::new(SystemWallClock),
     }))
 }
 

@@ -7,7 +7,8 @@
 //! - [`fragment`]: Fragment's web API (buy page with the API hash, form-encoded `/api` calls)
 //!   over orders that are delivered once the fake chain shows them paid;
 //! - [`shop`]: a real ledger with customers buying Stars, and the worker stepped against it;
-//! - [`app`]: the real `serve` on a database and Redis prefix of its own.
+//! - [`app`]: the real `serve` on a database and Redis prefix of its own;
+//! - [`wall_clock`]: a wall clock the test moves by hand, shared by the worker and the fakes.
 //!
 //! Each test binary uses only part of this, hence `allow(dead_code)` where it is declared.
 
@@ -19,3 +20,4 @@ pub mod redis_sentinel;
 pub mod servers;
 pub mod shop;
 pub mod toncenter;
+pub mod wall_clock;

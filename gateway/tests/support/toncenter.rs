@@ -24,11 +24,14 @@ use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::{json, Value};
 use starledger_gateway::fragment::ton::Nanotons;
 use starledger_gateway::fragment::wallet::ShopWallet;
+use starledger_gateway::resilience::WallClock;
 use tonlib_core::cell::{ArcCell, BagOfCells, Cell, CellBuilder, TonCellError};
 use tonlib_core::tlb_types::block::message::{CommonMsgInfo, Message};
 use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::{TonAddress, TonHash};
 use wiremock::{Request, Respond, ResponseTemplate};
+
+use super::wall_clock::ManualWallClock;
 
 /// A public test phrase (tonlib-rs's test suite), never a real wallet's.
 pub const TEST_PHRASE: &str = "fancy carpet hello mandate penalty trial consider property top \
@@ -347,12 +350,14 @@ pub fn transaction(
 
 // ---- the chain -----------------------------------------------------------------------------
 
-/// What "now" is to the chain: the real clock (the worker signs against it), or a fixed
-/// moment (for tests that sign with fixed deadlines).
-#[derive(Debug, Clone, Copy)]
+/// What "now" is to the chain: the real clock (the worker signs against it), a fixed
+/// moment (for tests that sign with fixed deadlines), or a clock the test moves by hand and
+/// shares with the worker (for tests that go past a deadline without sleeping).
+#[derive(Debug, Clone)]
 pub enum Clock {
     System,
     Fixed(i64),
+    Manual(Arc<ManualWallClock>),
 }
 
 /// A message the wallet executed.
@@ -513,9 +518,10 @@ impl FakeChain {
 
 impl Chain {
     fn now(&self) -> i64 {
-        match self.clock {
+        match &self.clock {
             Clock::System => Utc::now().timestamp(),
-            Clock::Fixed(now) => now,
+            Clock::Fixed(now) => *now,
+            Clock::Manual(clock) => clock.now().timestamp(),
         }
     }
 

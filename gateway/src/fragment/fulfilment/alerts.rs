@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use starledger_ledger::ids::PurchaseId;
 
 use super::{Progress, Worker};
@@ -65,7 +64,7 @@ impl Worker {
         }
         self.session_checked_at = Instant::now();
         if let Some(expires_at) = self.fulfilment.settings.session_expires_at {
-            let left = (expires_at - Utc::now()).num_seconds();
+            let left = (expires_at - self.fulfilment.clock.now()).num_seconds();
             metrics::gauge!(FRAGMENT_SESSION_EXPIRES_IN_SECONDS).set(left as f64);
             let warn_before = self.fulfilment.settings.session_warn_before.as_secs() as i64;
             if left < warn_before && !self.expiry_alerted {

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use starledger_ledger::account::AccountCommand;
 
 use super::{Progress, Worker, FRAGMENT_FAILED};
@@ -57,9 +56,8 @@ impl Worker {
         {
             Ok(Some(transaction)) => {
                 if pays_as_recorded(&payment.transfers, &transaction.transfers) {
-                    self.paid_at
-                        .entry(order.purchase_id)
-                        .or_insert_with(Instant::now);
+                    let now = self.fulfilment.clock.now();
+                    self.paid_at.entry(order.purchase_id).or_insert(now);
                     self.next_seqno = self.next_seqno.max(seqno.saturating_add(1));
                     tracing::debug!(purchase = %order.purchase_id, tx = %transaction.hash, "payment executed");
                     return self.after_payment(order, request_id, message).await;
@@ -90,11 +88,9 @@ impl Worker {
             // transactions: an indexer behind, or the wallet used elsewhere. Either way the
             // outcome is unknown: never pay again, never refund; keep looking and tell
             // someone if it lasts.
-            let since = *self
-                .paid_at
-                .entry(order.purchase_id)
-                .or_insert_with(Instant::now);
-            if since.elapsed() > self.fulfilment.settings.payment_window {
+            let now = self.fulfilment.clock.now();
+            let since = *self.paid_at.entry(order.purchase_id).or_insert(now);
+            if self.since(since) > self.fulfilment.settings.payment_window {
                 self.alert(
                     order.purchase_id,
                     "payment_unknown",
@@ -109,7 +105,7 @@ impl Worker {
         let expired_at = valid_until
             + chrono::Duration::from_std(self.fulfilment.settings.expiry_margin)
                 .unwrap_or(chrono::Duration::seconds(60));
-        if Utc::now() > expired_at {
+        if self.fulfilment.clock.now() > expired_at {
             // Past its deadline with the seqno not beyond it: the message can never execute.
             tracing::info!(
                 purchase = %order.purchase_id,
@@ -210,7 +206,7 @@ impl Worker {
         let overdue = self
             .paid_at
             .get(&order.purchase_id)
-            .is_some_and(|at| at.elapsed() > self.fulfilment.settings.delivery_alert_after);
+            .is_some_and(|at| self.since(*at) > self.fulfilment.settings.delivery_alert_after);
         if overdue {
             self.alert(
                 order.purchase_id,

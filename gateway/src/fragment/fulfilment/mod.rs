@@ -35,7 +35,8 @@
 //!   wallet and is for an operator (the completion is logged with a warning).
 //!
 //! State lives in the log ([`OpenOrders`] folds it); the checkpoint is the position before the
-//! oldest open purchase. Timers here only pace retries and alerts.
+//! oldest open purchase. Timers here only pace retries and alerts; dates (a payment's deadline,
+//! the session's expiry) are read from the injected [`WallClock`].
 //!
 //! One file per stage: `place` (1), `pay` (2) and `follow` (3); beside them `outcomes`
 //! (failing a purchase, what an API error means for it), `alerts` (backoff, the session pause,
@@ -46,6 +47,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use starledger_ledger::commands::Ledger;
 use starledger_ledger::ids::PurchaseId;
 use starledger_ledger::money::Currency;
@@ -62,6 +64,7 @@ use super::ton::{TonChain, WalletSigner};
 use crate::lease::Lease;
 use crate::metrics_catalog::FULFILMENT_OPEN_ORDERS;
 use crate::reactor::{Checkpoint, ReactorContext};
+use crate::resilience::WallClock;
 
 mod alerts;
 mod follow;
@@ -89,6 +92,9 @@ pub struct Fulfilment {
     /// The ledger currency: prices are compared with Fragment's TON cost only in TON.
     pub currency: Currency,
     pub settings: FulfilmentSettings,
+    /// What time it is, for payment deadlines and the session's expiry
+    /// ([`crate::resilience::SystemWallClock`] in production; tests move it by hand).
+    pub clock: Arc<dyn WallClock>,
 }
 
 impl Fulfilment {
@@ -174,8 +180,9 @@ pub struct Worker {
     retry_at: HashMap<PurchaseId, Instant>,
     retries: HashMap<PurchaseId, u32>,
     last_broadcast: HashMap<PurchaseId, Instant>,
-    /// When each purchase's payment was first seen executed (for the delivery alert).
-    paid_at: HashMap<PurchaseId, Instant>,
+    /// When each purchase's payment was first seen executed, or its seqno consumed (for the
+    /// delivery and unknown-payment alerts), by the injected wall clock.
+    paid_at: HashMap<PurchaseId, DateTime<Utc>>,
     /// Purchases whose payment Fragment has been told about (told again after a restart:
     /// confirming is safe to repeat).
     confirmed: HashSet<PurchaseId>,
@@ -282,6 +289,13 @@ impl Worker {
         self.paid_at.retain(|id, _| orders.get(*id).is_some());
         self.confirmed.retain(|id| orders.get(*id).is_some());
         self.alerted.retain(|(id, _)| orders.get(*id).is_some());
+    }
+
+    /// How long ago `at` was by the injected wall clock (zero if the clock went back).
+    fn since(&self, at: DateTime<Utc>) -> Duration {
+        (self.fulfilment.clock.now() - at)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     }
 
     async fn advance(&mut self, order: &OpenOrder) -> Progress {

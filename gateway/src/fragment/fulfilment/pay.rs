@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use chrono::Utc;
 use starledger_ledger::account::AccountCommand;
 use starledger_ledger::events::{AccountEvent, WalletTransfer};
 
@@ -97,7 +96,7 @@ impl Worker {
             );
             return Progress::Wait(self.fulfilment.settings.tick * 15);
         }
-        let now = Utc::now();
+        let now = self.fulfilment.clock.now();
         let window = chrono::Duration::from_std(self.fulfilment.settings.payment_window)
             .unwrap_or(chrono::Duration::seconds(120));
         let valid_until = request.valid_until.min(now + window);
