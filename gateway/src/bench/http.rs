@@ -26,12 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use starledger_gateway::config::server::ServerConfig;
 use starledger_gateway::config::{Config, Env};
-use starledger_gateway::heleket::sign::sign_webhook;
-use starledger_gateway::heleket::OrderId;
 use starledger_gateway::http::state::AppState;
 use starledger_gateway::serve::Application;
 use starledger_gateway::storage;
@@ -44,8 +41,8 @@ use starledger_ledger::store::EventStore;
 use starledger_projections::cache::CacheStats;
 
 use super::load::{
-    load_average, post_webhooks, read_balances, status_kb, HttpBench, Report, FIRST_USER,
-    RECHARGE_AMOUNT,
+    balance_urls, load_average, paid_webhook, post_webhooks, read_balances, status_kb, warm_up,
+    HttpBench, Report, FIRST_USER, RECHARGE_AMOUNT,
 };
 use super::scratch::{server_url, with_scratch_database};
 
@@ -238,25 +235,17 @@ async fn scenarios(options: &HttpBench, state: &AppState, base: &str) -> anyhow:
     }
 
     caught_up(state, after_webhooks).await?;
-    let balance_urls: Vec<String> = users
-        .iter()
-        .map(|user| format!("{base}/v1/users/{}/balance", user.get()))
-        .collect();
-    let balance_urls = Arc::new(balance_urls);
+    let balance_urls = balance_urls(base, &users);
     // Warm-up: every user's balance read once (fills the caches), then the timed reads.
     let authorization = format!("Bearer {SERVICE_KEY}");
-    let warm = read_balances(
+    warm_up(
         &client,
         &authorization,
         &balance_urls,
-        balance_urls.len() as u64,
         options.connections,
-        "balance reads (warm-up)",
+        &mut problems,
     )
     .await;
-    if warm.errors > 0 {
-        problems.push(format!("{} warm-up reads failed", warm.errors));
-    }
     let cache = state.queries.cache();
     let before = cache.stats();
     let row = read_balances(
@@ -357,23 +346,14 @@ fn sign_webhooks(
     for n in 0..webhooks {
         let user = users[(n % users.len() as u64) as usize];
         let recharge = RechargeId::derive(user, &recharge_key(n / users.len() as u64)?);
-        let body = json!({
-            "type": "payment",
-            "uuid": invoice_uuid(recharge),
-            "order_id": OrderId::new(user, recharge).to_string(),
-            "amount": RECHARGE_AMOUNT,
-            "payment_amount": RECHARGE_AMOUNT,
-            "merchant_amount": RECHARGE_AMOUNT,
-            "currency": currency.as_str(),
-            "payer_currency": currency.as_str(),
-            "payer_amount": RECHARGE_AMOUNT,
-            "network": "ton",
-            "status": "paid",
-            "is_final": true,
-            "txid": format!("bench-tx-{n}"),
-            "additional_data": "starledger/bench",
-        });
-        bodies.push(serde_json::to_vec(&sign_webhook(body, HELEKET_KEY))?);
+        bodies.push(paid_webhook(
+            &invoice_uuid(recharge),
+            user,
+            recharge,
+            currency.as_str(),
+            &format!("bench-tx-{n}"),
+            HELEKET_KEY,
+        )?);
     }
     Ok(bodies)
 }

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
-use serde_json::Value;
+use serde_json::{json, Value};
+use starledger_gateway::heleket::sign::sign_webhook;
+use starledger_gateway::heleket::OrderId;
+use starledger_ledger::ids::{RechargeId, UserId};
 use starledger_projections::cache::CacheStats;
 
 /// First user id: Telegram-sized ids, so nothing gets an easier path for small numbers.
@@ -225,6 +228,68 @@ impl Tally {
 
 fn micros(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
+}
+
+/// The signed, serialised `paid` webhook for one invoice of `RECHARGE_AMOUNT`, as Heleket
+/// would send it: what both the local and the `--url` bench post.
+pub(crate) fn paid_webhook(
+    invoice_uuid: &str,
+    user: UserId,
+    recharge: RechargeId,
+    currency: &str,
+    txid: &str,
+    heleket_key: &str,
+) -> serde_json::Result<Vec<u8>> {
+    let body = json!({
+        "type": "payment",
+        "uuid": invoice_uuid,
+        "order_id": OrderId::new(user, recharge).to_string(),
+        "amount": RECHARGE_AMOUNT,
+        "payment_amount": RECHARGE_AMOUNT,
+        "merchant_amount": RECHARGE_AMOUNT,
+        "currency": currency,
+        "payer_currency": currency,
+        "payer_amount": RECHARGE_AMOUNT,
+        "network": "ton",
+        "status": "paid",
+        "is_final": true,
+        "txid": txid,
+        "additional_data": "starledger/bench",
+    });
+    serde_json::to_vec(&sign_webhook(body, heleket_key))
+}
+
+/// The balance URL of every user, which the read phases go round.
+pub(crate) fn balance_urls(base: &str, users: &[UserId]) -> Arc<Vec<String>> {
+    Arc::new(
+        users
+            .iter()
+            .map(|user| format!("{base}/v1/users/{}/balance", user.get()))
+            .collect(),
+    )
+}
+
+/// Reads every user's balance once, so the timed reads find them cached; a failed read is a
+/// problem of the run.
+pub(crate) async fn warm_up(
+    client: &reqwest::Client,
+    authorization: &str,
+    urls: &Arc<Vec<String>>,
+    connections: u64,
+    problems: &mut Vec<String>,
+) {
+    let warm = read_balances(
+        client,
+        authorization,
+        urls,
+        urls.len() as u64,
+        connections,
+        "balance reads (warm-up)",
+    )
+    .await;
+    if warm.errors > 0 {
+        problems.push(format!("{} warm-up reads failed", warm.errors));
+    }
 }
 
 /// One task per connection posts its queue of webhooks one after another, each as soon as

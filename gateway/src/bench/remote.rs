@@ -15,7 +15,6 @@
 //!
 //! Depends on [`super::load`] only; [`super::http`] chooses it for `--url`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -24,12 +23,11 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use starledger_gateway::heleket::sign::sign_webhook;
-use starledger_gateway::heleket::OrderId;
 use starledger_ledger::ids::{RechargeId, UserId};
 
 use super::load::{
-    load_average, post_webhooks, read_balances, HttpBench, Report, FIRST_USER, RECHARGE_AMOUNT,
+    balance_urls, load_average, paid_webhook, post_webhooks, read_balances, warm_up, HttpBench,
+    Report, FIRST_USER, RECHARGE_AMOUNT,
 };
 
 /// How long every balance may take to show what the webhooks paid.
@@ -153,24 +151,15 @@ pub(crate) async fn measure(options: &HttpBench, url: &str) -> anyhow::Result<Re
         ));
     }
 
-    let balance_urls: Arc<Vec<String>> = Arc::new(
-        users
-            .iter()
-            .map(|user| format!("{base}/v1/users/{}/balance", user.get()))
-            .collect(),
-    );
-    let warm = read_balances(
+    let balance_urls = balance_urls(&base, &users);
+    warm_up(
         &client,
         &keys.authorization,
         &balance_urls,
-        balance_urls.len() as u64,
         options.connections,
-        "balance reads (warm-up)",
+        &mut problems,
     )
     .await;
-    if warm.errors > 0 {
-        problems.push(format!("{} warm-up reads failed", warm.errors));
-    }
     rows.push(
         read_balances(
             &client,
@@ -266,25 +255,16 @@ async fn invoice(
         bail!("asking an invoice for user {user} answered {status} {body}");
     };
     let recharge = RechargeId::from_uuid(recharge.parse().context("a recharge id")?);
-    let webhook = json!({
-        "type": "payment",
-        "uuid": uuid,
-        "order_id": OrderId::new(user, recharge).to_string(),
-        "amount": RECHARGE_AMOUNT,
-        "payment_amount": RECHARGE_AMOUNT,
-        "merchant_amount": RECHARGE_AMOUNT,
-        "currency": currency,
-        "payer_currency": currency,
-        "payer_amount": RECHARGE_AMOUNT,
-        "network": "ton",
-        "status": "paid",
-        "is_final": true,
-        "txid": format!("bench-tx-{recharge}"),
-        "additional_data": "starledger/bench",
-    });
     Ok(Pending {
         user: index,
-        body: serde_json::to_vec(&sign_webhook(webhook, &keys.heleket))?,
+        body: paid_webhook(
+            uuid,
+            user,
+            recharge,
+            currency,
+            &format!("bench-tx-{recharge}"),
+            &keys.heleket,
+        )?,
     })
 }
 
