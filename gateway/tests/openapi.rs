@@ -487,7 +487,7 @@ fn operations_document_the_errors_their_inputs_and_commands_can_cause() {
 
 /// What a handler's source says about its callers and its inputs.
 struct Handler {
-    authenticated: bool,
+    /// `Some(roles)` when the handler takes `Authorized<R>` (authenticated, role-checked).
     roles: Option<BTreeSet<String>>,
     takes_body: bool,
     /// `Some(required)` when the handler reads `Idempotency-Key`.
@@ -510,54 +510,133 @@ fn read_handler(sources: &[Source], route: &Route) -> Handler {
         .find("{\n")
         .unwrap_or_else(|| panic!("{}: no body", route.handler));
     let (signature, body) = function.split_at(open);
+    // Forms this test cannot read, so no handler checks a role or reads the key in a way
+    // that would slip past it: roles come only from `Authorized<R>`, the key only from
+    // `IdempotencyHeader<P>`.
+    for (form, text) in [
+        ("Caller", signature),
+        (".require(", body),
+        ("RoleSet", body),
+        ("idempotency_key(", body),
+        ("\"Idempotency-Key\"", body),
+        ("AUTHORIZATION", body),
+        ("\"Authorization\"", body),
+    ] {
+        assert!(
+            !text.contains(form),
+            "{}: `{form}` is not read by this test; use Authorized<R> and IdempotencyHeader<P> \
+             in the signature",
+            route.handler
+        );
+    }
+    let authorized = generic_arguments(signature, ": Authorized<", route);
+    if authorized.is_some() {
+        assert!(
+            !signature.contains(": Body"),
+            "{}: an authorized handler reads its body as Authorized<R, Body>, so 413 comes \
+             before 403",
+            route.handler
+        );
+    }
+    let takes_body = signature.contains(": Body")
+        || authorized
+            .as_ref()
+            .is_some_and(|arguments| arguments.get(1).map(String::as_str) == Some("Body"));
     Handler {
-        authenticated: signature.contains(": Caller"),
-        roles: required_roles(sources, route, body),
-        takes_body: signature.contains(": Body"),
-        idempotency_key: body.find("idempotency_key(&request").map(|at| {
-            let call = &body[at..];
-            let after = &call[call.find(")?").expect("idempotency_key(…)?") + 2..];
-            after.trim_start().starts_with(".ok_or_else")
-        }),
+        roles: authorized.map(|arguments| role_set(sources, route, &arguments)),
+        takes_body,
+        idempotency_key: idempotency_key(signature, body, route),
         query_fields: query_fields(source, signature),
     }
 }
 
-/// The roles of the handler's `caller.require(…)`: a `&[Role::…]` literal or a `const` of them.
-fn required_roles(sources: &[Source], route: &Route, body: &str) -> Option<BTreeSet<String>> {
+/// The type arguments of the one parameter of type `prefix…>` in `signature`, if any.
+fn generic_arguments(signature: &str, prefix: &str, route: &Route) -> Option<Vec<String>> {
     assert!(
-        body.matches("caller.require(").count() <= 1,
-        "{}: more than one caller.require( (this test reads one)",
+        signature.matches(prefix).count() <= 1,
+        "{}: more than one `{prefix}` (this test reads one)",
         route.handler
     );
-    let start = body.find("caller.require(")? + "caller.require(".len();
-    let argument = body[start..start + body[start..].find(')')?].trim();
-    let list = if argument.starts_with("&[") {
-        argument.to_owned()
-    } else {
-        let declaration = format!("const {argument}: &[Role] = ");
-        let text = sources
+    let start = signature.find(prefix)? + prefix.len();
+    let end = signature[start..]
+        .find('>')
+        .unwrap_or_else(|| panic!("{}: `{prefix}` without `>`", route.handler));
+    let arguments: Vec<String> = signature[start..start + end]
+        .split(',')
+        .map(|a| a.trim().to_owned())
+        .collect();
+    assert!(
+        arguments
             .iter()
-            .find_map(|s| {
-                let at = s.text.find(&declaration)?;
-                let rest = &s.text[at + declaration.len()..];
-                Some(rest[..rest.find(';')?].to_owned())
-            })
-            .unwrap_or_else(|| panic!("{}: no `{declaration}…;`", route.handler));
-        text
-    };
-    Some(
-        list.split("Role::")
-            .skip(1)
-            .map(|variant| {
-                variant
-                    .chars()
-                    .take_while(char::is_ascii_alphanumeric)
-                    .collect::<String>()
-                    .to_lowercase()
-            })
-            .collect(),
-    )
+            .all(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')),
+        "{}: `{prefix}{}>` is not plain type names (this test reads those)",
+        route.handler,
+        arguments.join(", ")
+    );
+    Some(arguments)
+}
+
+/// The roles of `Authorized<Marker, …>`: `impl RoleSet for Marker { const ROLES … = &[Role::…]; }`.
+fn role_set(sources: &[Source], route: &Route, arguments: &[String]) -> BTreeSet<String> {
+    assert!(
+        arguments.len() <= 2,
+        "{}: Authorized<{}> (this test reads Authorized<R> and Authorized<R, Body>)",
+        route.handler,
+        arguments.join(", ")
+    );
+    let marker = &arguments[0];
+    let declaration = format!("impl RoleSet for {marker} {{");
+    let list = sources
+        .iter()
+        .find_map(|s| {
+            let at = s.text.find(&declaration)?;
+            let rest = &s.text[at + declaration.len()..];
+            let rest = &rest[..rest.find('}')?];
+            let roles = "const ROLES: &'static [Role] = ";
+            let rest = &rest[rest.find(roles)? + roles.len()..];
+            Some(rest[..rest.find(';')?].to_owned())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no `{declaration} const ROLES: &'static [Role] = …; }}`",
+                route.handler
+            )
+        });
+    assert!(
+        list.trim_start().starts_with("&["),
+        "{marker}: ROLES is not a `&[Role::…]` literal (this test reads those)"
+    );
+    list.split("Role::")
+        .skip(1)
+        .map(|variant| {
+            variant
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .collect()
+}
+
+/// `Some(required)` when the handler takes `name: IdempotencyHeader<P>`: required if it calls
+/// `name.required(`, optional if `name.optional()`; anything else is refused.
+fn idempotency_key(signature: &str, body: &str, route: &Route) -> Option<bool> {
+    let prefix = ": IdempotencyHeader<";
+    generic_arguments(signature, prefix, route)?;
+    let before = &signature[..signature.find(prefix)?];
+    let name = before
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| panic!("{}: IdempotencyHeader<…> without a name", route.handler));
+    let required = body.contains(&format!("{name}.required("));
+    let optional = body.contains(&format!("{name}.optional()"));
+    assert!(
+        required != optional && body.matches(&format!("{name}.")).count() == 1,
+        "{}: use `{name}` exactly once, as `{name}.required(…)` or `{name}.optional()`",
+        route.handler
+    );
+    Some(required)
 }
 
 /// The fields of the struct the handler takes as `web::Query<…>`.
@@ -620,9 +699,6 @@ fn documented_operations_match_their_handlers() {
                 None
             }
         };
-        if handler.authenticated != handler.roles.is_some() {
-            problem("takes a Caller but never calls caller.require(…), or the reverse".into());
-        }
         if documented_roles != handler.roles {
             problem(format!(
                 "the code requires roles {:?}, the document's security says {:?} (None: open)",
@@ -637,7 +713,7 @@ fn documented_operations_match_their_handlers() {
         }
         let responses = &operation["responses"];
         for status in ["401", "403"] {
-            if handler.authenticated && responses.get(status).is_none() {
+            if handler.roles.is_some() && responses.get(status).is_none() {
                 problem(format!("authenticated, but no {status} response"));
             }
         }

@@ -2,7 +2,7 @@
 //! with the admin's name), projection status, and blue/green rebuilds that run in the
 //! background while reads keep working, with their progress.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,17 +14,15 @@ use starledger_ledger::money::SignedAmount;
 use starledger_projections::model::Table;
 use starledger_projections::rebuild::{rebuild, RebuildSettings};
 
-use super::auth::Caller;
+use super::auth::{Admin, Authorized};
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
+use super::idempotency::{Adjustment, IdempotencyHeader};
 use super::jobs::{Job, JobSlot};
 use super::state::AppState;
-use super::users::{created, idempotency_key, user_id};
-use crate::config::server::Role;
-
-const ADMIN: &[Role] = &[Role::Admin];
+use super::users::{created, UserIdPath};
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -50,23 +48,17 @@ struct AdjustmentRequest {
 
 async fn adjust(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Admin, Body>,
     deadline: Deadline,
-    request: HttpRequest,
-    path: web::Path<String>,
-    body: Body,
+    UserIdPath(user): UserIdPath,
+    key: IdempotencyHeader<Adjustment>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
-    let user = user_id(&path)?;
-    let parsed: AdjustmentRequest = body.json()?;
+    let parsed: AdjustmentRequest = caller.body().json()?;
     let amount = SignedAmount::parse(&parsed.amount)
         .map_err(|error| ApiError::new(ErrorCode::InvalidAmount, format!("amount: {error}")))?;
-    let key = idempotency_key(&request, "adjustment")?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::MissingIdempotencyKey,
-            "adjustments need an Idempotency-Key header, so a retried request cannot apply twice",
-        )
-    })?;
+    let key = key.required(
+        "adjustments need an Idempotency-Key header, so a retried request cannot apply twice",
+    )?;
     let adjustment_id = AdjustmentId::derive(user, &key);
     let command = AccountCommand::AdjustBalance {
         adjustment_id,
@@ -99,8 +91,10 @@ async fn adjust(
     ))
 }
 
-async fn projections(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
+async fn projections(
+    state: web::Data<AppState>,
+    _caller: Authorized<Admin>,
+) -> Result<HttpResponse, ApiError> {
     let (head, statuses) =
         starledger_projections::status::status(state.events.as_ref(), state.read.as_ref()).await?;
     let projectors: Vec<_> = statuses
@@ -149,11 +143,9 @@ struct RebuildRequest {
 
 async fn start_rebuild(
     state: web::Data<AppState>,
-    caller: Caller,
-    body: Body,
+    caller: Authorized<Admin, Body>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
-    let parsed: RebuildRequest = body.json()?;
+    let parsed: RebuildRequest = caller.body().json()?;
     let tables: Vec<Table> = match parsed.projection.as_str() {
         "all" => Table::ALL.to_vec(),
         other => vec![Table::parse(other).ok_or_else(|| {
@@ -224,9 +216,8 @@ async fn start_rebuild(
 
 async fn rebuild_progress(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Admin>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
     match state.rebuilds.get() {
         Some(status) => Ok(HttpResponse::Ok().json(status)),
         None => Err(ApiError::new(

@@ -12,14 +12,11 @@ use starledger_projections::audit;
 use uuid::Uuid;
 
 use super::audit_jobs::{self, AuditRequest, AuditResult};
-use super::auth::Caller;
+use super::auth::{Auditor, Authorized};
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::position::position;
 use super::state::AppState;
-use crate::config::server::Role;
-
-const AUDITOR: &[Role] = &[Role::Auditor, Role::Admin];
 
 /// Most events one page of the stream may hold.
 pub const MAX_EVENTS_PAGE: usize = 10_000;
@@ -46,10 +43,9 @@ struct EventsQuery {
 
 async fn events(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Auditor>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(AUDITOR)?;
     let from = position("from", query.from)?.unwrap_or(0);
     let limit = query.limit.unwrap_or(1_000);
     if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
@@ -90,10 +86,9 @@ struct VerifyQuery {
 /// Starts a verification job (or finds it running): 202 and its `Location`.
 async fn verify(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Auditor>,
     query: web::Query<VerifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(AUDITOR)?;
     let with_tables = match query.scope.as_deref() {
         None | Some("all") => true,
         Some("log") => false,
@@ -116,10 +111,9 @@ struct BalancesQuery {
 /// Starts a balances-at-a-moment job (or finds it running): 202 and its `Location`.
 async fn balances(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Auditor>,
     query: web::Query<BalancesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(AUDITOR)?;
     let at = match &query.at {
         None => None,
         Some(text) => Some(
@@ -147,11 +141,10 @@ struct JobQuery {
 /// An audit job: its state, progress and, once finished, its result.
 async fn job(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Auditor>,
     path: web::Path<String>,
     query: web::Query<JobQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(AUDITOR)?;
     let unknown = || ApiError::new(ErrorCode::UnknownJob, "no such audit job on this instance");
     let id: Uuid = path.parse().map_err(|_| unknown())?;
     let job = state

@@ -3,8 +3,9 @@
 //! - [`state`]: what handlers share.
 //! - [`error`]: typed `{"error":{"code","message"}}` answers.
 //! - [`error_code`]: the catalogue of error codes, each with its status.
-//! - [`auth`]: API keys and roles.
+//! - [`auth`]: API keys and roles; the `Authorized<Role>` extractor.
 //! - [`body`]: size-limited bodies and JSON parsing with clear errors.
+//! - [`idempotency`]: the `Idempotency-Key` header, namespaced per endpoint.
 //! - [`deadline`]: every request answered within `REQUEST_TIMEOUT_MS`.
 //! - [`users`]: `/v1/users/…` (register, balance, history, recharges, purchases).
 //! - [`webhooks`]: `POST /webhooks/heleket`.
@@ -30,6 +31,7 @@ pub mod body;
 pub mod deadline;
 pub mod error;
 pub mod error_code;
+pub mod idempotency;
 pub mod jobs;
 pub mod ops;
 pub mod position;

@@ -13,16 +13,13 @@ use starledger_ledger::ids::RechargeId;
 use starledger_projections::rows::TransactionKind;
 use starledger_projections::store::StatusFilter;
 
-use super::auth::Caller;
+use super::auth::{Admin, Authorized, Caller};
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
 use super::purchases::{listed, owner};
 use super::state::AppState;
 use super::users::{amount, created};
-use crate::config::server::Role;
-
-const ADMIN: &[Role] = &[Role::Admin];
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -39,10 +36,9 @@ struct ListQuery {
 /// Recharges that need review or are on hold, oldest first.
 async fn awaiting(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Admin>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
     let recharges = listed(
         &state,
         &StatusFilter::RechargesAwaitingDecision,
@@ -69,13 +65,11 @@ struct RejectRequest {
 
 async fn credit(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Admin, Body>,
     path: web::Path<String>,
-    body: Body,
     deadline: Deadline,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
-    let request: CreditRequest = body.json()?;
+    let request: CreditRequest = caller.body().json()?;
     let value = amount("amount", &request.amount)?;
     decide(
         &state,
@@ -90,13 +84,11 @@ async fn credit(
 
 async fn reject(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Admin, Body>,
     path: web::Path<String>,
-    body: Body,
     deadline: Deadline,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ADMIN)?;
-    let request: RejectRequest = body.json()?;
+    let request: RejectRequest = caller.body().json()?;
     decide(
         &state,
         &caller,

@@ -5,12 +5,11 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Caller;
+use super::auth::{Act, Authorized};
 use super::body::Body;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::state::AppState;
-use crate::config::server::Role;
 use crate::heleket::sandbox::SandboxError;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -60,12 +59,10 @@ struct PayRequest {
 
 async fn pay(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Act, Body>,
     path: web::Path<String>,
-    body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(&[Role::Service, Role::Admin])?;
-    let request: PayRequest = body.json()?;
+    let request: PayRequest = caller.body().json()?;
     let amount = request
         .amount
         .as_deref()

@@ -5,8 +5,11 @@
 //! (bounded) for the projections to show it, so a read right after sees the change; a read
 //! can also ask for `?min_position=` explicitly.
 
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -17,18 +20,14 @@ use starledger_ledger::money::Amount;
 use starledger_projections::rows::{BalanceRow, TransactionRow};
 use starledger_projections::store::MAX_HISTORY_PAGE;
 
-use super::auth::Caller;
+use super::auth::{Act, Authorized, Look};
 use super::body::Body;
 use super::deadline::Deadline;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
+use super::idempotency::{IdempotencyHeader, Purchase, Recharge};
 use super::position::position;
 use super::state::AppState;
-use crate::config::server::Role;
-
-/// Who may act for users, and who may only look.
-const ACT: &[Role] = &[Role::Service, Role::Admin];
-const LOOK: &[Role] = &[Role::Service, Role::Admin, Role::Auditor];
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -40,8 +39,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/users/{id}/purchases", web::post().to(purchase));
 }
 
-/// A user id from the path: a Telegram user id, a positive integer.
-pub fn user_id(text: &str) -> Result<UserId, ApiError> {
+/// The `{id}` of the path: a Telegram user id, a positive integer (else 400
+/// `invalid_user_id`).
+pub struct UserIdPath(pub UserId);
+
+impl FromRequest for UserIdPath {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(user_id(request.match_info().query("id")).map(UserIdPath))
+    }
+}
+
+fn user_id(text: &str) -> Result<UserId, ApiError> {
     text.parse::<i64>()
         .ok()
         .and_then(|id| UserId::new(id).ok())
@@ -51,30 +62,6 @@ pub fn user_id(text: &str) -> Result<UserId, ApiError> {
                 "the user id must be a positive Telegram user id",
             )
         })
-}
-
-/// The `Idempotency-Key` header, namespaced by what it is for so the same key sent to two
-/// different endpoints names two different commands.
-pub fn idempotency_key(
-    request: &HttpRequest,
-    purpose: &str,
-) -> Result<Option<IdempotencyKey>, ApiError> {
-    let Some(value) = request.headers().get("Idempotency-Key") else {
-        return Ok(None);
-    };
-    let invalid = || {
-        ApiError::new(
-            ErrorCode::InvalidIdempotencyKey,
-            "Idempotency-Key must be 1 to 150 printable ASCII characters without spaces",
-        )
-    };
-    let text = value.to_str().map_err(|_| invalid())?;
-    if text.is_empty() || text.len() > 150 {
-        return Err(invalid());
-    }
-    IdempotencyKey::parse(&format!("api:{purpose}:{text}"))
-        .map(Some)
-        .map_err(|_| invalid())
 }
 
 /// The answer to a command: 201, marked when it repeats an earlier identical request.
@@ -96,12 +83,10 @@ struct RegisterRequest {
 
 async fn register(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Act, Body>,
     deadline: Deadline,
-    body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ACT)?;
-    let request: RegisterRequest = body.json()?;
+    let request: RegisterRequest = caller.body().json()?;
     // A bad field of the body, so 422 (in a path the same code is 400).
     let invalid = |message: &str| {
         ApiError::with_status(
@@ -145,11 +130,9 @@ async fn register(
 
 async fn profile(
     state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<String>,
+    _caller: Authorized<Look>,
+    UserIdPath(user): UserIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(LOOK)?;
-    let user = user_id(&path)?;
     let row = state
         .queries
         .user(user.get())
@@ -173,13 +156,11 @@ struct BalanceQuery {
 
 async fn balance(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Look>,
     deadline: Deadline,
-    path: web::Path<String>,
+    UserIdPath(user): UserIdPath,
     query: web::Query<BalanceQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(LOOK)?;
-    let user = user_id(&path)?;
     let min_position = position("min_position", query.min_position)?;
     reach(&state, &deadline, min_position).await?;
     let row = state.queries.balance(user.get(), min_position).await?;
@@ -263,13 +244,11 @@ struct HistoryQuery {
 
 async fn transactions(
     state: web::Data<AppState>,
-    caller: Caller,
+    _caller: Authorized<Look>,
     deadline: Deadline,
-    path: web::Path<String>,
+    UserIdPath(user): UserIdPath,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(LOOK)?;
-    let user = user_id(&path)?;
     let limit = query.limit.unwrap_or(20);
     if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
         return Err(ApiError::new(
@@ -315,19 +294,16 @@ pub fn amount(field: &str, text: &str) -> Result<Amount, ApiError> {
 
 async fn recharge(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Act, Body>,
     deadline: Deadline,
-    request: HttpRequest,
-    path: web::Path<String>,
-    body: Body,
+    UserIdPath(user): UserIdPath,
+    key: IdempotencyHeader<Recharge>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ACT)?;
-    let user = user_id(&path)?;
-    let parsed: RechargeRequest = body.json()?;
+    let parsed: RechargeRequest = caller.body().json()?;
     let amount = amount("amount", &parsed.amount)?;
     // Without a key every request is a new recharge: harmless, an unpaid invoice moves no
     // money. With one, a retry returns the same recharge and the same invoice.
-    let key = match idempotency_key(&request, "recharge")? {
+    let key = match key.optional()? {
         Some(key) => key,
         None => IdempotencyKey::parse(&format!("api:recharge:{}", uuid::Uuid::new_v4()))
             .map_err(|_| ApiError::new(ErrorCode::InvalidIdempotencyKey, "unusable key"))?,
@@ -359,15 +335,12 @@ struct PurchaseRequest {
 
 async fn purchase(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Authorized<Act, Body>,
     deadline: Deadline,
-    request: HttpRequest,
-    path: web::Path<String>,
-    body: Body,
+    UserIdPath(user): UserIdPath,
+    key: IdempotencyHeader<Purchase>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(ACT)?;
-    let user = user_id(&path)?;
-    let parsed: PurchaseRequest = body.json()?;
+    let parsed: PurchaseRequest = caller.body().json()?;
     let stars = Stars::new(parsed.stars).map_err(|_| {
         ApiError::new(
             ErrorCode::InvalidStars,
@@ -385,12 +358,9 @@ async fn purchase(
         .transpose()
         .map_err(|error| ApiError::new(ErrorCode::InvalidRecipient, error.to_string()))?;
     // A purchase moves money: without a key a network retry could buy twice.
-    let key = idempotency_key(&request, "purchase")?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::MissingIdempotencyKey,
-            "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
-        )
-    })?;
+    let key = key.required(
+        "purchases need an Idempotency-Key header, so a retried request cannot buy twice",
+    )?;
     // Without a recipient the order is for the user's own account: it delivers to the
     // username their profile holds now, recorded on the order (`deliver_to`).
     let recipient = match gift {

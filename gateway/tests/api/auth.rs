@@ -139,3 +139,33 @@ async fn operations_endpoints_need_no_key() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_body_is_refused_before_the_role() {
+    // Checks run in the documented order: API key (401), body size (413), role (403).
+    let app = spawn_app().await;
+    let oversized = format!("{{\"projection\":\"{}\"}}", "x".repeat(100_000));
+    let response = app
+        .http
+        .post(app.url("/v1/admin/projections/rebuild"))
+        .bearer_auth(SERVICE_KEY)
+        .header("Content-Type", "application/json")
+        .body(oversized.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large".into())
+    );
+    let unknown = app
+        .http
+        .post(app.url("/v1/admin/projections/rebuild"))
+        .bearer_auth("not-a-key-0123456789")
+        .body(oversized)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
