@@ -165,19 +165,37 @@ pub async fn read_limited(
     Ok((status, answer))
 }
 
-/// A short reason for a failed round trip. reqwest's own message carries the URL, which may
-/// carry a key in its query and is long anyway; the kind of failure is what an operator needs.
-pub fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+/// Why a round trip to a provider got no answer: a transient problem, described without
+/// secrets. reqwest's own message carries the URL, which may carry a key in its query and is
+/// long anyway; the kind of failure is what an operator needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoundTripError {
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    #[error("could not connect")]
+    CouldNotConnect,
+    #[error("the answer was cut off")]
+    CutOff,
+    #[error("redirected, and redirects are not followed")]
+    Redirected,
+    #[error("the request failed")]
+    Failed,
+    #[error("could not build the request URL")]
+    BadUrl,
+}
+
+/// The kind of failure of a round trip that ran into `error` with this `timeout`.
+pub fn describe(error: &reqwest::Error, timeout: Duration) -> RoundTripError {
     if error.is_timeout() {
-        format!("timed out after {timeout:?}")
+        RoundTripError::TimedOut(timeout)
     } else if error.is_connect() {
-        "could not connect".into()
+        RoundTripError::CouldNotConnect
     } else if error.is_body() || error.is_decode() {
-        "the answer was cut off".into()
+        RoundTripError::CutOff
     } else if error.is_redirect() {
-        "redirected, and redirects are not followed".into()
+        RoundTripError::Redirected
     } else {
-        "the request failed".into()
+        RoundTripError::Failed
     }
 }
 

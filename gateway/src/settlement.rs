@@ -130,7 +130,9 @@ impl Settlement {
                             confirmed_status = info.payment.status.as_str(),
                             "signed heleket webhook not confirmed by payment/info; nothing recorded"
                         );
-                        return Ok(Settled::Unconfirmed { why });
+                        return Ok(Settled::Unconfirmed {
+                            why: why.to_string(),
+                        });
                     }
                 }
                 Err(ProviderError::NotFound(_)) => {

@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use rust_decimal::Decimal;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::account::{decide, Account, AccountCommand, Profile, Rejection};
+use crate::account::{decide, Account, AccountCommand, InvariantViolation, Profile, Rejection};
 use crate::events::{AccountEvent, Actor, DecodeError, EventMetadata};
 use crate::ids::{EventId, IdempotencyKey, StreamId, UserId};
+use crate::money::Currency;
 use crate::postings::unbalanced_currencies;
 use crate::store::{
     AppendError, AppendRequest, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -370,7 +372,7 @@ impl Ledger {
                 }
                 if let Err(violation) = check_decision(&events, &slot.account) {
                     slot.invalidate();
-                    return Err(CommandError::Invariant(violation));
+                    return Err(CommandError::Invariant(violation.to_string()));
                 }
                 unanswered = Unanswered::armed(account_slot);
                 // Queue while still holding the stream's lock: the next command on this
@@ -481,20 +483,31 @@ fn new_event(
     }
 }
 
+/// What a decision would break; its text is the detail of [`CommandError::Invariant`].
+#[derive(Debug, thiserror::Error)]
+enum BrokenDecision {
+    /// An event's postings leave these currencies with a non-zero sum.
+    #[error("{event_type} postings do not balance: {unbalanced:?}")]
+    Unbalanced {
+        event_type: &'static str,
+        unbalanced: Vec<(Currency, Decimal)>,
+    },
+    #[error(transparent)]
+    Account(#[from] InvariantViolation),
+}
+
 /// The invariants checked on every decision before it may be appended: each event's
 /// postings balance, and the account after it keeps every account invariant — the same
 /// typed check `audit verify` runs after each event of the log.
-fn check_decision(events: &[AccountEvent], account: &Account) -> Result<(), String> {
+fn check_decision(events: &[AccountEvent], account: &Account) -> Result<(), BrokenDecision> {
     for event in events {
         let unbalanced = unbalanced_currencies(event.postings());
         if !unbalanced.is_empty() {
-            return Err(format!(
-                "{} postings do not balance: {unbalanced:?}",
-                event.event_type()
-            ));
+            return Err(BrokenDecision::Unbalanced {
+                event_type: event.event_type(),
+                unbalanced,
+            });
         }
     }
-    account
-        .check_invariants()
-        .map_err(|violation| violation.to_string())
+    Ok(account.check_invariants()?)
 }

@@ -10,9 +10,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use tonlib_core::cell::{ArcCell, BagOfCells, CellBuilder};
+use tonlib_core::cell::{ArcCell, BagOfCells, CellBuilder, TonCellError};
 
-use super::wallet::parse_boc;
+use super::wallet::{parse_boc, BocError};
 
 /// A comment longer than this many cells is not one we will read (Fragment's fit in one).
 const MAX_COMMENT_CELLS: usize = 16;
@@ -31,8 +31,28 @@ pub enum Body {
     Cells(String),
 }
 
+/// Why a payload cannot be read, or a comment cannot be written as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Unreadable(#[from] BocError),
+    #[error("a comment of {bytes} bytes is too long")]
+    TooLong { bytes: usize },
+    /// What tonlib-core said while building the cells.
+    #[error("{0}")]
+    Cell(String),
+    #[error("no cell")]
+    NoCell,
+}
+
+impl From<TonCellError> for BodyError {
+    fn from(error: TonCellError) -> Self {
+        Self::Cell(error.to_string())
+    }
+}
+
 /// Reads a payload (base64 bag of one cell).
-pub fn read(payload: &str) -> Result<Body, String> {
+pub fn read(payload: &str) -> Result<Body, BodyError> {
     let root = parse_boc(payload)?;
     Ok(match comment_text(&root) {
         Some(text) => Body::Comment(text),
@@ -58,7 +78,7 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// `text` as a comment payload (base64 bag of cells), the form toncenter's `msg.dataText`
 /// stands for.
-pub fn comment_payload(text: &str) -> Result<String, String> {
+pub fn comment_payload(text: &str) -> Result<String, BodyError> {
     let bytes = text.as_bytes();
     let (first, mut rest) = bytes.split_at(bytes.len().min(FIRST_CELL_BYTES));
     let mut chunks = vec![first];
@@ -68,25 +88,22 @@ pub fn comment_payload(text: &str) -> Result<String, String> {
         rest = after;
     }
     if chunks.len() > MAX_COMMENT_CELLS {
-        return Err(format!("a comment of {} bytes is too long", bytes.len()));
+        return Err(BodyError::TooLong { bytes: bytes.len() });
     }
-    let fail = |e: tonlib_core::cell::TonCellError| e.to_string();
     let mut child: Option<ArcCell> = None;
     for (index, chunk) in chunks.iter().enumerate().rev() {
         let mut cell = CellBuilder::new();
         if index == 0 {
-            cell.store_u32(32, 0).map_err(fail)?;
+            cell.store_u32(32, 0)?;
         }
-        cell.store_slice(chunk).map_err(fail)?;
+        cell.store_slice(chunk)?;
         if let Some(next) = &child {
-            cell.store_reference(next).map_err(fail)?;
+            cell.store_reference(next)?;
         }
-        child = Some(cell.build().map_err(fail)?.to_arc());
+        child = Some(cell.build()?.to_arc());
     }
-    let root = child.ok_or("no cell")?;
-    let bytes = BagOfCells::from_root((*root).clone())
-        .serialize(true)
-        .map_err(fail)?;
+    let root = child.ok_or(BodyError::NoCell)?;
+    let bytes = BagOfCells::from_root((*root).clone()).serialize(true)?;
     Ok(STANDARD.encode(bytes))
 }
 

@@ -202,7 +202,7 @@ impl StarsMarket for SandboxFragment {
             "{} Telegram Stars (sandbox)\n\nRef#{request_id}",
             stars.get()
         ))
-        .map_err(MarketError::BadResponse)?;
+        .map_err(|e| MarketError::BadResponse(e.to_string()))?;
         world.orders.insert(
             request_id.clone(),
             SandboxOrder {

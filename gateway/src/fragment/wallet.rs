@@ -160,11 +160,33 @@ pub enum WalletError {
     #[error("transfer {index}: the amount is zero")]
     ZeroAmount { index: usize },
     #[error("transfer {index}: the payload is not a base64 bag of one cell: {reason}")]
-    Payload { index: usize, reason: String },
+    Payload { index: usize, reason: BocError },
     #[error("valid_until {0} is outside what a wallet message can carry")]
     ValidUntil(DateTime<Utc>),
     #[error("could not build the message: {0}")]
     Cell(String),
+}
+
+/// Why a message or body the chain or Fragment shows cannot be read: a base64 bag of one
+/// cell, and for a message hash a destination address too.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BocError {
+    #[error("not base64")]
+    NotBase64,
+    #[error("{0} roots instead of one")]
+    RootCount(usize),
+    /// The address as given, quoted.
+    #[error("{0} is not a TON address")]
+    NotAnAddress(String),
+    /// What tonlib-core said about the cells.
+    #[error("{0}")]
+    Cell(String),
+}
+
+impl From<TonCellError> for BocError {
+    fn from(error: TonCellError) -> Self {
+        Self::Cell(error.to_string())
+    }
 }
 
 impl From<TonCellError> for WalletError {
@@ -358,13 +380,13 @@ fn state_init_for(
 /// The TEP-467 normalised hash (hex) of an external message to `destination` with this body:
 /// what [`SignedTransfer::message_hash`] holds and what a transaction's incoming message is
 /// matched against. `destination` in any address form, `body` a base64 bag of one cell.
-pub(crate) fn normalized_message_hash(destination: &str, body: &str) -> Result<String, String> {
-    let destination = parse_address(destination)
-        .ok_or_else(|| format!("{} is not a TON address", quote(destination)))?;
+pub(crate) fn normalized_message_hash(destination: &str, body: &str) -> Result<String, BocError> {
+    let destination =
+        parse_address(destination).ok_or_else(|| BocError::NotAnAddress(quote(destination)))?;
     let body = parse_boc(body)?;
-    external_message(&destination.address, None, &body)
-        .map(|message| message.cell_hash().to_hex())
-        .map_err(|e| e.to_string())
+    Ok(external_message(&destination.address, None, &body)?
+        .cell_hash()
+        .to_hex())
 }
 
 /// The raw `wc:hex` form of an address given in any form, or `None` if it is not one.
@@ -389,7 +411,7 @@ pub fn is_address(text: &str) -> bool {
 
 /// A message body as a [`TransferMessage::payload`]: `None` for an empty cell, which is how
 /// the chain shows a transfer sent without a body.
-pub(crate) fn payload_from_body(body: &str) -> Result<Option<String>, String> {
+pub(crate) fn payload_from_body(body: &str) -> Result<Option<String>, BocError> {
     let cell = parse_boc(body)?;
     let empty = cell.bit_len() == 0 && cell.references().is_empty();
     Ok((!empty).then(|| body.to_owned()))
@@ -428,17 +450,17 @@ fn parse_address(text: &str) -> Option<Destination> {
 
 /// A base64 bag of cells with exactly one root. Fragment and toncenter send standard base64;
 /// the url-safe alphabet and missing padding are accepted too.
-pub(crate) fn parse_boc(text: &str) -> Result<ArcCell, String> {
+pub(crate) fn parse_boc(text: &str) -> Result<ArcCell, BocError> {
     let text = text.trim();
     let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .find_map(|engine| engine.decode(text).ok())
-        .ok_or_else(|| "not base64".to_owned())?;
-    let boc = BagOfCells::parse(&bytes).map_err(|e| e.to_string())?;
+        .ok_or(BocError::NotBase64)?;
+    let boc = BagOfCells::parse(&bytes)?;
     if boc.num_roots() != 1 {
-        return Err(format!("{} roots instead of one", boc.num_roots()));
+        return Err(BocError::RootCount(boc.num_roots()));
     }
-    boc.single_root().map_err(|e| e.to_string())
+    Ok(boc.single_root()?)
 }
 
 /// The internal message the wallet sends for one transfer (`int_msg_info$0` of block.tlb).

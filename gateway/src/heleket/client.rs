@@ -22,7 +22,9 @@ use tracing::{debug, warn};
 
 use super::sign::request_signature;
 use super::{CreatedInvoice, InvoiceRequest, OrderId, PaymentInfo, PaymentProvider, ProviderError};
-use crate::outbound::{self, describe, publish_breaker, read_limited, Attempt, Unanswered};
+use crate::outbound::{
+    self, describe, publish_breaker, read_limited, Attempt, RoundTripError, Unanswered,
+};
 use crate::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
 
 /// Heleket's production API.
@@ -230,7 +232,7 @@ impl HeleketClient {
             .run(|| async {
                 match self.exchange(url, body, &sign).await {
                     Ok((status, answer)) => judge(call, status, &answer, order_id),
-                    Err(transient) => Attempt::Transient(transient),
+                    Err(transient) => Attempt::Transient(transient.to_string()),
                 }
             })
             .await;
@@ -258,7 +260,7 @@ impl HeleketClient {
         url: &Url,
         body: &[u8],
         sign: &HeaderValue,
-    ) -> Result<(StatusCode, Vec<u8>), String> {
+    ) -> Result<(StatusCode, Vec<u8>), RoundTripError> {
         let response = self
             .http
             .post(url.clone())

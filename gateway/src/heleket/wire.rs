@@ -33,6 +33,14 @@ pub enum WireError {
     },
 }
 
+/// Why a `payment/info` answer does not confirm a webhook: the fields it states differently,
+/// in a fixed order (uuid, order_id, status, currency, payer_currency, payment_amount).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment/info differs in {}", .fields.join(", "))]
+pub struct Disagreement {
+    pub fields: Vec<&'static str>,
+}
+
 fn malformed(field: &'static str, problem: impl Into<String>) -> WireError {
     WireError::Malformed {
         field,
@@ -288,7 +296,7 @@ impl PaymentFacts {
 
     /// Whether `other` states the same payment: the same invoice, status, coin and amount.
     /// What a `payment/info` answer must agree on before a webhook is acted upon.
-    pub fn agrees_with(&self, other: &PaymentFacts) -> Result<(), String> {
+    pub fn agrees_with(&self, other: &PaymentFacts) -> Result<(), Disagreement> {
         let same_amount = match (&self.payment_amount, &other.payment_amount) {
             (Some(a), Some(b)) => {
                 a == b
@@ -308,15 +316,15 @@ impl PaymentFacts {
             ),
             (!same_amount, "payment_amount"),
         ];
-        let differing: Vec<&str> = differences
+        let fields: Vec<&'static str> = differences
             .iter()
             .filter(|(differs, _)| *differs)
             .map(|(_, field)| *field)
             .collect();
-        if differing.is_empty() {
+        if fields.is_empty() {
             Ok(())
         } else {
-            Err(format!("payment/info differs in {}", differing.join(", ")))
+            Err(Disagreement { fields })
         }
     }
 }

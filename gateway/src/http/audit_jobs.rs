@@ -12,12 +12,14 @@ use std::sync::Arc;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use starledger_ledger::store::EventStore;
+use starledger_ledger::store::{EventStore, StoreError};
 use starledger_projections::audit::{self, ReplaySettings, VerifyReport};
+use starledger_projections::runtime::ProjectionError;
 use starledger_projections::store::ReadStore;
+use tokio::task::JoinError;
 use uuid::Uuid;
 
-use super::balance_spool::{BalanceSpool, SpoolWriter};
+use super::balance_spool::{BalanceSpool, SpoolError, SpoolWriter};
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::jobs::{Job, JobSlot};
@@ -178,6 +180,23 @@ pub fn start(
         .json(json!({"job": job.json(Value::Null)})))
 }
 
+/// Why an audit job failed. Its text is the job's `error`, as auditors read it.
+#[derive(Debug, thiserror::Error)]
+enum AuditJobError {
+    #[error("the event log is unavailable: {0}")]
+    LogUnavailable(StoreError),
+    /// The job's task panicked or was cancelled.
+    #[error("the audit job stopped: {0}")]
+    Stopped(JoinError),
+    #[error(transparent)]
+    Replay(#[from] ProjectionError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The task finishing the spool panicked or was cancelled.
+    #[error(transparent)]
+    SpoolStopped(JoinError),
+}
+
 /// Runs the job on the main runtime (not on the HTTP worker's), and records how it ended.
 fn spawn(state: &AppState, job: &AuditJob) {
     let audit = state.audit.clone();
@@ -200,13 +219,13 @@ fn spawn(state: &AppState, job: &AuditJob) {
             let source = audit
                 .complete()
                 .await
-                .map_err(|error| format!("the event log is unavailable: {error}"))?;
+                .map_err(AuditJobError::LogUnavailable)?;
             tracing::info!(%id, source = source.name, "audit job reads its copy of the log");
             run(source.events, source.read, request, at, progress).await
         });
         let outcome = work
             .await
-            .unwrap_or_else(|error| Err(format!("the audit job stopped: {error}")));
+            .unwrap_or_else(|error| Err(AuditJobError::Stopped(error)));
         jobs.update(|j| {
             if j.id != id {
                 return;
@@ -221,7 +240,7 @@ fn spawn(state: &AppState, job: &AuditJob) {
                 Err(error) => {
                     tracing::error!(%id, %error, "audit job failed");
                     j.state = JobState::Failed;
-                    j.error = Some(error);
+                    j.error = Some(error.to_string());
                 }
             }
         });
@@ -234,14 +253,12 @@ async fn run(
     request: AuditRequest,
     at: DateTime<Utc>,
     progress: impl FnMut(u64, u64) + Send,
-) -> Result<AuditResult, String> {
+) -> Result<AuditResult, AuditJobError> {
     let settings = ReplaySettings::default();
     match request {
         AuditRequest::Verify { with_tables } => {
             let read = with_tables.then_some(read.as_ref());
-            let report = audit::verify_with(&events, read, settings, progress)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = audit::verify_with(&events, read, settings, progress).await?;
             Ok(AuditResult::Verify(Arc::new(verify_json(&report))))
         }
         AuditRequest::Balances { .. } => {
@@ -252,15 +269,13 @@ async fn run(
                     failed = writer.push(pass, &row).err();
                 }
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             if let Some(error) = failed {
-                return Err(error.to_string());
+                return Err(error.into());
             }
             let spool = tokio::task::spawn_blocking(move || writer.finish())
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(AuditJobError::SpoolStopped)??;
             Ok(AuditResult::Balances(Arc::new(spool)))
         }
     }

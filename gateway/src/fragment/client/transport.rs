@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 use super::{Call, FragmentClient, MAX_ANSWER_BYTES, PROVIDER};
 use crate::fragment::market::MarketError;
 use crate::fragment::wire::{judge_api, judge_page, Answer, ApiHash, Failure, Verdict};
-use crate::outbound::{self, describe, read_limited};
+use crate::outbound::{self, describe, read_limited, RoundTripError};
 
 impl FragmentClient {
     /// Calls `method` until Fragment answers, the attempts run out or the breaker says stop.
@@ -47,7 +47,7 @@ impl FragmentClient {
                     let verdict = match self.post(&hash, method, params).await {
                         Ok((status, headers, body)) => judge_api(status, &headers, body)
                             .about(matches!(call, Call::FindRecipient | Call::OpenOrder)),
-                        Err(transient) => Verdict::Transient(transient),
+                        Err(transient) => Verdict::Transient(transient.to_string()),
                     };
                     (verdict, Some(hash))
                 }
@@ -126,11 +126,11 @@ impl FragmentClient {
             .header(COOKIE, self.cookie.clone())
             .send()
             .await
-            .map_err(|e| Verdict::Transient(describe(&e, self.timeout)))?;
+            .map_err(|e| Verdict::Transient(describe(&e, self.timeout).to_string()))?;
         let headers = response.headers().clone();
         let (status, body) = read_limited(response, MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| Verdict::Transient(describe(&e, self.timeout)))?;
+            .map_err(|e| Verdict::Transient(describe(&e, self.timeout).to_string()))?;
         judge_page(status, &headers, &body)
     }
 
@@ -140,7 +140,7 @@ impl FragmentClient {
         hash: &ApiHash,
         method: &str,
         params: &[(&str, String)],
-    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), String> {
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), RoundTripError> {
         let mut url = self.api_url.clone();
         url.query_pairs_mut().append_pair("hash", &hash.0);
         let mut form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();

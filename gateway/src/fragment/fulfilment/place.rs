@@ -12,6 +12,17 @@ use crate::fragment::market::MarketError;
 use crate::fragment::orders::OpenOrder;
 use crate::fragment::ton::Nanotons;
 
+/// Why an opened order is not paid: Fragment asks more than the purchase allows. The text is
+/// the alert's detail and the failure reason recorded on the purchase.
+#[derive(Debug, thiserror::Error)]
+#[error("Fragment asks {cost} for {stars} stars, more than the {ceiling} TON allowed")]
+struct CostTooHigh {
+    cost: Nanotons,
+    stars: u32,
+    /// Already normalised, as it is shown.
+    ceiling: Decimal,
+}
+
 impl Worker {
     pub(super) async fn place(&mut self, order: &OpenOrder) -> Progress {
         if let Some(wait) = self.paused() {
@@ -38,6 +49,7 @@ impl Worker {
             Err(error) => return self.market_error(order, error).await,
         };
         if let Err(reason) = self.check_cost(order, opened.cost) {
+            let reason = reason.to_string();
             self.alert(order.purchase_id, "price_changed", &reason);
             return self.fail(order, "price_changed", &reason).await;
         }
@@ -62,7 +74,7 @@ impl Worker {
 
     /// The cost is acceptable if it is within the per-star ceiling, or — with no ceiling
     /// configured and the ledger in TON — within what the customer's reservation holds.
-    fn check_cost(&self, order: &OpenOrder, cost: Nanotons) -> Result<(), String> {
+    fn check_cost(&self, order: &OpenOrder, cost: Nanotons) -> Result<(), CostTooHigh> {
         let ceiling = match self.fulfilment.settings.max_ton_per_star {
             Some(per_star) => per_star * Decimal::from(order.stars.get()),
             None if self.fulfilment.currency == Currency::ton() => order.price.value(),
@@ -73,11 +85,11 @@ impl Worker {
         if cost.to_ton() <= ceiling {
             Ok(())
         } else {
-            Err(format!(
-                "Fragment asks {cost} for {} stars, more than the {} TON allowed",
-                order.stars.get(),
-                ceiling.normalize()
-            ))
+            Err(CostTooHigh {
+                cost,
+                stars: order.stars.get(),
+                ceiling: ceiling.normalize(),
+            })
         }
     }
 }

@@ -317,8 +317,9 @@ fn read_out_message(message: &Value) -> Result<TransferMessage, ChainError> {
         .get("value")
         .and_then(read_amount)
         .ok_or_else(|| ChainError::BadResponse("an outgoing message has no value".into()))?;
-    let unusable =
-        |why: String| ChainError::BadResponse(format!("an outgoing message's body: {why}"));
+    fn unusable(why: impl std::fmt::Display) -> ChainError {
+        ChainError::BadResponse(format!("an outgoing message's body: {why}"))
+    }
     let payload = match (raw_body(message), text_body(message)) {
         (Some(body), _) => payload_from_body(body).map_err(unusable)?,
         // A comment shown as its text: the same body, written the way it was sent.
@@ -359,9 +360,18 @@ fn raw_body(message: &Value) -> Option<&str> {
         .filter(|body| !body.is_empty())
 }
 
+/// Why a comment toncenter shows as text (`msg.dataText`) cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum CommentTextError {
+    #[error("the comment is not base64")]
+    NotBase64,
+    #[error("the comment is not UTF-8")]
+    NotUtf8,
+}
+
 /// The body of a message toncenter shows as a text comment (`msg.dataText`, the text
 /// base64-encoded); `Some(Err)` when that text cannot be read.
-fn text_body(message: &Value) -> Option<Result<String, String>> {
+fn text_body(message: &Value) -> Option<Result<String, CommentTextError>> {
     let data = message.get("msg_data")?;
     if data.get("@type").and_then(Value::as_str) != Some("msg.dataText") {
         return None;
@@ -370,10 +380,8 @@ fn text_body(message: &Value) -> Option<Result<String, String>> {
     Some(
         STANDARD
             .decode(text)
-            .map_err(|_| "the comment is not base64".to_owned())
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| "the comment is not UTF-8".to_owned())
-            }),
+            .map_err(|_| CommentTextError::NotBase64)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(|_| CommentTextError::NotUtf8)),
     )
 }
 

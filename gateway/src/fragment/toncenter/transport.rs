@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::answers::judge;
 use super::{Answer, Call, Request, Toncenter, BREAKER_OPEN, MAX_ANSWER_BYTES, PROVIDER};
 use crate::fragment::ton::ChainError;
-use crate::outbound::{self, describe, read_limited, Attempt, Unanswered};
+use crate::outbound::{self, describe, read_limited, Attempt, RoundTripError, Unanswered};
 
 impl Toncenter {
     fn outbound<'a>(&'a self, call: Call, subject: &'a str) -> outbound::Call<'a> {
@@ -36,7 +36,7 @@ impl Toncenter {
             .run(|| async {
                 match self.exchange(request).await {
                     Ok((status, answer)) => judge(call, status, &answer),
-                    Err(transient) => Attempt::Transient(transient),
+                    Err(transient) => Attempt::Transient(transient.to_string()),
                 }
             })
             .await;
@@ -63,11 +63,14 @@ impl Toncenter {
     }
 
     /// One HTTP round trip. `Err` is a transient problem, described without secrets.
-    async fn exchange(&self, request: &Request<'_>) -> Result<(StatusCode, Vec<u8>), String> {
+    async fn exchange(
+        &self,
+        request: &Request<'_>,
+    ) -> Result<(StatusCode, Vec<u8>), RoundTripError> {
         let url = self
             .base_url
             .join(request.method_name())
-            .map_err(|_| "could not build the request URL".to_owned())?;
+            .map_err(|_| RoundTripError::BadUrl)?;
         let builder = match request {
             Request::Get(_, query) => self.http.request(Method::GET, url).query(query),
             Request::Post(_, body) => self.http.request(Method::POST, url).json(body),

@@ -42,17 +42,31 @@ pub(in crate::fragment) fn read_order(body: &[u8]) -> Result<MarketOrder, Market
     let amount = init
         .amount
         .ok_or_else(|| MarketError::BadResponse("the order has no amount".into()))?;
-    let cost = parse_ton_amount(&amount).map_err(MarketError::BadResponse)?;
+    let cost = parse_ton_amount(&amount).map_err(|e| MarketError::BadResponse(e.to_string()))?;
     Ok(MarketOrder { request_id, cost })
+}
+
+/// Why an amount Fragment gave is not a TON amount we accept. Each shown amount is the text
+/// as Fragment wrote it, shortened.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum AmountError {
+    #[error("the amount is not text")]
+    NotText,
+    #[error("the amount {0:?} is not a TON amount")]
+    NotTon(String),
+    #[error("the amount {0:?} is not positive")]
+    NotPositive(String),
+    #[error("the amount {0:?} has more than 9 decimals")]
+    TooPrecise(String),
 }
 
 /// A TON amount as Fragment gives it: a JSON string (`"0.2345"`, `"0.2345 TON"`,
 /// `"1,000.5"`) or a JSON number (`0.2345`), read exactly from its text. More than nine
 /// decimals, a negative or zero amount, or another currency are refused.
-fn parse_ton_amount(raw: &RawValue) -> Result<Nanotons, String> {
+fn parse_ton_amount(raw: &RawValue) -> Result<Nanotons, AmountError> {
     let literal = raw.get().trim();
     let text = if literal.starts_with('"') {
-        serde_json::from_str::<String>(literal).map_err(|_| "the amount is not text".to_owned())?
+        serde_json::from_str::<String>(literal).map_err(|_| AmountError::NotText)?
     } else {
         literal.to_owned()
     };
@@ -62,18 +76,21 @@ fn parse_ton_amount(raw: &RawValue) -> Result<Nanotons, String> {
         Some(unit) if unit.eq_ignore_ascii_case("ton") => trimmed[..trimmed.len() - 3].trim_end(),
         _ => trimmed,
     };
-    let number = without_thousands_separators(number)
-        .ok_or_else(|| format!("the amount {shown:?} is not a TON amount"))?;
+    let Some(number) = without_thousands_separators(number) else {
+        return Err(AmountError::NotTon(shown));
+    };
     let ton = if number.contains(['e', 'E']) {
         Decimal::from_scientific(&number)
     } else {
         Decimal::from_str_exact(&number)
-    }
-    .map_err(|_| format!("the amount {shown:?} is not a TON amount"))?;
+    };
+    let Ok(ton) = ton else {
+        return Err(AmountError::NotTon(shown));
+    };
     if ton <= Decimal::ZERO {
-        return Err(format!("the amount {shown:?} is not positive"));
+        return Err(AmountError::NotPositive(shown));
     }
-    Nanotons::from_ton(ton).ok_or_else(|| format!("the amount {shown:?} has more than 9 decimals"))
+    Nanotons::from_ton(ton).ok_or(AmountError::TooPrecise(shown))
 }
 
 /// `1,234,567.5` → `1234567.5`; text without commas as it is; commas anywhere but between
