@@ -226,6 +226,15 @@ impl Tally {
     }
 }
 
+/// The status and body of a sent request, or why there is none.
+async fn read_answer(
+    sent: reqwest::Result<reqwest::Response>,
+) -> reqwest::Result<(reqwest::StatusCode, impl std::ops::Deref<Target = [u8]>)> {
+    let response = sent?;
+    let status = response.status();
+    Ok((status, response.bytes().await?))
+}
+
 fn micros(since: Instant) -> u32 {
     u32::try_from(since.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
@@ -329,13 +338,7 @@ pub(crate) async fn post_webhooks(
                     .body(body)
                     .send()
                     .await;
-                let outcome = match answer {
-                    Ok(response) => {
-                        let status = response.status();
-                        response.bytes().await.map(|bytes| (status, bytes))
-                    }
-                    Err(error) => Err(error),
-                };
+                let outcome = read_answer(answer).await;
                 tally.latencies.push(micros(began));
                 match outcome {
                     Ok((status, bytes)) => {
@@ -396,13 +399,7 @@ pub(crate) async fn read_balances(
                     .header(AUTHORIZATION, &authorization)
                     .send()
                     .await;
-                let outcome = match answer {
-                    Ok(response) => {
-                        let status = response.status();
-                        response.bytes().await.map(|bytes| (status, bytes))
-                    }
-                    Err(error) => Err(error),
-                };
+                let outcome = read_answer(answer).await;
                 tally.latencies.push(micros(began));
                 match outcome {
                     Ok((status, bytes)) if status == reqwest::StatusCode::OK => {

@@ -55,11 +55,10 @@ async fn events(
         ));
     }
     // The standby serves the page only if it holds every event the primary would put in it.
-    let head = state.events.head().await?.position;
     let source = state
         .audit
-        .reaching(head.min(from.saturating_add(limit as u64)))
-        .await;
+        .holding(from.saturating_add(limit as u64))
+        .await?;
     let recorded = source.events.read_all(from, limit).await?;
     let mut body = String::new();
     for event in &recorded {

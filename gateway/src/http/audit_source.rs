@@ -39,11 +39,17 @@ impl AuditSource {
 
     /// The copy to read everything the primary holds now from.
     pub async fn complete(&self) -> Result<Copy, StoreError> {
+        self.holding(u64::MAX).await
+    }
+
+    /// The copy to read the events up to `last` from (those the primary holds, if fewer):
+    /// the primary's head is asked only when there is a standby to compare it with.
+    pub async fn holding(&self, last: u64) -> Result<Copy, StoreError> {
         if self.standby.is_none() {
             return Ok(self.primary.clone());
         }
         let head = self.primary.events.head().await?.position;
-        Ok(self.reaching(head).await)
+        Ok(self.reaching(head.min(last)).await)
     }
 
     /// The standby if it reaches `position` within [`STANDBY_WAIT`], else the primary.
