@@ -199,3 +199,40 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
         stdout_of(&verified)
     );
 }
+
+/// The benchmarks are a binary of their own; `starledger bench …` runs it with the same
+/// arguments and passes its exit code on.
+#[tokio::test]
+async fn bench_runs_the_bench_binary_with_its_arguments() {
+    let Some(url) = server_url(
+        "TEST_DATABASE_URL",
+        "the bench forwarding test is skipped; set it to postgres://… to run it",
+    ) else {
+        return;
+    };
+    let output = starledger()
+        .args(["bench", "ledger", "--database-url", &url])
+        .args(["--commands", "200", "--unbatched-commands", "20"])
+        .args(["--accounts", "10", "--clients", "4"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in [
+        "postgres, group commit, many accounts              200",
+        "postgres, one transaction per command               20",
+        "group commit vs. one transaction per command",
+    ] {
+        assert!(stdout.contains(row), "no {row:?} in:\n{stdout}");
+    }
+
+    // A mistyped bench is the bench binary's usage error, passed on as exit code 2.
+    let output = starledger().args(["bench", "ledgr"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Usage: starledger bench"), "{stderr}");
+}

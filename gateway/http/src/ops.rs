@@ -1,0 +1,120 @@
+//! Operations endpoints, open without a key: `/healthz` (the process answers), `/readyz`
+//! (the database answers and the projections are not far behind; a load balancer takes the
+//! instance out of rotation otherwise) and `/metrics` (Prometheus text, every metric with
+//! the help text of [`starledger_telemetry::metrics_catalog`]).
+//!
+//! Redis down makes the instance `degraded`, not unready: reads fall back to the database and
+//! stay correct, and taking every instance out of rotation would turn a slower service into
+//! no service.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::state::AppState;
+use starledger_telemetry::metrics_catalog::{
+    self, CIRCUIT_BREAKER_OPEN, LEDGER_CACHED_ACCOUNTS, LEDGER_CONFLICTS, LOG_HEAD_POSITION,
+    PROJECTION_LAG_EVENTS, REDIS_HEALTHY,
+};
+
+/// How long a readiness probe waits for the database.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// The lowest checkpoint among this process's SQL projectors.
+pub(super) fn projected_position(state: &AppState) -> u64 {
+    state
+        .projections
+        .borrow()
+        .values()
+        .copied()
+        .min()
+        .unwrap_or(0)
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let head = match tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
+        Ok(Ok(head)) => Some(head.position),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: event log unavailable");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("readiness: event log did not answer in time");
+            None
+        }
+    };
+    let cache = state.queries.cache();
+    let redis = match cache.mode() {
+        "in-process" => "not configured",
+        _ if cache.redis_healthy() => "ok",
+        _ => "unavailable",
+    };
+    let projected = projected_position(&state);
+    let lag = head.map(|h| h.saturating_sub(projected));
+    let lag_ok = lag.is_some_and(|lag| lag <= state.ready_max_lag);
+    let ready = head.is_some() && lag_ok;
+    let status = match (ready, redis) {
+        (false, _) => "not ready",
+        (true, "unavailable") => "degraded",
+        (true, _) => "ready",
+    };
+    let body = json!({
+        "status": status,
+        "database": if head.is_some() { "ok" } else { "unavailable" },
+        "redis": redis,
+        "projection_lag_events": lag,
+        "payment_provider": {
+            "name": state.provider.name(),
+            "circuit": if state.provider.circuit_open() { "open" } else { "closed" },
+        },
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The help texts, given to the process-wide recorder before its first rendering.
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(metrics_catalog::describe_all);
+    // Gauges that are cheaper to read at scrape time than to keep current. Bounded like the
+    // readiness probe: /metrics has no request deadline, and a scrape during a database
+    // outage should still show the rest.
+    if let Ok(Ok(head)) = tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
+        metrics::gauge!(LOG_HEAD_POSITION).set(head.position as f64);
+        for (table, position) in state.projections.borrow().iter() {
+            metrics::gauge!(PROJECTION_LAG_EVENTS, "projector" => table.name())
+                .set(head.position.saturating_sub(*position) as f64);
+        }
+    }
+    metrics::counter!(LEDGER_CONFLICTS).absolute(state.ledger.conflicts());
+    metrics::gauge!(LEDGER_CACHED_ACCOUNTS).set(state.ledger.cached_accounts() as f64);
+    metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => state.provider.name()).set(
+        if state.provider.circuit_open() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    let cache = state.queries.cache();
+    metrics::gauge!(REDIS_HEALTHY).set(if cache.redis_healthy() { 1.0 } else { 0.0 });
+    state.metrics.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

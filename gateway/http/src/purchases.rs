@@ -1,0 +1,202 @@
+//! `/v1/admin/purchases…`: what operators do about Stars purchases the fulfilment worker
+//! cannot (or, in `FRAGMENT_MODE=manual`, does not) see through — list the open ones, mark
+//! one delivered, or fail it and release the customer's reservation.
+//!
+//! Failing a purchase whose payment to Fragment is already recorded could refund stars that
+//! were delivered, so it needs `"force": true`: the operator says they checked on chain and
+//! with Fragment. That rule is the ledger's (`decide` refuses an unforced failure of a paid
+//! order, against the account as committed), so no instance can let one through on a stale
+//! view. Every decision is recorded with the admin's name.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use starledger_ledger::account::{checked_text, AccountCommand, MAX_REASON_LEN};
+use starledger_ledger::commands::CommandContext;
+use starledger_ledger::events::Actor;
+use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
+use starledger_projections::rows::TransactionKind;
+use starledger_projections::store::StatusFilter;
+use uuid::Uuid;
+
+use super::auth::{Admin, Authorized, Caller};
+use super::body::Body;
+use super::deadline::RequestDeadline;
+use super::error::ApiError;
+use super::error_code::ErrorCode;
+use super::state::AppState;
+use super::users::{created, transaction_json};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/admin/purchases", web::get().to(open_purchases))
+        .route("/v1/admin/purchases/{id}/deliver", web::post().to(deliver))
+        .route("/v1/admin/purchases/{id}/fail", web::post().to(fail));
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+/// Open purchases (reserved, ordered, sent), oldest first.
+async fn open_purchases(
+    state: web::Data<AppState>,
+    _caller: Authorized<Admin>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let purchases = listed(
+        &state,
+        &StatusFilter::OpenPurchases,
+        query.limit,
+        "purchase",
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"purchases": purchases})))
+}
+
+/// The transactions in `filter`'s statuses, oldest first, each with its user, as operators
+/// list what waits for them.
+pub(super) async fn listed(
+    state: &AppState,
+    filter: &StatusFilter,
+    limit: Option<u32>,
+    label: &str,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidLimit,
+            "limit must be 1 to 500",
+        ));
+    }
+    // On the standby only once it shows at least what this instance's projections show: an
+    // operator's list never lacks an order the primary already lists.
+    let shown = super::ops::projected_position(state);
+    let rows = state
+        .queries
+        .in_status(filter, Utc::now(), limit, Some(shown))
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| json!({"user_id": row.user_id, label: transaction_json(row)}))
+        .collect())
+}
+
+/// The transaction of `kind` named in the path and its owner (from the read model, which
+/// knows every transaction's user).
+pub(super) async fn owner(
+    state: &AppState,
+    id: &str,
+    kind: TransactionKind,
+) -> Result<(UserId, Uuid), ApiError> {
+    let name = kind.as_str();
+    let (unknown_code, invalid_code) = if kind == TransactionKind::Purchase {
+        (ErrorCode::UnknownPurchase, ErrorCode::InvalidPurchaseId)
+    } else {
+        (ErrorCode::UnknownRecharge, ErrorCode::InvalidRechargeId)
+    };
+    let unknown = || {
+        ApiError::new(
+            unknown_code,
+            format!("no such {name} (one made a moment ago may not be projected yet)"),
+        )
+    };
+    let uuid = Uuid::parse_str(id)
+        .map_err(|_| ApiError::new(invalid_code, format!("a {name} id is a UUID")))?;
+    let row = state.read.transaction(uuid).await?.ok_or_else(unknown)?;
+    if row.kind != kind {
+        return Err(unknown());
+    }
+    let user = UserId::new(row.user_id).map_err(|_| unknown())?;
+    Ok((user, uuid))
+}
+
+/// The purchase named in the path and its owner.
+async fn find(state: &AppState, id: &str) -> Result<(UserId, PurchaseId), ApiError> {
+    let (user, uuid) = owner(state, id, TransactionKind::Purchase).await?;
+    Ok((user, PurchaseId::from_uuid(uuid)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeliverRequest {
+    /// Why, for the log (e.g. "confirmed with Fragment support").
+    note: Option<String>,
+}
+
+async fn deliver(
+    state: web::Data<AppState>,
+    caller: Authorized<Admin, Body>,
+    path: web::Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<HttpResponse, ApiError> {
+    let request: DeliverRequest = caller.body().json_or_default()?;
+    // Only logged, but held to the ledger's rule for free text all the same: a note with a
+    // bidi override would make the log line read differently from what it is.
+    let note = request
+        .note
+        .as_deref()
+        .map(|note| checked_text("note", note, MAX_REASON_LEN))
+        .transpose()
+        .map_err(ApiError::from)?;
+    let (user, purchase_id) = find(&state, &path).await?;
+    let command = AccountCommand::CompletePurchase { purchase_id };
+    let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
+    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?note, "purchase marked delivered");
+    let projected = state.acknowledged(user, executed.position, &deadline).await;
+    Ok(created(
+        &executed,
+        json!({"purchase_id": purchase_id, "status": "completed", "admin": caller.name,
+               "position": executed.position, "projected": projected}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailRequest {
+    reason: String,
+    /// Required once a payment to Fragment is recorded: the operator checked that it did not
+    /// deliver.
+    #[serde(default)]
+    force: bool,
+}
+
+async fn fail(
+    state: web::Data<AppState>,
+    caller: Authorized<Admin, Body>,
+    path: web::Path<String>,
+    RequestDeadline(deadline): RequestDeadline,
+) -> Result<HttpResponse, ApiError> {
+    let request: FailRequest = caller.body().json()?;
+    let (user, purchase_id) = find(&state, &path).await?;
+    let command = AccountCommand::FailPurchase {
+        purchase_id,
+        reason: format!("admin: {}", request.reason.trim()),
+        force: request.force,
+    };
+    let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
+    tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");
+    let projected = state.acknowledged(user, executed.position, &deadline).await;
+    Ok(created(
+        &executed,
+        json!({"purchase_id": purchase_id, "status": "refunded", "admin": caller.name,
+               "position": executed.position, "projected": projected}),
+    ))
+}
+
+/// Runs an operator's decision under a key of its own, so a repeated click records once.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    user: UserId,
+    command: AccountCommand,
+    action: &str,
+    purchase_id: PurchaseId,
+) -> Result<starledger_ledger::commands::Executed, ApiError> {
+    let key = IdempotencyKey::parse(&format!("admin:{action}:{purchase_id}"))
+        .map_err(|_| ApiError::new(ErrorCode::InvalidPurchaseId, "a purchase id is a UUID"))?;
+    let context = CommandContext::new(key, Actor::Admin(caller.name.clone()));
+    Ok(starledger_telemetry::commands::execute(&state.ledger, user, command, &context).await?)
+}
