@@ -212,7 +212,7 @@ fn authenticate(request: &HttpRequest) -> Result<Caller, ApiError> {
     if let Err(error) = &caller {
         tracing::info!(
             path = request.path(),
-            code = error.code.as_str(),
+            code = error.code().as_str(),
             "refused API call"
         );
     }

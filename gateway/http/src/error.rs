@@ -19,17 +19,27 @@ use starledger_projections::store::ReadError;
 use super::error_code::ErrorCode;
 use starledger_heleket::ProviderError;
 
+/// Why a request was not done, in the two ways that differ for the caller and for us.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: ErrorCode,
-    pub message: String,
+pub enum ApiError {
+    /// Answered with a code of the catalogue and a message for the caller: the request's own
+    /// fault (4xx, nothing changed), or a state the caller can wait out and retry (`busy`,
+    /// `projection_lagging`, `deadline_exceeded`, a payment provider that is down).
+    Refused {
+        code: ErrorCode,
+        status: StatusCode,
+        message: String,
+    },
+    /// A failure of ours or of a dependency (the event log, the read models): its cause went
+    /// to the log, never to the caller, who gets `unavailable` (503) with what could not be
+    /// done, and may retry.
+    Unavailable { what: String },
 }
 
 impl ApiError {
     /// An answer with `code` and the code's own status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
+        Self::Refused {
             status: code.status(),
             code,
             message: message.into(),
@@ -43,21 +53,42 @@ impl ApiError {
             code.statuses().any(|listed| listed == status),
             "{code} is not listed with {status} in ErrorCode::OTHER_STATUSES"
         );
-        Self {
+        Self::Refused {
             status,
             code,
             message: message.into(),
         }
     }
 
-    /// A failure of ours or of a dependency: the cause is logged, the caller gets a generic
-    /// message and may retry.
-    pub fn unavailable(context: &str, cause: &dyn fmt::Display) -> Self {
-        tracing::error!(%cause, "{context}");
-        Self::new(
-            ErrorCode::Unavailable,
-            format!("{context}; try again later"),
-        )
+    /// A failure of ours or of a dependency: the cause is logged here, the caller is told only
+    /// `what` could not be done.
+    pub fn unavailable(what: &str, cause: &dyn fmt::Display) -> Self {
+        tracing::error!(%cause, "{what}");
+        Self::Unavailable {
+            what: what.to_owned(),
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Refused { code, .. } => *code,
+            Self::Unavailable { .. } => ErrorCode::Unavailable,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Refused { status, .. } => *status,
+            Self::Unavailable { .. } => ErrorCode::Unavailable.status(),
+        }
+    }
+
+    /// What the caller reads in `error.message`.
+    pub fn message(&self) -> String {
+        match self {
+            Self::Refused { message, .. } => message.clone(),
+            Self::Unavailable { what } => format!("{what}; try again later"),
+        }
     }
 }
 
@@ -66,27 +97,29 @@ impl fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
-            self.message
+            self.status().as_u16(),
+            self.code(),
+            self.message()
         )
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let status = self.status();
+        let code = self.code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "1"));
         }
-        if self.code == ErrorCode::Unauthenticated {
+        if code == ErrorCode::Unauthenticated {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.json(json!({"error": {"code": self.code.as_str(), "message": self.message}}))
+        response.json(json!({"error": {"code": code.as_str(), "message": self.message()}}))
     }
 }
 
@@ -204,7 +237,26 @@ mod tests {
             StatusCode::UNPROCESSABLE_ENTITY,
             "user_id must be a positive Telegram user id",
         );
-        assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(error.code.as_str(), "invalid_user_id");
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error.code().as_str(), "invalid_user_id");
+    }
+
+    #[actix_web::test]
+    async fn an_unavailable_answer_says_what_failed_but_not_why() {
+        let error = ApiError::unavailable(
+            "the event log is unavailable",
+            &"connection to 10.0.0.5:5432 refused (password authentication failed)",
+        );
+        assert_eq!(error.code(), ErrorCode::Unavailable);
+        let (status, response) = answer(error);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("Retry-After"));
+        let body = actix_web::body::to_bytes(response.into_body())
+            .await
+            .expect("a body");
+        assert_eq!(
+            &body[..],
+            br#"{"error":{"code":"unavailable","message":"the event log is unavailable; try again later"}}"#
+        );
     }
 }

@@ -32,8 +32,8 @@ mod tests {
         assert_eq!(position("from", Some(MAX_POSITION)), Ok(Some(MAX_POSITION)));
         for wrapping in [MAX_POSITION + 1, u64::MAX] {
             let refused = position("from", Some(wrapping)).unwrap_err();
-            assert_eq!(refused.code, ErrorCode::InvalidPosition);
-            assert_eq!(refused.status, actix_web::http::StatusCode::BAD_REQUEST);
+            assert_eq!(refused.code(), ErrorCode::InvalidPosition);
+            assert_eq!(refused.status(), actix_web::http::StatusCode::BAD_REQUEST);
         }
     }
 }
