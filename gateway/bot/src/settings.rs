@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use starledger_settings::Secret;
-use starledger_settings::{problem, ConfigError, Env};
+use starledger_settings::{problem, within, ConfigError, Env};
 
 /// How updates reach the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,14 +62,55 @@ pub struct TelegramConfig {
 /// the bot's update stream.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
+/// `TELEGRAM_TOKEN` alone: without it the bot's other settings are not read at all (a stray
+/// rate limit does not stop an HTTP-only gateway).
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct TokenVars {
+    telegram_token: Option<Secret>,
+}
+
+/// The bot's other variables, read once there is a token.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct TelegramVars {
+    telegram_api_url: String,
+    telegram_webhook_url: Option<String>,
+    production_domain: Option<String>,
+    webhook_secret: Option<Secret>,
+    rate_limit_user_messages: u32,
+    rate_limit_user_operations: u32,
+    rate_limit_user_payments: u32,
+    cache_ttl_rate_limit: u64,
+    cache_ttl_session: u64,
+}
+
+impl Default for TelegramVars {
+    fn default() -> Self {
+        let limits = RateLimits::default();
+        Self {
+            telegram_api_url: "https://api.telegram.org".into(),
+            telegram_webhook_url: None,
+            production_domain: None,
+            webhook_secret: None,
+            rate_limit_user_messages: limits.messages,
+            rate_limit_user_operations: limits.operations,
+            rate_limit_user_payments: limits.payments,
+            cache_ttl_rate_limit: limits.window.as_secs(),
+            cache_ttl_session: 1800,
+        }
+    }
+}
+
 /// Reads the bot's settings; `Ok(None)` when `TELEGRAM_TOKEN` is unset.
 pub fn telegram<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<Option<TelegramConfig>, ConfigError> {
-    let Some(token) = env.get("TELEGRAM_TOKEN") else {
+    let Some(token) = env.extract::<TokenVars>()?.telegram_token else {
         return Ok(None);
     };
-    let token = token.trim().to_owned();
+    let vars: TelegramVars = env.extract()?;
+    let token = token.expose().trim().to_owned();
     // `123456789:AA…`: the bot id, a colon, the secret part. Checked only for shape; the
     // token itself never goes into the message.
     let shaped = token.split_once(':').is_some_and(|(id, rest)| {
@@ -83,19 +124,15 @@ pub fn telegram<F: Fn(&str) -> Option<String>>(
             "is not a bot token of the form <digits>:<letters, digits, _ or ->",
         ));
     }
-    let api_url = env
-        .get("TELEGRAM_API_URL")
-        .unwrap_or_else(|| "https://api.telegram.org".into())
+    let api_url = vars
+        .telegram_api_url
         .trim()
         .trim_end_matches('/')
         .to_owned();
     if !is_http_url(&api_url) {
         return Err(problem("TELEGRAM_API_URL", "must be an http(s) URL"));
     }
-    let url = match (
-        env.get("TELEGRAM_WEBHOOK_URL"),
-        env.get("PRODUCTION_DOMAIN"),
-    ) {
+    let url = match (vars.telegram_webhook_url, vars.production_domain) {
         (Some(url), _) if is_http_url(url.trim()) => Some(url.trim().to_owned()),
         (Some(_), _) => {
             return Err(problem("TELEGRAM_WEBHOOK_URL", "must be an http(s) URL"));
@@ -112,15 +149,16 @@ pub fn telegram<F: Fn(&str) -> Option<String>>(
     let mode = match url {
         None => TelegramMode::Polling,
         Some(url) => {
-            let secret = env.get("WEBHOOK_SECRET").ok_or_else(|| {
+            let secret = vars.webhook_secret.ok_or_else(|| {
                 problem(
                     "WEBHOOK_SECRET",
                     "is required when the bot takes webhooks (PRODUCTION_DOMAIN or TELEGRAM_WEBHOOK_URL is set)",
                 )
             })?;
             // Telegram's own rule for secret_token: 1–256 of A–Z, a–z, 0–9, _ and -.
-            let valid = (MIN_WEBHOOK_SECRET_LEN..=256).contains(&secret.len())
-                && secret
+            let text = secret.expose();
+            let valid = (MIN_WEBHOOK_SECRET_LEN..=256).contains(&text.len())
+                && text
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid {
@@ -129,23 +167,32 @@ pub fn telegram<F: Fn(&str) -> Option<String>>(
                     format!("must be {MIN_WEBHOOK_SECRET_LEN} to 256 letters, digits, '_' or '-'"),
                 ));
             }
-            TelegramMode::Webhook {
-                url,
-                secret: Secret::new(secret),
-            }
+            TelegramMode::Webhook { url, secret }
         }
     };
+    let limit = |variable, value| within(variable, value, 1..=100_000);
     Ok(Some(TelegramConfig {
         token: Secret::new(token),
         api_url,
         mode,
         limits: RateLimits {
-            messages: env.number("RATE_LIMIT_USER_MESSAGES", 30u32, 1..=100_000)?,
-            operations: env.number("RATE_LIMIT_USER_OPERATIONS", 20u32, 1..=100_000)?,
-            payments: env.number("RATE_LIMIT_USER_PAYMENTS", 5u32, 1..=100_000)?,
-            window: env.seconds("CACHE_TTL_RATE_LIMIT", 60, 1..=86_400)?,
+            messages: limit("RATE_LIMIT_USER_MESSAGES", vars.rate_limit_user_messages)?,
+            operations: limit(
+                "RATE_LIMIT_USER_OPERATIONS",
+                vars.rate_limit_user_operations,
+            )?,
+            payments: limit("RATE_LIMIT_USER_PAYMENTS", vars.rate_limit_user_payments)?,
+            window: Duration::from_secs(within(
+                "CACHE_TTL_RATE_LIMIT",
+                vars.cache_ttl_rate_limit,
+                1..=86_400,
+            )?),
         },
-        session_ttl: env.seconds("CACHE_TTL_SESSION", 1800, 60..=86_400)?,
+        session_ttl: Duration::from_secs(within(
+            "CACHE_TTL_SESSION",
+            vars.cache_ttl_session,
+            60..=86_400,
+        )?),
     }))
 }
 
@@ -241,6 +288,12 @@ mod tests {
     #[test]
     fn no_token_means_no_bot() {
         assert_eq!(parse(&[]).unwrap(), None);
+        // Without a token the bot's other settings are not read, as before.
+        assert_eq!(
+            parse(&[("RATE_LIMIT_USER_MESSAGES", "many")]).unwrap(),
+            None
+        );
+        assert_eq!(parse(&[("TELEGRAM_TOKEN", "  ")]).unwrap(), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use crate::client::{parse_fragment_cookies, FragmentCookies};
 use crate::wallet::WalletVersion;
 use starledger_settings::Secret;
-use starledger_settings::{problem, ConfigError, Env};
+use starledger_settings::{problem, within, ConfigError, Env, Flag};
 
 /// Where purchases are fulfilled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +69,66 @@ pub struct FragmentConfig {
 /// `FRAGMENT_API_URL`, and a plaintext TON API could be fed a false chain.
 pub const ALLOW_PLAIN_HTTP: &str = "STARLEDGER_TEST_ALLOW_PLAIN_HTTP";
 
-fn url<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-    variable: &'static str,
-    default: &str,
-    plain_http: bool,
-) -> Result<String, ConfigError> {
-    let url = env.get(variable).unwrap_or_else(|| default.into());
+/// The variables every mode reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct FragmentVars {
+    fragment_mode: Option<String>,
+    fragment_timeout: u64,
+    /// TON amounts are the domain's decimals (checked by [`ton_amount`]), read as text.
+    fragment_wallet_min_balance: Option<String>,
+    fragment_max_ton_per_star: Option<String>,
+    fragment_delivery_alert_after: u64,
+    fragment_session_check_every: u64,
+    fragment_session_expires_at: Option<String>,
+}
+
+impl Default for FragmentVars {
+    fn default() -> Self {
+        Self {
+            fragment_mode: None,
+            fragment_timeout: 15,
+            fragment_wallet_min_balance: None,
+            fragment_max_ton_per_star: None,
+            fragment_delivery_alert_after: 600,
+            fragment_session_check_every: 300,
+            fragment_session_expires_at: None,
+        }
+    }
+}
+
+/// The variables only live mode reads: in the other modes they are not looked at, so a
+/// leftover wallet setting cannot stop a manual or sandbox start.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct LiveVars {
+    fragment_wallet_version: Option<String>,
+    fragment_cookies: Option<Secret>,
+    fragment_seed_phrase: Option<Secret>,
+    fragment_api_url: String,
+    ton_api_url: String,
+    ton_api_key: Option<Secret>,
+    /// Parsed by [`payment_addresses`]: its messages count entries as written.
+    fragment_payment_addresses: Option<String>,
+    starledger_test_allow_plain_http: Flag,
+}
+
+impl Default for LiveVars {
+    fn default() -> Self {
+        Self {
+            fragment_wallet_version: None,
+            fragment_cookies: None,
+            fragment_seed_phrase: None,
+            fragment_api_url: "https://fragment.com".into(),
+            ton_api_url: "https://toncenter.com/api/v2".into(),
+            ton_api_key: None,
+            fragment_payment_addresses: None,
+            starledger_test_allow_plain_http: Flag(false),
+        }
+    }
+}
+
+fn url(variable: &'static str, url: &str, plain_http: bool) -> Result<String, ConfigError> {
     let url = url.trim().trim_end_matches('/').to_owned();
     if url.starts_with("https://") || (plain_http && url.starts_with("http://")) {
         Ok(url)
@@ -89,11 +142,8 @@ fn url<F: Fn(&str) -> Option<String>>(
     }
 }
 
-fn ton_amount<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-    variable: &'static str,
-) -> Result<Option<Decimal>, ConfigError> {
-    let Some(text) = env.get(variable) else {
+fn ton_amount(variable: &'static str, text: Option<&str>) -> Result<Option<Decimal>, ConfigError> {
+    let Some(text) = text else {
         return Ok(None);
     };
     let amount: Decimal = text
@@ -110,11 +160,9 @@ fn ton_amount<F: Fn(&str) -> Option<String>>(
 }
 
 /// `FRAGMENT_PAYMENT_ADDRESSES`: comma-separated TON addresses, raw or user-friendly.
-fn payment_addresses<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
-) -> Result<Vec<String>, ConfigError> {
+fn payment_addresses(text: Option<&str>) -> Result<Vec<String>, ConfigError> {
     const VARIABLE: &str = "FRAGMENT_PAYMENT_ADDRESSES";
-    let Some(text) = env.get(VARIABLE) else {
+    let Some(text) = text else {
         return Ok(Vec::new());
     };
     let mut addresses = Vec::new();
@@ -136,46 +184,46 @@ fn payment_addresses<F: Fn(&str) -> Option<String>>(
     Ok(addresses)
 }
 
+fn live<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<LiveFragment, ConfigError> {
+    let vars: LiveVars = env.extract()?;
+    let required = |variable: &'static str, value: Option<Secret>| {
+        value.ok_or_else(|| {
+            problem(
+                variable,
+                "is required with FRAGMENT_MODE=live (FRAGMENT_MODE=sandbox rehearses without money, manual leaves delivery to operators)",
+            )
+        })
+    };
+    let wallet_version = match vars.fragment_wallet_version {
+        None => WalletVersion::default(),
+        Some(text) => text
+            .parse()
+            .map_err(|error| problem("FRAGMENT_WALLET_VERSION", format!("{error}")))?,
+    };
+    let cookies =
+        parse_fragment_cookies(required("FRAGMENT_COOKIES", vars.fragment_cookies)?.expose())
+            // The parser's messages name the variable and the cookie, never a value.
+            .map_err(|error| problem("FRAGMENT_COOKIES", error.to_string()))?;
+    let plain_http = vars.starledger_test_allow_plain_http.0;
+    Ok(LiveFragment {
+        fragment_url: url("FRAGMENT_API_URL", &vars.fragment_api_url, plain_http)?,
+        cookies,
+        seed_phrase: required("FRAGMENT_SEED_PHRASE", vars.fragment_seed_phrase)?,
+        wallet_version,
+        ton_api_url: url("TON_API_URL", &vars.ton_api_url, plain_http)?,
+        ton_api_key: vars.ton_api_key,
+        payment_addresses: payment_addresses(vars.fragment_payment_addresses.as_deref())?,
+    })
+}
+
 pub fn fragment<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
 ) -> Result<FragmentConfig, ConfigError> {
-    let mode = match env.get("FRAGMENT_MODE").as_deref().map(str::trim) {
+    let vars: FragmentVars = env.extract()?;
+    let mode = match vars.fragment_mode.as_deref().map(str::trim) {
         None | Some("manual") => FragmentMode::Manual,
         Some("sandbox") => FragmentMode::Sandbox,
-        Some("live") => {
-            let required = |variable: &'static str| {
-                env.get(variable).map(Secret::new).ok_or_else(|| {
-                    problem(
-                        variable,
-                        "is required with FRAGMENT_MODE=live (FRAGMENT_MODE=sandbox rehearses without money, manual leaves delivery to operators)",
-                    )
-                })
-            };
-            let wallet_version = match env.get("FRAGMENT_WALLET_VERSION") {
-                None => WalletVersion::default(),
-                Some(text) => text
-                    .parse()
-                    .map_err(|error| problem("FRAGMENT_WALLET_VERSION", format!("{error}")))?,
-            };
-            let cookies = parse_fragment_cookies(required("FRAGMENT_COOKIES")?.expose())
-                // The parser's messages name the variable and the cookie, never a value.
-                .map_err(|error| problem("FRAGMENT_COOKIES", error.to_string()))?;
-            let plain_http = env.flag(ALLOW_PLAIN_HTTP, false)?;
-            FragmentMode::Live(Box::new(LiveFragment {
-                fragment_url: url(env, "FRAGMENT_API_URL", "https://fragment.com", plain_http)?,
-                cookies,
-                seed_phrase: required("FRAGMENT_SEED_PHRASE")?,
-                wallet_version,
-                ton_api_url: url(
-                    env,
-                    "TON_API_URL",
-                    "https://toncenter.com/api/v2",
-                    plain_http,
-                )?,
-                ton_api_key: env.get("TON_API_KEY").map(Secret::new),
-                payment_addresses: payment_addresses(env)?,
-            }))
-        }
+        Some("live") => FragmentMode::Live(Box::new(live(env)?)),
         Some(other) => {
             return Err(problem(
                 "FRAGMENT_MODE",
@@ -183,15 +231,30 @@ pub fn fragment<F: Fn(&str) -> Option<String>>(
             ))
         }
     };
+    let seconds = |variable, value, range| within(variable, value, range).map(Duration::from_secs);
     Ok(FragmentConfig {
         mode,
-        request_timeout: env.seconds("FRAGMENT_TIMEOUT", 15, 1..=120)?,
-        min_wallet_balance: ton_amount(env, "FRAGMENT_WALLET_MIN_BALANCE")?
-            .unwrap_or(Decimal::from(10)),
-        max_ton_per_star: ton_amount(env, "FRAGMENT_MAX_TON_PER_STAR")?,
-        delivery_alert_after: env.seconds("FRAGMENT_DELIVERY_ALERT_AFTER", 600, 10..=86_400)?,
-        session_check_every: env.seconds("FRAGMENT_SESSION_CHECK_EVERY", 300, 10..=86_400)?,
-        session_expires_at: match env.get("FRAGMENT_SESSION_EXPIRES_AT") {
+        request_timeout: seconds("FRAGMENT_TIMEOUT", vars.fragment_timeout, 1..=120)?,
+        min_wallet_balance: ton_amount(
+            "FRAGMENT_WALLET_MIN_BALANCE",
+            vars.fragment_wallet_min_balance.as_deref(),
+        )?
+        .unwrap_or(Decimal::from(10)),
+        max_ton_per_star: ton_amount(
+            "FRAGMENT_MAX_TON_PER_STAR",
+            vars.fragment_max_ton_per_star.as_deref(),
+        )?,
+        delivery_alert_after: seconds(
+            "FRAGMENT_DELIVERY_ALERT_AFTER",
+            vars.fragment_delivery_alert_after,
+            10..=86_400,
+        )?,
+        session_check_every: seconds(
+            "FRAGMENT_SESSION_CHECK_EVERY",
+            vars.fragment_session_check_every,
+            10..=86_400,
+        )?,
+        session_expires_at: match vars.fragment_session_expires_at {
             None => None,
             Some(text) => Some(
                 chrono::DateTime::parse_from_rfc3339(text.trim())
@@ -228,6 +291,9 @@ mod tests {
 
     #[test]
     fn manual_is_the_default_and_needs_nothing() {
+        // Live-only settings are not read in the other modes, as before.
+        let leftover = [(ALLOW_PLAIN_HTTP, "maybe"), ("FRAGMENT_API_URL", "ftp://x")];
+        assert_eq!(config(&leftover).unwrap().mode, FragmentMode::Manual);
         let config = config(&[]).unwrap();
         assert_eq!(config.mode, FragmentMode::Manual);
         assert_eq!(config.min_wallet_balance, Decimal::from(10));

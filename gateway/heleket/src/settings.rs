@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use starledger_settings::{problem, ConfigError, Env, Secret};
+use starledger_settings::{problem, within, ConfigError, Entries, Env, Flag, Secret};
 
 /// Which Heleket the gateway talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,35 +55,78 @@ pub struct HeleketConfig {
 /// let anyone "pay" sandbox invoices.
 pub const MIN_SANDBOX_KEY_LEN: usize = 32;
 
+/// The variables Heleket's settings are read from, as given (figment fills it; the checks
+/// below judge it).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct HeleketVars {
+    heleket_mode: Option<String>,
+    heleket_api_url: String,
+    merchant_uuid: Option<String>,
+    api_key: Option<Secret>,
+    heleket_callback_url: Option<String>,
+    production_domain: Option<String>,
+    heleket_invoice_lifetime: u32,
+    heleket_allowed_ips: Entries,
+    heleket_reconcile_interval: u64,
+    heleket_timeout: u64,
+    heleket_network: Option<String>,
+    /// The ledger's coin: which network invoices default to.
+    ledger_currency: Option<String>,
+    heleket_overpay_tolerance_percent: u32,
+    /// Unset: on in live mode, off in the sandbox.
+    heleket_confirm_webhooks: Option<Flag>,
+}
+
+impl Default for HeleketVars {
+    fn default() -> Self {
+        Self {
+            heleket_mode: None,
+            heleket_api_url: "https://api.heleket.com".into(),
+            merchant_uuid: None,
+            api_key: None,
+            heleket_callback_url: None,
+            production_domain: None,
+            heleket_invoice_lifetime: 3_600,
+            heleket_allowed_ips: Entries::default(),
+            heleket_reconcile_interval: 60,
+            heleket_timeout: 10,
+            heleket_network: None,
+            ledger_currency: None,
+            heleket_overpay_tolerance_percent: 10,
+            heleket_confirm_webhooks: None,
+        }
+    }
+}
+
+/// A credential live mode cannot go without.
+fn required<T: Clone>(variable: &'static str, value: &Option<T>) -> Result<T, ConfigError> {
+    value.clone().ok_or_else(|| {
+        problem(
+            variable,
+            "is required with HELEKET_MODE=live (set HELEKET_MODE=sandbox to rehearse without money)",
+        )
+    })
+}
+
 /// Reads `HELEKET_MODE`, `API_KEY`, `MERCHANT_UUID` and the other `HELEKET_*` settings.
 pub fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketConfig, ConfigError> {
-    let required = |variable: &'static str| {
-        env.get(variable).ok_or_else(|| {
-            problem(
-                variable,
-                "is required with HELEKET_MODE=live (set HELEKET_MODE=sandbox to rehearse without money)",
-            )
-        })
-    };
-    let mode = match env.get("HELEKET_MODE").as_deref().map(str::trim) {
+    let vars: HeleketVars = env.extract()?;
+    let mode = match vars.heleket_mode.as_deref().map(str::trim) {
         None | Some("live") => HeleketMode::Live {
-            base_url: env
-                .get("HELEKET_API_URL")
-                .unwrap_or_else(|| "https://api.heleket.com".into())
-                .trim_end_matches('/')
-                .to_owned(),
-            merchant_uuid: required("MERCHANT_UUID")?,
-            api_key: Secret::new(required("API_KEY")?),
+            base_url: vars.heleket_api_url.trim_end_matches('/').to_owned(),
+            merchant_uuid: required("MERCHANT_UUID", &vars.merchant_uuid)?,
+            api_key: required("API_KEY", &vars.api_key)?,
         },
         Some("sandbox") => HeleketMode::Sandbox {
-            api_key: match env.get("API_KEY") {
+            api_key: match &vars.api_key {
                 // No published default: a fixed key would let anyone sign sandbox webhooks.
                 None => Secret::new(format!(
                     "sandbox-{}{}",
                     uuid::Uuid::new_v4().simple(),
                     uuid::Uuid::new_v4().simple()
                 )),
-                Some(key) if key.chars().count() >= MIN_SANDBOX_KEY_LEN => Secret::new(key),
+                Some(key) if key.expose().chars().count() >= MIN_SANDBOX_KEY_LEN => key.clone(),
                 Some(_) => {
                     return Err(problem(
                         "API_KEY",
@@ -104,10 +147,7 @@ pub fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketCon
             return Err(problem("HELEKET_API_URL", "must be an http(s) URL"));
         }
     }
-    let callback_url = match (
-        env.get("HELEKET_CALLBACK_URL"),
-        env.get("PRODUCTION_DOMAIN"),
-    ) {
+    let callback_url = match (vars.heleket_callback_url, vars.production_domain) {
         (Some(url), _) if url.starts_with("https://") || url.starts_with("http://") => Some(url),
         (Some(_), _) => {
             return Err(problem("HELEKET_CALLBACK_URL", "must be an http(s) URL"));
@@ -124,24 +164,21 @@ pub fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketCon
             ))
         }
     };
-    let allowed_ips = match env.get("HELEKET_ALLOWED_IPS") {
-        None => Vec::new(),
-        Some(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|ip| {
-                ip.parse::<IpAddr>().map_err(|_| {
-                    problem(
-                        "HELEKET_ALLOWED_IPS",
-                        format!("{ip:?} is not an IP address"),
-                    )
-                })
+    let allowed_ips = vars
+        .heleket_allowed_ips
+        .0
+        .iter()
+        .map(|ip| {
+            ip.parse::<IpAddr>().map_err(|_| {
+                problem(
+                    "HELEKET_ALLOWED_IPS",
+                    format!("{ip:?} is not an IP address"),
+                )
             })
-            .collect::<Result<_, _>>()?,
-    };
+        })
+        .collect::<Result<_, _>>()?;
     let live = matches!(mode, HeleketMode::Live { .. });
-    let network = match env.get("HELEKET_NETWORK") {
+    let network = match vars.heleket_network {
         Some(network) => {
             let network = network.trim().to_owned();
             let valid = (2..=32).contains(&network.len())
@@ -156,7 +193,7 @@ pub fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketCon
             }
             network
         }
-        None => match env.get("LEDGER_CURRENCY").map(|c| c.trim().to_uppercase()) {
+        None => match vars.ledger_currency.map(|c| c.trim().to_uppercase()) {
             None => "ton".to_owned(),
             Some(coin) if coin == "TON" => "ton".to_owned(),
             Some(coin) if !live => coin.to_lowercase(),
@@ -171,16 +208,28 @@ pub fn heleket<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<HeleketCon
     Ok(HeleketConfig {
         mode,
         callback_url,
-        invoice_lifetime_seconds: env.number("HELEKET_INVOICE_LIFETIME", 3_600u32, 300..=43_200)?,
+        invoice_lifetime_seconds: within(
+            "HELEKET_INVOICE_LIFETIME",
+            vars.heleket_invoice_lifetime,
+            300..=43_200,
+        )?,
         allowed_ips,
-        reconcile_interval: env.seconds("HELEKET_RECONCILE_INTERVAL", 60, 1..=86_400)?,
-        request_timeout: env.seconds("HELEKET_TIMEOUT", 10, 1..=120)?,
+        reconcile_interval: Duration::from_secs(within(
+            "HELEKET_RECONCILE_INTERVAL",
+            vars.heleket_reconcile_interval,
+            1..=86_400,
+        )?),
+        request_timeout: Duration::from_secs(within(
+            "HELEKET_TIMEOUT",
+            vars.heleket_timeout,
+            1..=120,
+        )?),
         network,
-        overpay_tolerance_percent: env.number(
+        overpay_tolerance_percent: within(
             "HELEKET_OVERPAY_TOLERANCE_PERCENT",
-            10u32,
+            vars.heleket_overpay_tolerance_percent,
             0..=starledger_ledger::account::MAX_TOLERANCE_PERCENT,
         )?,
-        confirm_webhooks: env.flag("HELEKET_CONFIRM_WEBHOOKS", live)?,
+        confirm_webhooks: vars.heleket_confirm_webhooks.map_or(live, |flag| flag.0),
     })
 }

@@ -49,14 +49,24 @@ pub struct ApiKey {
 /// Shortest accepted API key secret: guessing must not be an option.
 pub const MIN_SECRET_LEN: usize = 16;
 
+/// The variable the keys are read from. Its text is a [`Secret`] as a whole (it holds every
+/// key's secret), so neither reading it nor printing the struct can show one.
+#[derive(Default, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct ApiKeyVars {
+    starledger_api_keys: Option<Secret>,
+}
+
+/// `STARLEDGER_API_KEYS`: `name:role:secret,…`. The list is the domain's own format (a
+/// secret may not be repeated, entries are counted for the message), so it is parsed here.
 pub fn api_keys<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Vec<ApiKey>, ConfigError> {
     const VARIABLE: &str = "STARLEDGER_API_KEYS";
-    let Some(text) = env.get(VARIABLE) else {
+    let Some(text) = env.extract::<ApiKeyVars>()?.starledger_api_keys else {
         return Ok(Vec::new());
     };
     let mut keys = Vec::new();
     let mut secrets = HashSet::new();
-    for (index, entry) in text.split(',').map(str::trim).enumerate() {
+    for (index, entry) in text.expose().split(',').map(str::trim).enumerate() {
         let n = index + 1;
         let mut parts = entry.splitn(3, ':');
         let (Some(name), Some(role), Some(secret)) = (parts.next(), parts.next(), parts.next())

@@ -7,6 +7,7 @@
 
 pub mod server;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,10 +15,10 @@ use rust_decimal::Decimal;
 use starledger_ledger::money::{Amount, Currency};
 use starledger_ledger::pricing::StarPricing;
 pub use starledger_projections::storage::Storage;
-use starledger_settings::{entries, problem};
+use starledger_settings::{problem, within, Entries, Secret};
 pub use starledger_settings::{ConfigError, Env};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub storage: Storage,
     /// Redis for the shared cache; `None` caches in process only.
@@ -74,14 +75,15 @@ impl Config {
     }
 
     pub fn from_process_env() -> Result<Config, ConfigError> {
-        Self::from_env(&Env(|name| std::env::var(name).ok()))
+        Self::from_env(&starledger_settings::process_env())
     }
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Config, ConfigError> {
-        let pool_size = env.number("DATABASE_POOL_SIZE", 10u32, 1..=500)?;
-        let storage = match env.get("DATABASE_URL") {
+        let vars: ConfigVars = env.extract()?;
+        let pool_size = within("DATABASE_POOL_SIZE", vars.database_pool_size, 1..=500)?;
+        let storage = match vars.database_url.as_ref().map(Secret::expose) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Storage::Postgres { url, pool_size }
+                Storage::Postgres { url: url.to_owned(), pool_size }
             }
             Some(url) if url.starts_with("sqlite://") => Storage::Sqlite {
                 path: PathBuf::from(url.trim_start_matches("sqlite://")),
@@ -93,21 +95,18 @@ impl Config {
                 ))
             }
             None => Storage::Sqlite {
-                path: PathBuf::from(env.get("STARLEDGER_SQLITE_PATH").unwrap_or_else(|| "starledger.db".into())),
+                path: PathBuf::from(vars.starledger_sqlite_path),
             },
         };
-        let currency = match env.get("LEDGER_CURRENCY") {
+        let currency = match &vars.ledger_currency {
             None => Currency::ton(),
             Some(code) => {
-                Currency::parse(&code).map_err(|e| problem("LEDGER_CURRENCY", e.to_string()))?
+                Currency::parse(code).map_err(|e| problem("LEDGER_CURRENCY", e.to_string()))?
             }
         };
         let price_per_star =
-            Amount::parse(&env.get("STAR_PRICE").unwrap_or_else(|| "0.0045".into()))
-                .map_err(|e| problem("STAR_PRICE", e.to_string()))?;
-        let markup_text = env
-            .get("STAR_MARKUP_PERCENT")
-            .unwrap_or_else(|| "10".into());
+            Amount::parse(&vars.star_price).map_err(|e| problem("STAR_PRICE", e.to_string()))?;
+        let markup_text = vars.star_markup_percent;
         let markup: Decimal = markup_text.parse().map_err(|_| {
             problem(
                 "STAR_MARKUP_PERCENT",
@@ -116,13 +115,13 @@ impl Config {
         })?;
         let pricing = StarPricing::new(price_per_star, markup)
             .map_err(|e| problem("STAR_MARKUP_PERCENT", e.to_string()))?;
-        let database_read_url = match env.get("DATABASE_READ_URL") {
+        let database_read_url = match vars.database_read_url.as_ref().map(Secret::expose) {
             None => None,
             Some(url)
                 if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
                     && matches!(storage, Storage::Postgres { .. }) =>
             {
-                Some(url)
+                Some(url.to_owned())
             }
             Some(_) => {
                 return Err(problem(
@@ -131,9 +130,9 @@ impl Config {
                 ))
             }
         };
-        let redis_url = match env.get("REDIS_URL") {
+        let redis_url = match vars.redis_url.as_ref().map(Secret::expose) {
             None => None,
-            Some(url) if is_redis_url(&url) => Some(url),
+            Some(url) if is_redis_url(url) => Some(url.to_owned()),
             Some(_) => {
                 return Err(problem(
                     "REDIS_URL",
@@ -141,7 +140,7 @@ impl Config {
                 ))
             }
         };
-        let redis_cluster_nodes = entries(env, "REDIS_CLUSTER_NODES");
+        let redis_cluster_nodes = vars.redis_cluster_nodes.0;
         if !redis_cluster_nodes.iter().all(|node| is_redis_url(node)) {
             return Err(problem(
                 "REDIS_CLUSTER_NODES",
@@ -154,12 +153,14 @@ impl Config {
                 "and REDIS_URL are both set: use one (the cluster's nodes, or one server)",
             ));
         }
-        let redis_sentinels: Vec<String> = entries(env, "REDIS_SENTINELS")
+        let redis_sentinels: Vec<String> = vars
+            .redis_sentinels
+            .0
             .iter()
             .map(|node| format!("redis://{node}"))
             .collect();
-        let redis_sentinel_master = env
-            .get("REDIS_SENTINEL_MASTER")
+        let redis_sentinel_master = vars
+            .redis_sentinel_master
             .unwrap_or_default()
             .trim()
             .to_owned();
@@ -186,20 +187,19 @@ impl Config {
                 ));
             }
         }
-        let cache_ttl_user = env.seconds("CACHE_TTL_USER", 1800, 1..=86_400)?;
-        let cache_ttl_payment = env.seconds("CACHE_TTL_PAYMENT", 900, 1..=86_400)?;
-        let cache_key_prefix = env
-            .get("CACHE_KEY_PREFIX")
-            .unwrap_or_else(|| "starledger".into());
+        let ttl = |variable, value| within(variable, value, 1..=86_400).map(Duration::from_secs);
+        let cache_ttl_user = ttl("CACHE_TTL_USER", vars.cache_ttl_user)?;
+        let cache_ttl_payment = ttl("CACHE_TTL_PAYMENT", vars.cache_ttl_payment)?;
+        let cache_key_prefix = vars.cache_key_prefix;
         if cache_key_prefix.len() > 64 || cache_key_prefix.chars().any(|c| c.is_whitespace()) {
             return Err(problem(
                 "CACHE_KEY_PREFIX",
                 "must be at most 64 characters without spaces",
             ));
         }
-        let log_level_set = env.get("LOG_LEVEL").is_some();
-        let log_level = env
-            .get("LOG_LEVEL")
+        let log_level_set = vars.log_level.is_some();
+        let log_level = vars
+            .log_level
             .unwrap_or_else(|| "info".into())
             .to_lowercase();
         if !["trace", "debug", "info", "warn", "warning", "error"].contains(&log_level.as_str()) {
@@ -208,7 +208,7 @@ impl Config {
                 format!("{log_level:?} is not one of trace, debug, info, warn, error"),
             ));
         }
-        let log_format = match env.get("LOG_FORMAT").map(|t| t.trim().to_lowercase()) {
+        let log_format = match vars.log_format.map(|t| t.trim().to_lowercase()) {
             None => LogFormat::Text,
             Some(t) if t == "text" => LogFormat::Text,
             Some(t) if t == "json" => LogFormat::Json,
@@ -235,6 +235,108 @@ impl Config {
             log_level_set,
             log_format,
         })
+    }
+}
+
+/// The variables every command reads, as given (figment fills it; `from_env` judges it). The
+/// URLs that can carry a password are [`Secret`]s: never printed, never quoted by an error.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct ConfigVars {
+    database_url: Option<Secret>,
+    database_pool_size: u32,
+    starledger_sqlite_path: String,
+    database_read_url: Option<Secret>,
+    redis_url: Option<Secret>,
+    redis_cluster_nodes: Entries,
+    redis_sentinels: Entries,
+    redis_sentinel_master: Option<String>,
+    cache_ttl_user: u64,
+    cache_ttl_payment: u64,
+    cache_key_prefix: String,
+    ledger_currency: Option<String>,
+    /// Prices are the ledger's decimals (`Amount`, `Decimal`), parsed by the domain.
+    star_price: String,
+    star_markup_percent: String,
+    log_level: Option<String>,
+    log_format: Option<String>,
+}
+
+impl Default for ConfigVars {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            database_pool_size: 10,
+            starledger_sqlite_path: "starledger.db".into(),
+            database_read_url: None,
+            redis_url: None,
+            redis_cluster_nodes: Entries::default(),
+            redis_sentinels: Entries::default(),
+            redis_sentinel_master: None,
+            cache_ttl_user: 1800,
+            cache_ttl_payment: 900,
+            cache_key_prefix: "starledger".into(),
+            ledger_currency: None,
+            star_price: "0.0045".into(),
+            star_markup_percent: "10".into(),
+            log_level: None,
+            log_format: None,
+        }
+    }
+}
+
+/// A URL for `Debug`: its user part (`user:password@`) and its query (libpq also reads
+/// `?password=`) replaced. Cut at the last `@`, so a raw `@`, `?` or `/` in a password
+/// over-hides rather than shows a piece of it.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".to_owned();
+    };
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((_, host)) => ("<redacted>@", host),
+        None => ("", rest),
+    };
+    let (rest, query) = match rest.find(['?', '#']) {
+        Some(at) => (&rest[..at], "?<redacted>"),
+        None => (rest, ""),
+    };
+    format!("{scheme}://{user}{rest}{query}")
+}
+
+impl fmt::Debug for Config {
+    /// As derived, but the database and Redis URLs without their passwords.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let storage = match &self.storage {
+            Storage::Postgres { url, pool_size } => {
+                format!(
+                    "Postgres {{ url: {:?}, pool_size: {pool_size} }}",
+                    without_password(url)
+                )
+            }
+            other => format!("{other:?}"),
+        };
+        let hide = |url: &Option<String>| url.as_deref().map(without_password);
+        let nodes: Vec<String> = self
+            .redis_cluster_nodes
+            .iter()
+            .map(|n| without_password(n))
+            .collect();
+        f.debug_struct("Config")
+            .field("storage", &format_args!("{storage}"))
+            .field("redis_url", &hide(&self.redis_url))
+            .field("database_read_url", &hide(&self.database_read_url))
+            .field("redis_cluster_nodes", &nodes)
+            .field("redis_sentinels", &self.redis_sentinels)
+            .field("redis_sentinel_master", &self.redis_sentinel_master)
+            .field("cache_ttl_user", &self.cache_ttl_user)
+            .field("cache_ttl_payment", &self.cache_ttl_payment)
+            .field("cache_key_prefix", &self.cache_key_prefix)
+            .field("currency", &self.currency)
+            .field("pricing", &self.pricing)
+            .field("log_level", &self.log_level)
+            .field("log_level_set", &self.log_level_set)
+            .field("log_format", &self.log_format)
+            .finish()
     }
 }
 
@@ -368,6 +470,70 @@ mod tests {
             let error = config(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable);
             assert!(error.to_string().starts_with(variable));
+        }
+    }
+
+    #[test]
+    fn a_malformed_number_says_what_is_wrong() {
+        let error = config(&[("DATABASE_POOL_SIZE", "lots")]).unwrap_err();
+        assert_eq!(error.variable, "DATABASE_POOL_SIZE");
+        assert_eq!(
+            error.to_string(),
+            "DATABASE_POOL_SIZE: \"lots\" is not a whole number"
+        );
+        let error = config(&[("CACHE_TTL_USER", "90000")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "CACHE_TTL_USER: 90000 is not a number from 1 to 86400"
+        );
+    }
+
+    #[test]
+    fn a_password_in_a_url_never_shows() {
+        for (variable, value) in [
+            ("DATABASE_URL", "mysql://shop:hunter2-pw@db/shop"),
+            ("DATABASE_READ_URL", "mysql://shop:hunter2-pw@standby/shop"),
+            ("REDIS_URL", "http://:hunter2-pw@cache:6379"),
+            (
+                "REDIS_CLUSTER_NODES",
+                "redis://:hunter2-pw@a:7000, http://:hunter2-pw@b",
+            ),
+        ] {
+            let mut vars = vec![(variable, value)];
+            if variable == "DATABASE_READ_URL" {
+                vars.push(("DATABASE_URL", "postgres://shop:hunter2-pw@db/shop"));
+            }
+            let error = config(&vars).unwrap_err();
+            assert_eq!(error.variable, variable);
+            assert!(!error.to_string().contains("hunter2"), "{error}");
+            assert!(!format!("{error:?}").contains("hunter2"), "{error:?}");
+        }
+        let config = config(&[
+            ("DATABASE_URL", "postgres://shop:hunter2-pw@db:5432/shop"),
+            (
+                "DATABASE_READ_URL",
+                "postgresql://shop:hunter2-pw@standby/shop",
+            ),
+            ("REDIS_URL", "redis://:hunter2-pw@cache:6379/0"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("postgres://<redacted>@db:5432/shop"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("redis://<redacted>@cache:6379/0"),
+            "{printed}"
+        );
+        for (url, shown) in [
+            ("postgres://u@h/db", "postgres://<redacted>@h/db"),
+            ("postgres://h/db?password=pw", "postgres://h/db?<redacted>"),
+            ("postgres://u:p@s?s/w@h/db", "postgres://<redacted>@h/db"),
+            ("redis://cache:6379", "redis://cache:6379"),
+        ] {
+            assert_eq!(without_password(url), shown);
         }
     }
 }

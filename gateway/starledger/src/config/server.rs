@@ -13,7 +13,38 @@ use starledger_fulfilment::settings::{FragmentConfig, FragmentMode};
 pub use starledger_heleket::settings::{HeleketConfig, HeleketMode, MIN_SANDBOX_KEY_LEN};
 pub use starledger_http::settings::{ApiKey, Role};
 pub use starledger_settings::Secret;
-use starledger_settings::{problem, ConfigError, Env};
+use starledger_settings::{problem, within, ConfigError, Env, Flag};
+
+/// The variables only `serve` reads for itself, as given (figment fills it; `from_env` judges
+/// it). The adapters' variables are read by their crates.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE", default)]
+struct ServerVars {
+    webhook_host: String,
+    webhook_port: u16,
+    /// Unset: one worker per core.
+    http_workers: Option<usize>,
+    max_body_bytes: usize,
+    read_your_writes_timeout_ms: u64,
+    request_timeout_ms: u64,
+    shutdown_timeout: u64,
+    trust_proxy_headers: Flag,
+}
+
+impl Default for ServerVars {
+    fn default() -> Self {
+        Self {
+            webhook_host: "0.0.0.0".into(),
+            webhook_port: 8001,
+            http_workers: None,
+            max_body_bytes: 64 * 1024,
+            read_your_writes_timeout_ms: 2_000,
+            request_timeout_ms: 5_000,
+            shutdown_timeout: 30,
+            trust_proxy_headers: Flag(false),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -42,28 +73,36 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     pub fn from_process_env() -> Result<Self, ConfigError> {
-        Self::from_env(&Env(|name| std::env::var(name).ok()))
+        Self::from_env(&starledger_settings::process_env())
     }
 
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let vars: ServerVars = env.extract()?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let millis =
+            |variable, value, range| within(variable, value, range).map(Duration::from_millis);
         Self {
-            host: env.get("WEBHOOK_HOST").unwrap_or_else(|| "0.0.0.0".into()),
-            port: env.number("WEBHOOK_PORT", 8001u16, 0..=65_535)?,
-            workers: env.number("HTTP_WORKERS", cores, 1..=256)?,
-            max_body_bytes: env.number("MAX_BODY_BYTES", 64 * 1024, 256..=16 * 1024 * 1024)?,
-            read_your_writes: Duration::from_millis(env.number(
+            host: vars.webhook_host,
+            // The type is the range: every u16 is a port (0 picks a free one).
+            port: vars.webhook_port,
+            workers: within("HTTP_WORKERS", vars.http_workers.unwrap_or(cores), 1..=256)?,
+            max_body_bytes: within(
+                "MAX_BODY_BYTES",
+                vars.max_body_bytes,
+                256..=16 * 1024 * 1024,
+            )?,
+            read_your_writes: millis(
                 "READ_YOUR_WRITES_TIMEOUT_MS",
-                2_000u64,
+                vars.read_your_writes_timeout_ms,
                 0..=60_000,
+            )?,
+            request_timeout: millis("REQUEST_TIMEOUT_MS", vars.request_timeout_ms, 500..=600_000)?,
+            shutdown_timeout: Duration::from_secs(within(
+                "SHUTDOWN_TIMEOUT",
+                vars.shutdown_timeout,
+                1..=600,
             )?),
-            request_timeout: Duration::from_millis(env.number(
-                "REQUEST_TIMEOUT_MS",
-                5_000u64,
-                500..=600_000,
-            )?),
-            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT", 30, 1..=600)?,
-            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
+            trust_proxy_headers: vars.trust_proxy_headers.0,
             api_keys: starledger_http::settings::api_keys(env)?,
             heleket: starledger_heleket::settings::heleket(env)?,
             telegram: starledger_bot::settings::telegram(env)?,
