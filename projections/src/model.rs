@@ -214,6 +214,7 @@ impl Page {
                 debt: Decimal::ZERO,
                 updated_at: p.recorded_at,
                 position: p.position,
+                no_money_events: false,
             });
             match part {
                 Part::Available => row.available += posting.amount,

@@ -86,7 +86,9 @@ impl Queries {
     }
 
     /// The user's balance; with `at_least`, one that reflects at least that log position
-    /// (for a balance the caller's own command changed).
+    /// (for a balance the caller's own command changed). A registered user with no money
+    /// events yet gets a zero row marked `no_money_events` (see [`Queries::load_balance`]),
+    /// cached like any other; `None` only for a user the read models do not know.
     pub async fn balance(
         &self,
         user_id: i64,
@@ -97,11 +99,13 @@ impl Queries {
         let read = self.source(None).await;
         let cached = self
             .cache
-            .balance(user_id, || read.balance(user_id))
+            .balance(user_id, || self.load_balance(read, user_id))
             .await?;
         match (cached, at_least) {
             (Some(row), Some(wanted)) if row.position < wanted => {
-                let fresh = self.source(Some(wanted)).await.balance(user_id).await?;
+                let fresh = self
+                    .load_balance(self.source(Some(wanted)).await, user_id)
+                    .await?;
                 if let Some(fresh) = &fresh {
                     self.cache.store_balance(fresh).await;
                 }
@@ -109,6 +113,41 @@ impl Queries {
             }
             (cached, _) => Ok(cached),
         }
+    }
+
+    /// The balance row from `read`; for a registered user without one, a zero row standing
+    /// for it. Most bot users ask for their balance before they ever pay: without this every
+    /// such read would miss the cache and reach the database.
+    ///
+    /// The zero row's position is the balances projection's checkpoint, read on the same
+    /// snapshot as the row's absence ([`ReadStore::balance_as_of`]): no balance event of the
+    /// user is at or below it, so the first real row (at a higher position) always replaces
+    /// it, in L1 and in Redis, and a zero row written back late is refused by the same
+    /// position guard as any stale row. (The profile's position would not do: a profile
+    /// change can come after a credit the balances projection has not applied yet, and a
+    /// zero at that position would then hide the credit.)
+    async fn load_balance(
+        &self,
+        read: &Arc<dyn ReadStore>,
+        user_id: i64,
+    ) -> Result<Option<BalanceRow>, ReadError> {
+        let (row, as_of) = read.balance_as_of(user_id).await?;
+        if row.is_some() {
+            return Ok(row);
+        }
+        let Some(profile) = self.user(user_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(BalanceRow {
+            user_id,
+            currency: profile.currency,
+            available: rust_decimal::Decimal::ZERO,
+            reserved: rust_decimal::Decimal::ZERO,
+            debt: rust_decimal::Decimal::ZERO,
+            updated_at: profile.registered_at,
+            position: as_of,
+            no_money_events: true,
+        }))
     }
 
     /// After a write for `user_id` was acknowledged here and the projections reached it: the

@@ -34,6 +34,13 @@ pub struct BalanceRow {
     pub debt: Decimal,
     pub updated_at: DateTime<Utc>,
     pub position: u64,
+    /// This row stands for a `balances` row that does not exist: the user is registered but
+    /// no money event has touched their account. Its amounts are zero and its `position` is
+    /// the balances projection's checkpoint when the absence was read (no balance event of
+    /// this user is at or below it), so the cache holds it under the same position guard as
+    /// any row and the first real row replaces it. Never true for a row of the table.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_money_events: bool,
 }
 
 impl BalanceRow {

@@ -53,6 +53,7 @@ fn balance(user_id: i64, position: u64) -> BalanceRow {
             .timestamp_opt(1_700_000_000 + (position % 1_000_000_000) as i64, 0)
             .unwrap(),
         position,
+        no_money_events: false,
     }
 }
 

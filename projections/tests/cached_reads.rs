@@ -218,7 +218,116 @@ async fn redis_down_degrades_to_database_reads(backend: &Backend) {
     runner.shutdown().await;
 }
 
+/// A registered user who has not paid yet: the first balance read loads a zero row from the
+/// database and caches it (position: the balances projection's checkpoint), later reads are
+/// cache hits, and the first credit replaces it in every instance.
+async fn a_registered_users_zero_balance_is_cached_until_the_first_credit(backend: &Backend) {
+    let events = backend.open(CommitMode::default()).await;
+    let read = read_store(backend).await;
+    let ledger = Ledger::new(events.clone());
+    let prefix = format!("test-{}", uuid::Uuid::new_v4());
+    let (reader, other) = (cache(&prefix).await, cache(&prefix).await);
+    let queries = Queries::new(read.clone(), reader.clone());
+    let elsewhere = Queries::new(read.clone(), other.clone());
+    let runner = Runner::start(events.clone(), read.clone(), RunnerSettings::default());
+    // Given: Ann registered, then Bob, whose registration moves the balances checkpoint past
+    // Ann's own events.
+    let (ann, bob) = (user(21), user(22));
+    let registered = ledger
+        .execute(ann, register(), &context("reg-21"))
+        .await
+        .unwrap();
+    let head = ledger
+        .execute(bob, register(), &context("reg-22"))
+        .await
+        .unwrap()
+        .position;
+    runner
+        .wait_for(head, Duration::from_secs(10))
+        .await
+        .unwrap();
+    for cache in [&reader, &other] {
+        cache.adopt_history(events.as_ref()).await.unwrap();
+    }
+    // When: Ann's balance is read three times.
+    let loads_before = reader.stats().loads;
+    let zero = queries.balance(21, None).await.unwrap().unwrap();
+    let after_first = reader.stats().loads;
+    for _ in 0..2 {
+        assert_eq!(queries.balance(21, None).await.unwrap().unwrap(), zero);
+    }
+    // Then: zeros, marked, at the checkpoint (not Ann's own registration), loaded once (the
+    // balance, and the profile that says she is registered) and then served from the cache.
+    assert!(zero.no_money_events);
+    assert_eq!(
+        (zero.available, zero.reserved, zero.debt),
+        (Default::default(), Default::default(), Default::default())
+    );
+    assert_eq!(zero.currency, "TON");
+    assert_eq!(zero.position, head);
+    assert!(zero.position > registered.position);
+    assert!(after_first > loads_before, "the first read loads");
+    assert_eq!(
+        reader.stats().loads,
+        after_first,
+        "later reads are cache hits"
+    );
+    // An unknown user is not a zero balance, and nothing is cached for them.
+    assert_eq!(queries.balance(23, None).await.unwrap(), None);
+
+    // When: Ann's first recharge settles, and the cache projector stores her row.
+    let (stop_projector, stopped) = watch::channel(false);
+    let projector = cache_projector::start(events.clone(), read.clone(), reader.clone(), stopped);
+    ledger
+        .execute(ann, request_recharge(ann, "r1", "5"), &context("req-21"))
+        .await
+        .unwrap();
+    let credited = ledger
+        .execute(ann, settle(ann, "r1", "5"), &context("paid-21"))
+        .await
+        .unwrap();
+    runner
+        .wait_for(credited.position, Duration::from_secs(10))
+        .await
+        .unwrap();
+    // Then: her own read shows it at once, and once the cache projector has stored the row
+    // and in-process entries have aged out, a plain read on either instance does too.
+    let own = queries
+        .balance(21, Some(credited.position))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(own.available.normalize().to_string(), "5");
+    assert!(!own.no_money_events);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let checkpoints = read.checkpoints().await.unwrap();
+            if checkpoints
+                .iter()
+                .any(|c| c.name == cache_projector::CHECKPOINT && c.position >= credited.position)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the cache projector catches up");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for instance in [&queries, &elsewhere] {
+        let row = instance.balance(21, None).await.unwrap().unwrap();
+        assert_eq!(row.available.normalize().to_string(), "5");
+        assert!(!row.no_money_events);
+    }
+    stop_projector
+        .send(true)
+        .expect("the cache projector is still running when told to stop");
+    projector.await.unwrap();
+    runner.shutdown().await;
+}
+
 on_every_backend!(
+    a_registered_users_zero_balance_is_cached_until_the_first_credit,
     cached_balances_never_go_backwards_and_end_current,
     the_callers_own_write_shows_immediately,
     redis_down_degrades_to_database_reads,

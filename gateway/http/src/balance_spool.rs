@@ -171,6 +171,7 @@ mod tests {
             debt: Decimal::ZERO,
             updated_at: chrono::Utc::now(),
             position: 1,
+            no_money_events: false,
         }
     }
 

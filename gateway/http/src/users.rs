@@ -196,15 +196,17 @@ async fn reach(
     }
 }
 
-/// A balance as the API shows it. A registered user with no money events yet has zeros.
+/// A balance as the API shows it. A registered user with no money events yet has zeros, with
+/// the profile's position and registration time (the cached zero row's own position is the
+/// cache's guard, not an event of this user).
 pub async fn balance_json(
     state: &AppState,
     user: UserId,
     row: Option<BalanceRow>,
 ) -> Result<Value, ApiError> {
     let row = match row {
-        Some(row) => row,
-        None => {
+        Some(row) if !row.no_money_events => row,
+        _ => {
             let profile = state
                 .queries
                 .user(user.get())
@@ -218,6 +220,7 @@ pub async fn balance_json(
                 debt: Decimal::ZERO,
                 updated_at: profile.registered_at,
                 position: profile.position,
+                no_money_events: true,
             }
         }
     };

@@ -5,8 +5,9 @@
 //! (`BENCH_HELEKET_KEY`), and has a service key (`BENCH_SERVICE_KEY`). It may be one instance
 //! or several behind a load balancer. The set-up goes through the API as any client's would:
 //! register the users, ask one invoice per webhook to come (`POST /v1/users/{id}/recharges`),
-//! note each balance. Then the two timed phases of `bench http`: the signed `paid` webhooks,
-//! then cached balance reads.
+//! note each balance. Then the timed phases of `bench http`: the signed `paid` webhooks,
+//! cached balance reads, and (only here) balance reads of users who registered and have not
+//! paid, which a wave of new bot users makes.
 //!
 //! Nothing here can read the server's log, so correctness is judged from outside: every
 //! webhook must be answered `recorded`, and every user's balance must have grown by exactly
@@ -74,22 +75,9 @@ pub(crate) async fn measure(options: &HttpBench, url: &str) -> anyhow::Result<Re
     }
 
     let started = Instant::now();
-    // Users of this run only: a random block of Telegram-sized ids, so runs against one
-    // database do not share accounts (balances are compared as growth anyway).
-    let block = uuid::Uuid::new_v4().as_u128() % 1_000_000;
-    let first = FIRST_USER + block as i64 * 10_000;
-    let users: Vec<UserId> = (0..options.users as i64)
-        .map(|n| UserId::new(first + n))
-        .collect::<Result<_, _>>()?;
     let connections = options.connections as usize;
-    stream::iter(
-        users
-            .iter()
-            .map(|user| register(&client, &base, &keys, *user)),
-    )
-    .buffer_unordered(connections)
-    .try_collect::<Vec<()>>()
-    .await?;
+    let users = fresh_users(options.users)?;
+    register_all(&client, &base, &keys, &users, connections).await?;
     let before: Vec<Decimal> = stream::iter(
         users
             .iter()
@@ -151,11 +139,11 @@ pub(crate) async fn measure(options: &HttpBench, url: &str) -> anyhow::Result<Re
         ));
     }
 
-    let balance_urls = balance_urls(&base, &users);
+    let funded_urls = balance_urls(&base, &users);
     warm_up(
         &client,
         &keys.authorization,
-        &balance_urls,
+        &funded_urls,
         options.connections,
         &mut problems,
     )
@@ -164,10 +152,35 @@ pub(crate) async fn measure(options: &HttpBench, url: &str) -> anyhow::Result<Re
         read_balances(
             &client,
             &keys.authorization,
-            &balance_urls,
+            &funded_urls,
             options.reads,
             options.connections,
             "cached balance reads",
+        )
+        .await,
+    );
+
+    // Users who registered and have not paid: most bot users read their balance before they
+    // ever pay, and that read must be as cheap as any cached one (issue 17, point 5).
+    let newcomers = fresh_users(options.users)?;
+    register_all(&client, &base, &keys, &newcomers, connections).await?;
+    let newcomer_urls = balance_urls(&base, &newcomers);
+    warm_up(
+        &client,
+        &keys.authorization,
+        &newcomer_urls,
+        options.connections,
+        &mut problems,
+    )
+    .await;
+    rows.push(
+        read_balances(
+            &client,
+            &keys.authorization,
+            &newcomer_urls,
+            options.reads,
+            options.connections,
+            "balance reads, users with no money yet",
         )
         .await,
     );
@@ -177,6 +190,30 @@ pub(crate) async fn measure(options: &HttpBench, url: &str) -> anyhow::Result<Re
         cache: None,
         problems,
     })
+}
+
+/// Users of this run only: a random block of Telegram-sized ids, so runs against one
+/// database do not share accounts (balances are compared as growth anyway).
+fn fresh_users(count: u64) -> anyhow::Result<Vec<UserId>> {
+    let block = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    let first = FIRST_USER + block as i64 * 10_000;
+    Ok((0..count as i64)
+        .map(|n| UserId::new(first + n))
+        .collect::<Result<_, _>>()?)
+}
+
+async fn register_all(
+    client: &reqwest::Client,
+    base: &str,
+    keys: &Keys,
+    users: &[UserId],
+    connections: usize,
+) -> anyhow::Result<()> {
+    stream::iter(users.iter().map(|user| register(client, base, keys, *user)))
+        .buffer_unordered(connections)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 async fn register(

@@ -96,6 +96,12 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The user's balance in their account currency.
     async fn balance(&self, user_id: i64) -> Result<Option<BalanceRow>, ReadError>;
 
+    /// [`ReadStore::balance`], with the balances projection's checkpoint read in the same
+    /// statement, so on one snapshot: when there is no row, no balance event of this user is
+    /// at or below that position (the projector commits rows and checkpoint together). What
+    /// lets a zero balance be cached under the position guard (`Queries::balance`).
+    async fn balance_as_of(&self, user_id: i64) -> Result<(Option<BalanceRow>, u64), ReadError>;
+
     /// History newest first; `before` is a cursor from a previous page.
     async fn history(
         &self,

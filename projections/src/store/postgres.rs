@@ -104,6 +104,7 @@ fn balance_from_row(row: &PgRow) -> Result<BalanceRow, ReadError> {
         debt: row.try_get("debt")?,
         updated_at: row.try_get("updated_at")?,
         position: row.try_get::<i64, _>("position")? as u64,
+        no_money_events: false,
     })
 }
 
@@ -241,6 +242,26 @@ impl ReadStore for PgReadStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.as_ref().map(balance_from_row).transpose()
+    }
+
+    async fn balance_as_of(&self, user_id: i64) -> Result<(Option<BalanceRow>, u64), ReadError> {
+        // Two tables in one statement, unlike the rule above, and safe: a rebuild renames
+        // `balances` but only locks and updates rows of `projection_checkpoints`, which a
+        // reader's share lock does not conflict with, so no lock cycle can form.
+        let row = sqlx::query(
+            "SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = 'balances'), 0) AS as_of, b.* \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN LATERAL (SELECT * FROM balances WHERE user_id = $1 ORDER BY currency LIMIT 1) AS b ON true",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let as_of = row.try_get::<i64, _>("as_of")? as u64;
+        let balance = match row.try_get::<Option<i64>, _>("user_id")? {
+            Some(_) => Some(balance_from_row(&row)?),
+            None => None,
+        };
+        Ok((balance, as_of))
     }
 
     async fn history(

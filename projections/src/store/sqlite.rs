@@ -117,6 +117,7 @@ fn balance_from_row(row: &SqliteRow) -> Result<BalanceRow, ReadError> {
         debt: decimal(row, "debt")?,
         updated_at: time(row, "updated_at")?,
         position: row.try_get::<i64, _>("position")? as u64,
+        no_money_events: false,
     })
 }
 
@@ -230,6 +231,24 @@ impl ReadStore for SqliteReadStore {
                 .fetch_optional(&self.pool)
                 .await?;
         row.as_ref().map(balance_from_row).transpose()
+    }
+
+    async fn balance_as_of(&self, user_id: i64) -> Result<(Option<BalanceRow>, u64), ReadError> {
+        // One statement, so one snapshot of the table and its checkpoint (see the trait).
+        let row = sqlx::query(
+            "SELECT COALESCE((SELECT position FROM projection_checkpoints WHERE name = 'balances'), 0) AS as_of, b.* \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN (SELECT * FROM balances WHERE user_id = ?1 ORDER BY currency LIMIT 1) AS b ON 1",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let as_of = row.try_get::<i64, _>("as_of")? as u64;
+        let balance = match row.try_get::<Option<i64>, _>("user_id")? {
+            Some(_) => Some(balance_from_row(&row)?),
+            None => None,
+        };
+        Ok((balance, as_of))
     }
 
     async fn history(
