@@ -3,14 +3,18 @@
 //! databases, report tables) are not part of the production binary; this keeps the documented
 //! command working.
 //!
-//! Under `cargo run`, where the bench binary may not have been built yet, it is built first
-//! with the same profile (cargo tells the program where it is through `CARGO`).
+//! Under `cargo run -p starledger-gateway`, which builds only this binary, the bench binary is
+//! built first with the same profile, so it is neither missing nor stale (cargo tells the
+//! program where it is through `CARGO`, and which package it ran through `CARGO_PKG_NAME`).
+//! Anywhere else (an installed binary, a test that inherited cargo's variables) the binary
+//! beside this one is run as it is.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const BENCH_BINARY: &str = "starledger-bench";
+const PACKAGE: &str = "starledger-gateway";
 
 pub fn run(args: &[OsString]) -> ExitCode {
     let Some(binary) = bench_binary() else {
@@ -40,7 +44,8 @@ fn bench_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let directory = exe.parent()?;
     let binary = directory.join(format!("{BENCH_BINARY}{}", std::env::consts::EXE_SUFFIX));
-    if let Some(cargo) = std::env::var_os("CARGO") {
+    let run_by_cargo = std::env::var_os("CARGO_PKG_NAME").is_some_and(|name| name == PACKAGE);
+    if let (true, Some(cargo)) = (run_by_cargo, std::env::var_os("CARGO")) {
         build_with_cargo(&cargo, directory);
     }
     binary.is_file().then_some(binary)
