@@ -71,20 +71,12 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
-/// The process environment, read through figment's [`figment::providers::Env`] restricted to
-/// the one variable asked for (case-sensitively, as the shell sets it). Its text is taken
-/// as is: the provider's own value parsing would unquote `"…"`, read `[…]` as a list and turn
-/// digits into numbers, which would change (or, in an error, print) a secret.
+/// The process environment, asked for one variable at a time by its exact name. The text
+/// goes to figment as it is (see [`Env::figment`]): figment's own environment provider would
+/// unquote `"…"`, read `[…]` as a list and turn digits into numbers, which would change (or,
+/// in an error, print) a secret. A value that is not UTF-8 counts as unset.
 pub fn process_env() -> Env<impl Fn(&str) -> Option<String>> {
-    Env(|name: &str| {
-        let wanted = name.to_owned();
-        figment::providers::Env::raw()
-            .filter(move |key| key.as_str() == wanted)
-            .lowercase(false)
-            .iter()
-            .next()
-            .map(|(_, value)| value)
-    })
+    Env(|name: &str| std::env::var(name).ok())
 }
 
 /// figment's error, said as `VARIABLE: problem`. A secret's field cannot fail (see
