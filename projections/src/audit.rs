@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use starledger_ledger::audit::{AuditReport, LogAudit};
 use starledger_ledger::events::AccountEvent;
 use starledger_ledger::postings::LedgerAccount;
@@ -427,25 +427,61 @@ pub async fn balances_at_with(
     Ok(passes)
 }
 
-/// One event, with its hashes, as the JSON object an export line holds.
-pub fn export_line(e: &RecordedEvent) -> Result<Value, ProjectionError> {
+/// One line of an export (`audit export`, `/v1/audit/events`): a stored event with its
+/// hashes. Displays as its JSON object, on one line.
+#[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = AuditEvent))]
+pub struct EventLine {
+    pub position: u64,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^account-[1-9][0-9]*$"))]
+    pub stream_id: String,
+    pub stream_version: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
+    pub event_id: starledger_ledger::ids::EventId,
+    /// See `schemas/events/`.
+    #[cfg_attr(feature = "openapi", schema(example = "RechargeSettled"))]
+    pub event_type: String,
+    pub schema_version: i32,
+    /// The event, as `schemas/events/<event_type>.v<schema_version>.json` describes it.
+    pub data: Value,
+    /// As `schemas/events/EventMetadata.json` describes it.
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    /// SHA-256 of the previous event (hex).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub prev_hash: String,
+    /// SHA-256 chaining this event to `prev_hash` (hex).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{64}$"))]
+    pub hash: String,
+}
+
+impl std::fmt::Display for EventLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// One event, with its hashes, as an export line.
+pub fn export_line(e: &RecordedEvent) -> Result<EventLine, ProjectionError> {
     let unreadable = |error: serde_json::Error| ProjectionError::Undecodable {
         position: e.position,
         reason: format!("stored JSON does not parse: {error}"),
     };
-    Ok(json!({
-        "position": e.position,
-        "stream_id": e.stream_id,
-        "stream_version": e.stream_version,
-        "event_id": e.event_id,
-        "event_type": e.event_type,
-        "schema_version": e.schema_version,
-        "data": e.data_value().map_err(unreadable)?,
-        "metadata": e.metadata_value().map_err(unreadable)?,
-        "recorded_at": e.recorded_at,
-        "prev_hash": e.prev_hash.to_hex(),
-        "hash": e.hash.to_hex(),
-    }))
+    Ok(EventLine {
+        position: e.position,
+        stream_id: e.stream_id.clone(),
+        stream_version: e.stream_version,
+        event_id: e.event_id,
+        event_type: e.event_type.clone(),
+        schema_version: e.schema_version,
+        data: e.data_value().map_err(unreadable)?,
+        metadata: e.metadata_value().map_err(unreadable)?,
+        recorded_at: e.recorded_at,
+        prev_hash: e.prev_hash.to_hex(),
+        hash: e.hash.to_hex(),
+    })
 }
 
 /// Writes every event, with its hashes, as one JSON object per line. Returns the count.

@@ -4,8 +4,9 @@
 //! and bad path ids, bad query strings and idempotency keys, undocumented methods.
 //!
 //! The endpoints, their parameters and their example bodies are read from
-//! `schemas/openapi.json` (which `gateway/tests/openapi.rs` keeps equal to the registered
-//! routes), so a new route is swept as soon as it exists. Every case must be answered with a
+//! `schemas/openapi.json` (generated from the registered handlers, and kept equal to what they
+//! generate by `gateway/starledger/tests/openapi.rs`), so a new route is swept as soon as it
+//! exists. Every case must be answered with a
 //! 4xx in the API's error format (`{"error":{"code","message"}}`), never a 5xx; afterwards
 //! the process is still alive, `/healthz` answers 200, the log holds exactly as many events
 //! as before, and `starledger audit verify` passes.

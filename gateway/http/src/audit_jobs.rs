@@ -7,23 +7,26 @@
 //! result, until the next one replaces it: a verify report is small and kept as JSON; the
 //! balances go to a [`BalanceSpool`] on disk and are read back a page at a time.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde::Serialize;
 use starledger_ledger::store::{EventStore, StoreError};
 use starledger_projections::audit::{self, ReplaySettings, VerifyReport};
 use starledger_projections::runtime::ProjectionError;
 use starledger_projections::store::ReadStore;
 use tokio::task::JoinError;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::balance_spool::{BalanceSpool, SpoolError, SpoolWriter};
+use super::balance_spool::{BalanceAt, BalanceSpool, SpoolError, SpoolWriter};
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::jobs::{Job, JobSlot};
 use super::state::AppState;
+use super::wire::DecimalText;
 
 /// What an auditor asked for. Two requests for the same thing share one running job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +66,8 @@ impl JobState {
 /// What a finished job found.
 #[derive(Debug, Clone)]
 pub enum AuditResult {
-    /// The body `GET /v1/audit/verify` answered when it ran inside the request.
-    Verify(Arc<Value>),
+    /// The report, as the API shows it.
+    Verify(Arc<VerifyAnswer>),
     Balances(Arc<BalanceSpool>),
 }
 
@@ -99,30 +102,108 @@ impl AuditJob {
         format!("/v1/audit/jobs/{}", self.id)
     }
 
-    fn params(&self) -> Value {
+    fn params(&self) -> JobParams {
         match &self.request {
-            AuditRequest::Verify { with_tables } => {
-                json!({"scope": if *with_tables { "all" } else { "log" }})
-            }
-            AuditRequest::Balances { .. } => json!({"at": self.at}),
+            AuditRequest::Verify { with_tables } => JobParams::Verify {
+                scope: if *with_tables { "all" } else { "log" },
+            },
+            AuditRequest::Balances { .. } => JobParams::Balances { at: self.at },
         }
     }
 
     /// The job as the API shows it, with `result` as given.
-    pub fn json(&self, result: Value) -> Value {
-        json!({
-            "id": self.id,
-            "kind": self.request.kind(),
-            "params": self.params(),
-            "state": self.state.name(),
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "started_by": self.started_by,
-            "progress": {"events_done": self.events_done, "events_total": self.events_total},
-            "result": result,
-            "error": self.error,
-        })
+    pub fn answer(&self, result: Option<JobResult>) -> AuditJobAnswer {
+        AuditJobAnswer {
+            id: self.id,
+            kind: self.request.kind(),
+            params: self.params(),
+            state: self.state.name(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            started_by: self.started_by.clone(),
+            progress: Progress {
+                events_done: self.events_done,
+                events_total: self.events_total,
+            },
+            result,
+            error: self.error.clone(),
+        }
     }
+}
+
+/// An audit job (verify or balances at a moment) and how it is going. Jobs are per process,
+/// one at a time; the last one is kept, with its result, until the next one starts.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditJob)]
+pub struct AuditJobAnswer {
+    id: Uuid,
+    /// `verify` or `balances`.
+    #[schema(example = "verify")]
+    kind: &'static str,
+    params: JobParams,
+    /// `running`, `succeeded` or `failed`.
+    #[schema(example = "running")]
+    state: &'static str,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    /// The name of the key that started it.
+    started_by: String,
+    progress: Progress,
+    /// Null until it succeeds. verify: the report; balances: one page of it (`cursor`,
+    /// `limit`).
+    result: Option<JobResult>,
+    /// Why it failed.
+    error: Option<String>,
+}
+
+/// What the job was asked: verify `{"scope": "all"|"log"}`; balances `{"at": time}` (the
+/// request's `at`, or when the job started).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+enum JobParams {
+    Verify {
+        /// `all` or `log`.
+        scope: &'static str,
+    },
+    Balances {
+        at: DateTime<Utc>,
+    },
+}
+
+/// How far a job has read.
+#[derive(Debug, Serialize, ToSchema)]
+struct Progress {
+    /// Events read so far (a large log is read once per replay pass).
+    events_done: u64,
+    /// Events the job expects to read in all.
+    events_total: u64,
+}
+
+/// A finished job's result.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobResult {
+    Verify(VerifyAnswer),
+    Balances(BalancesAt),
+}
+
+/// A page of every balance at `at`, in (user, currency) order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalancesAt {
+    pub at: DateTime<Utc>,
+    /// The rows, as the spool holds them.
+    #[schema(value_type = Vec<BalanceAt>)]
+    pub balances: Vec<serde_json::Value>,
+    /// Balances in the whole result.
+    pub count: u64,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<u64>,
+}
+
+/// The job a request started, or the same job already running.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditJobAccepted {
+    job: AuditJobAnswer,
 }
 
 /// Starts the job `request` asks for, or finds it running; answers 202 with the job and its
@@ -177,7 +258,9 @@ pub fn start(
     };
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", job.location()))
-        .json(json!({"job": job.json(Value::Null)})))
+        .json(AuditJobAccepted {
+            job: job.answer(None),
+        }))
 }
 
 /// Why an audit job failed. Its text is the job's `error`, as auditors read it.
@@ -259,7 +342,7 @@ async fn run(
         AuditRequest::Verify { with_tables } => {
             let read = with_tables.then_some(read.as_ref());
             let report = audit::verify_with(&events, read, settings, progress).await?;
-            Ok(AuditResult::Verify(Arc::new(verify_json(&report))))
+            Ok(AuditResult::Verify(Arc::new(VerifyAnswer::from(&report))))
         }
         AuditRequest::Balances { .. } => {
             let mut writer = SpoolWriter::default();
@@ -281,36 +364,87 @@ async fn run(
     }
 }
 
-/// A verify report as the API shows it.
-pub fn verify_json(report: &VerifyReport) -> Value {
-    let tables: serde_json::Map<String, Value> = report
-        .tables
-        .iter()
-        .map(|(table, (checkpoint, differences))| {
-            let shown: Vec<_> = differences
+/// A verification. Answered whether or not the ledger is sound: read `sound`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = VerifyReport)]
+pub struct VerifyAnswer {
+    /// No finding and no table difference.
+    sound: bool,
+    events: u64,
+    head_position: u64,
+    /// The hash of the last event, 64 hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    head_hash: String,
+    /// Sum of all postings per currency; zero in a sound ledger.
+    trial_balance: BTreeMap<String, DecimalText>,
+    /// Broken hashes, postings or invariants.
+    findings: Vec<String>,
+    /// Each read model (by table name) against a fresh replay; empty with `scope=log`.
+    tables: BTreeMap<String, TableCheck>,
+    elapsed_ms: u64,
+}
+
+/// One read model against the replay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+struct TableCheck {
+    /// The position the table reflected, compared at.
+    checkpoint: u64,
+    differences: Vec<TableDifference>,
+}
+
+/// A row that differs from the replay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+struct TableDifference {
+    key: String,
+    /// What the replay says (null: no such row).
+    expected: Option<String>,
+    /// What the table holds (null: missing).
+    found: Option<String>,
+}
+
+impl From<&VerifyReport> for VerifyAnswer {
+    fn from(report: &VerifyReport) -> Self {
+        let tables = report
+            .tables
+            .iter()
+            .map(|(table, (checkpoint, differences))| {
+                let differences = differences
+                    .iter()
+                    .map(|d| TableDifference {
+                        key: d.key.clone(),
+                        expected: d.expected.clone(),
+                        found: d.found.clone(),
+                    })
+                    .collect();
+                (
+                    table.name().to_owned(),
+                    TableCheck {
+                        checkpoint: *checkpoint,
+                        differences,
+                    },
+                )
+            })
+            .collect();
+        let trial_balance = report
+            .ledger
+            .totals
+            .iter()
+            .map(|(currency, total)| (currency.to_string(), DecimalText::normalized(*total)))
+            .collect();
+        Self {
+            sound: report.is_sound(),
+            events: report.ledger.events,
+            head_position: report.ledger.head_position,
+            head_hash: report.ledger.head_hash.to_hex(),
+            trial_balance,
+            findings: report
+                .ledger
+                .findings
                 .iter()
-                .map(|d| json!({"key": d.key, "expected": d.expected, "found": d.found}))
-                .collect();
-            (
-                table.name().to_owned(),
-                json!({"checkpoint": checkpoint, "differences": shown}),
-            )
-        })
-        .collect();
-    let totals: serde_json::Map<String, Value> = report
-        .ledger
-        .totals
-        .iter()
-        .map(|(currency, total)| (currency.to_string(), json!(total.normalize().to_string())))
-        .collect();
-    json!({
-        "sound": report.is_sound(),
-        "events": report.ledger.events,
-        "head_position": report.ledger.head_position,
-        "head_hash": report.ledger.head_hash.to_hex(),
-        "trial_balance": totals,
-        "findings": report.ledger.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>(),
-        "tables": tables,
-        "elapsed_ms": report.elapsed.as_millis() as u64,
-    })
+                .map(|f| f.to_string())
+                .collect(),
+            tables,
+            elapsed_ms: report.elapsed.as_millis() as u64,
+        }
+    }
 }

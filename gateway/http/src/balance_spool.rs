@@ -13,8 +13,12 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use starledger_projections::rows::BalanceRow;
+use utoipa::ToSchema;
+
+use super::wire::DecimalText;
 
 /// Lines between two entries of the offset index.
 const INDEX_EVERY: u64 = 1_000;
@@ -27,15 +31,30 @@ pub enum SpoolError {
     Corrupt(String),
 }
 
-/// A balance as the API shows it.
-pub fn balance_json(row: &BalanceRow) -> Value {
-    json!({
-        "user_id": row.user_id, "currency": row.currency,
-        "available": row.available.normalize().to_string(),
-        "reserved": row.reserved.normalize().to_string(),
-        "total": row.total().normalize().to_string(),
-        "debt": row.debt.normalize().to_string(),
-    })
+/// A balance as it stood at a moment, as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceAt {
+    pub user_id: i64,
+    #[schema(example = "USDT")]
+    pub currency: String,
+    pub available: DecimalText,
+    pub reserved: DecimalText,
+    pub total: DecimalText,
+    /// What the user owed then (after a refunded payment whose credit was spent).
+    pub debt: DecimalText,
+}
+
+impl From<&BalanceRow> for BalanceAt {
+    fn from(row: &BalanceRow) -> Self {
+        Self {
+            user_id: row.user_id,
+            currency: row.currency.clone(),
+            available: DecimalText::normalized(row.available),
+            reserved: DecimalText::normalized(row.reserved),
+            total: DecimalText::normalized(row.total()),
+            debt: DecimalText::normalized(row.debt),
+        }
+    }
 }
 
 /// Collects the rows of each pass into a run file.
@@ -60,7 +79,7 @@ impl SpoolWriter {
             "{}\t{}\t{}",
             row.user_id,
             row.currency,
-            balance_json(row)
+            serde_json::to_string(&BalanceAt::from(row)).map_err(io::Error::other)?
         )?;
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The catalogue of error codes the API answers in `{"error":{"code","message"}}`: each code's
-//! wire string and HTTP status, in one table, so that `schemas/openapi.json` can be checked
-//! against every code there is (`gateway/tests/openapi.rs`).
+//! wire string, HTTP status and meaning, in one table. The API document
+//! ([`super::openapi`]) explains each operation's error answers from it, and
+//! `gateway/starledger/tests/openapi.rs` checks that every code there is is documented.
 //!
 //! The wire strings are a contract: clients and black-box tests match on them. Change a
 //! variant's name freely, never its string.
@@ -19,11 +20,11 @@ use starledger_ledger::account::Rejection;
 /// Declares [`ErrorCode`] with [`ErrorCode::ALL`], [`ErrorCode::as_str`] and
 /// [`ErrorCode::status`] from one table, so no variant can be left out of any of them.
 macro_rules! catalogue {
-    ($( $(#[$doc:meta])* $variant:ident = $wire:literal, $status:ident; )*) => {
+    ($( #[doc = $doc:literal] $(#[doc = $more:literal])* $variant:ident = $wire:literal, $status:ident; )*) => {
         /// A machine-readable reason for an error answer.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum ErrorCode {
-            $( $(#[$doc])* $variant, )*
+            $( #[doc = $doc] $(#[doc = $more])* $variant, )*
         }
 
         impl ErrorCode {
@@ -34,6 +35,14 @@ macro_rules! catalogue {
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $wire,)*
+                }
+            }
+
+            /// What the code means, as the API document explains it: the variant's doc
+            /// comment, one line per line of it.
+            pub const fn doc(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!($doc $(, "\n", $more)*),)*
                 }
             }
 
@@ -143,29 +152,53 @@ catalogue! {
     PaymentProviderUnavailable = "payment_provider_unavailable", SERVICE_UNAVAILABLE;
 
     // The ledger's rejections (`Rejection::code`), one each.
+    /// No such user: not registered (or not projected yet).
     UnknownUser = "unknown_user", NOT_FOUND;
+    /// The account was opened by another path (e.g. `starledger demo`), not through this endpoint.
     AlreadyRegistered = "already_registered", CONFLICT;
+    /// A profile update that changes nothing.
     ProfileUnchanged = "profile_unchanged", CONFLICT;
+    /// Money in another currency than the account's.
     CurrencyMismatch = "currency_mismatch", UNPROCESSABLE_ENTITY;
+    /// A recharge with this id exists already, for another request.
     DuplicateRecharge = "duplicate_recharge", CONFLICT;
+    /// No such recharge (one made a moment ago may not be projected yet).
     UnknownRecharge = "unknown_recharge", NOT_FOUND;
+    /// The recharge is settled already.
     RechargeAlreadySettled = "recharge_already_settled", CONFLICT;
+    /// The recharge failed already.
     RechargeAlreadyFailed = "recharge_already_failed", CONFLICT;
+    /// The recharge was reversed already.
     RechargeAlreadyReversed = "recharge_already_reversed", CONFLICT;
+    /// The recharge is on hold already.
     RechargeAlreadyHeld = "recharge_already_held", CONFLICT;
+    /// The recharge waits for an operator's decision.
     RechargeInReview = "recharge_in_review", CONFLICT;
+    /// The recharge is neither in review nor on hold: nothing to decide.
     RechargeNotAwaitingDecision = "recharge_not_awaiting_decision", CONFLICT;
+    /// The account owes money after a refunded payment whose credit was spent; no purchase until the next credit pays it.
     AccountInDebt = "account_in_debt", UNPROCESSABLE_ENTITY;
+    /// A payment to Fragment is recorded for this purchase: failing it needs `"force": true` (the operator checked it did not deliver).
     PaymentRecorded = "payment_recorded", CONFLICT;
+    /// A payment tolerance out of range.
     InvalidTolerance = "invalid_tolerance", UNPROCESSABLE_ENTITY;
+    /// A payment report the ledger cannot use.
     InvalidFacts = "invalid_facts", UNPROCESSABLE_ENTITY;
+    /// The available balance does not cover the price.
     InsufficientFunds = "insufficient_funds", UNPROCESSABLE_ENTITY;
+    /// A purchase with this id exists already, for another request.
     DuplicatePurchase = "duplicate_purchase", CONFLICT;
+    /// No such purchase (one made a moment ago may not be projected yet).
     UnknownPurchase = "unknown_purchase", NOT_FOUND;
+    /// The purchase is completed or refunded already.
     PurchaseNotOpen = "purchase_not_open", CONFLICT;
+    /// A payment attempt to Fragment out of order.
     PaymentAttemptOutOfOrder = "payment_attempt_out_of_order", CONFLICT;
+    /// An adjustment with this id exists already, for another request.
     DuplicateAdjustment = "duplicate_adjustment", CONFLICT;
+    /// A debit larger than the available balance.
     AdjustmentWouldOverdraw = "adjustment_would_overdraw", UNPROCESSABLE_ENTITY;
+    /// Free text (username, language, reason, note) empty, too long or with control characters.
     InvalidText = "invalid_text", UNPROCESSABLE_ENTITY;
 }
 

@@ -20,6 +20,8 @@
 //! - [`position`]: log positions in query strings, refused past the log's range.
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`openapi`]: the API document, generated from the handlers.
+//! - [`wire`]: JSON types several routes share (decimal strings).
 //! - [`settings`]: the API keys and their roles (`STARLEDGER_API_KEYS`).
 //!
 //! May depend on: the shop core (`starledger-shop`), `starledger-heleket` (webhook signatures,
@@ -39,6 +41,7 @@ pub mod error;
 pub mod error_code;
 pub mod idempotency;
 pub mod jobs;
+pub mod openapi;
 pub mod ops;
 pub mod position;
 pub mod purchases;
@@ -49,6 +52,7 @@ pub mod state;
 pub mod telegram;
 pub mod users;
 pub mod webhooks;
+pub mod wire;
 
 use std::time::Instant;
 
@@ -60,19 +64,13 @@ use actix_web::{web, HttpResponse};
 use error::ApiError;
 use error_code::ErrorCode;
 
-/// Every route of the API (`schemas/openapi.json` documents the same list; a test checks).
+/// Every route of the API ([`openapi::api`], which the API document is generated from),
+/// and the JSON 404 for everything else.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .configure(users::routes)
-        .configure(webhooks::routes)
-        .configure(telegram::routes)
-        .configure(admin::routes)
-        .configure(purchases::routes)
-        .configure(reviews::routes)
-        .configure(audit::routes)
-        .configure(sandbox::routes)
-        .configure(ops::routes)
-        .default_service(web::to(not_found));
+    openapi::api(&mut utoipa_actix_web::service_config::ServiceConfig::new(
+        config,
+    ));
+    config.default_service(web::to(not_found));
 }
 
 /// Query strings that do not parse (`?limit=abc`) get the API's error format, not actix's

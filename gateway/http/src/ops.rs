@@ -10,8 +10,10 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::state::AppState;
 use starledger_telemetry::metrics_catalog::{
@@ -22,15 +24,60 @@ use starledger_telemetry::metrics_catalog::{
 /// How long a readiness probe waits for the database.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+pub fn routes(config: &mut ServiceConfig) {
+    config.service(healthz).service(readyz).service(prometheus);
 }
 
+/// The process answers.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness
+///
+/// The process answers; nothing else is checked.
+#[utoipa::path(
+    operation_id = "healthz",
+    tag = "ops",
+    responses((status = 200, description = "Alive.", body = Health)),
+)]
+#[get("/healthz")]
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Whether this instance should take traffic.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready`, `degraded` (ready, but Redis is unavailable and reads go to the database;
+    /// 200) or `not ready` (503).
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// `ok` or `unavailable`: whether the event log answered within 2 s.
+    #[schema(example = "ok")]
+    database: &'static str,
+    /// `ok`, `unavailable` or `not configured`.
+    #[schema(example = "ok")]
+    redis: &'static str,
+    /// Log head minus the lowest SQL projector checkpoint; null when the log did not
+    /// answer. Above `READY_MAX_LAG` (default 10000) is not ready.
+    projection_lag_events: Option<u64>,
+    payment_provider: ProviderState,
+}
+
+/// The payment provider's client.
+#[derive(Serialize, ToSchema)]
+struct ProviderState {
+    /// `heleket` or `sandbox`.
+    #[schema(example = "heleket")]
+    name: &'static str,
+    /// `open` or `closed`. Informational: an open circuit does not make the instance
+    /// unready.
+    #[schema(example = "closed")]
+    circuit: &'static str,
 }
 
 /// The lowest checkpoint among this process's SQL projectors.
@@ -44,6 +91,19 @@ pub(super) fn projected_position(state: &AppState) -> u64 {
         .unwrap_or(0)
 }
 
+/// Readiness
+///
+/// Whether the event log answers and the projections are not far behind; a load balancer
+/// takes the instance out of rotation otherwise. Redis down is `degraded`, still ready.
+#[utoipa::path(
+    operation_id = "readyz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Ready (or degraded).", body = Readiness),
+        (status = 503, description = "Not ready.", body = Readiness),
+    ),
+)]
+#[get("/readyz")]
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let head = match tokio::time::timeout(PROBE_TIMEOUT, state.events.head()).await {
         Ok(Ok(head)) => Some(head.position),
@@ -71,16 +131,20 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         (true, "unavailable") => "degraded",
         (true, _) => "ready",
     };
-    let body = json!({
-        "status": status,
-        "database": if head.is_some() { "ok" } else { "unavailable" },
-        "redis": redis,
-        "projection_lag_events": lag,
-        "payment_provider": {
-            "name": state.provider.name(),
-            "circuit": if state.provider.circuit_open() { "open" } else { "closed" },
+    let body = Readiness {
+        status,
+        database: if head.is_some() { "ok" } else { "unavailable" },
+        redis,
+        projection_lag_events: lag,
+        payment_provider: ProviderState {
+            name: state.provider.name(),
+            circuit: if state.provider.circuit_open() {
+                "open"
+            } else {
+                "closed"
+            },
         },
-    });
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -88,7 +152,16 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus metrics
+///
+/// Every metric in Prometheus' text format, each with its help text.
+#[utoipa::path(
+    operation_id = "metrics",
+    tag = "ops",
+    responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4", body = String)),
+)]
+#[get("/metrics")]
+async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     // The help texts, given to the process-wide recorder before its first rendering.
     static DESCRIBED: Once = Once::new();
     DESCRIBED.call_once(metrics_catalog::describe_all);

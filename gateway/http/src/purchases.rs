@@ -8,16 +8,17 @@
 //! order, against the account as committed), so no instance can let one through on a stale
 //! view. Every decision is recorded with the admin's name.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, post, web, HttpResponse};
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use starledger_ledger::account::{checked_text, AccountCommand, MAX_REASON_LEN};
 use starledger_ledger::commands::CommandContext;
 use starledger_ledger::events::Actor;
 use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
 use starledger_projections::rows::TransactionKind;
 use starledger_projections::store::StatusFilter;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 use uuid::Uuid;
 
 use super::auth::{Admin, Authorized, Caller};
@@ -26,34 +27,61 @@ use super::deadline::RequestDeadline;
 use super::error::ApiError;
 use super::error_code::ErrorCode;
 use super::state::AppState;
-use super::users::{created, transaction_json};
+use super::users::{created, Transaction, Written};
 
-pub fn routes(config: &mut web::ServiceConfig) {
+pub fn routes(config: &mut ServiceConfig) {
     config
-        .route("/v1/admin/purchases", web::get().to(open_purchases))
-        .route("/v1/admin/purchases/{id}/deliver", web::post().to(deliver))
-        .route("/v1/admin/purchases/{id}/fail", web::post().to(fail));
+        .service(open_purchases)
+        .service(deliver)
+        .service(fail);
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
+/// A page of what waits for operators.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// How many, 1 to 500 (else 400 `invalid_limit`).
+    #[param(minimum = 1, maximum = 500, default = 50)]
+    pub limit: Option<u32>,
 }
 
-/// Open purchases (reserved, ordered, sent), oldest first.
+/// The open purchases, oldest first.
+#[derive(Serialize, ToSchema)]
+struct OpenPurchases {
+    purchases: Vec<OpenPurchase>,
+}
+
+/// An open purchase and its buyer.
+#[derive(Serialize, ToSchema)]
+struct OpenPurchase {
+    user_id: i64,
+    purchase: Transaction,
+}
+
+/// List open purchases
+///
+/// Purchases that are reserved, ordered or sent (not yet completed or refunded), oldest
+/// first: what the fulfilment worker has not seen through, or, in `FRAGMENT_MODE=manual`,
+/// what operators deliver by hand.
+#[utoipa::path(
+    operation_id = "listOpenPurchases",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(ListQuery),
+    responses((status = 200, description = "The open purchases.", body = OpenPurchases)),
+)]
+#[get("/v1/admin/purchases")]
 async fn open_purchases(
     state: web::Data<AppState>,
     _caller: Authorized<Admin>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let purchases = listed(
-        &state,
-        &StatusFilter::OpenPurchases,
-        query.limit,
-        "purchase",
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({"purchases": purchases})))
+    let purchases = listed(&state, &StatusFilter::OpenPurchases, query.limit)
+        .await?
+        .into_iter()
+        .map(|(user_id, purchase)| OpenPurchase { user_id, purchase })
+        .collect();
+    Ok(HttpResponse::Ok().json(OpenPurchases { purchases }))
 }
 
 /// The transactions in `filter`'s statuses, oldest first, each with its user, as operators
@@ -62,8 +90,7 @@ pub(super) async fn listed(
     state: &AppState,
     filter: &StatusFilter,
     limit: Option<u32>,
-    label: &str,
-) -> Result<Vec<serde_json::Value>, ApiError> {
+) -> Result<Vec<(i64, Transaction)>, ApiError> {
     let limit = limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(
@@ -80,7 +107,7 @@ pub(super) async fn listed(
         .await?;
     Ok(rows
         .iter()
-        .map(|row| json!({"user_id": row.user_id, label: transaction_json(row)}))
+        .map(|row| (row.user_id, Transaction::from(row)))
         .collect())
 }
 
@@ -119,13 +146,45 @@ async fn find(state: &AppState, id: &str) -> Result<(UserId, PurchaseId), ApiErr
     Ok((user, PurchaseId::from_uuid(uuid)))
 }
 
-#[derive(Deserialize, Default)]
+/// Mark a purchase delivered; the body may be empty.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "confirmed with Fragment support"}))]
 struct DeliverRequest {
     /// Why, for the log (e.g. "confirmed with Fragment support").
     note: Option<String>,
 }
 
+/// An operator's decision on a purchase, as recorded.
+#[derive(Serialize, ToSchema)]
+struct PurchaseDecision {
+    purchase_id: uuid::Uuid,
+    /// `completed` (delivered) or `refunded` (failed, the reservation released).
+    #[schema(example = "completed")]
+    status: &'static str,
+    /// The name of the admin's API key.
+    admin: String,
+    #[serde(flatten)]
+    written: Written,
+}
+
+/// Mark a purchase delivered
+///
+/// For a purchase the operator saw delivered (e.g. confirmed with Fragment support): the
+/// reservation becomes the sale. Repeating it answers the first result again.
+#[utoipa::path(
+    operation_id = "deliverPurchase",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The purchase id, a UUID (else 400 `invalid_purchase_id`).")),
+    request_body(content = Option<DeliverRequest>, description = "Optional; an empty body is no note."),
+    responses(
+        (status = 201, description = "Marked delivered (200 with `Idempotent-Replayed: true` \
+            when it repeats the decision).", body = PurchaseDecision,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/admin/purchases/{id}/deliver")]
 async fn deliver(
     state: web::Data<AppState>,
     caller: Authorized<Admin, Body>,
@@ -148,21 +207,49 @@ async fn deliver(
     let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
-        json!({"purchase_id": purchase_id, "status": "completed", "admin": caller.name,
-               "position": executed.position, "projected": projected}),
+        PurchaseDecision {
+            purchase_id: purchase_id.uuid(),
+            status: "completed",
+            admin: caller.name.clone(),
+            written: Written {
+                position: executed.position,
+                projected,
+            },
+        },
     ))
 }
 
-#[derive(Deserialize)]
+/// Fail a purchase.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "recipient unknown to Fragment", "force": false}))]
 struct FailRequest {
+    /// Why, recorded with the admin's name.
     reason: String,
-    /// Required once a payment to Fragment is recorded: the operator checked that it did not
-    /// deliver.
+    /// Required once a payment to Fragment is recorded (else 409 `payment_recorded`): the
+    /// operator checked on chain and with Fragment that it did not deliver.
     #[serde(default)]
     force: bool,
 }
 
+/// Fail a purchase
+///
+/// Fails an open purchase and releases its reservation to the buyer's available balance.
+/// Once a payment to Fragment is recorded this could refund Stars that were delivered, so it
+/// needs `"force": true`. Repeating it answers the first result again.
+#[utoipa::path(
+    operation_id = "failPurchase",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The purchase id, a UUID (else 400 `invalid_purchase_id`).")),
+    request_body = FailRequest,
+    responses(
+        (status = 201, description = "Failed and refunded (200 with `Idempotent-Replayed: \
+            true` when it repeats the decision).", body = PurchaseDecision,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/admin/purchases/{id}/fail")]
 async fn fail(
     state: web::Data<AppState>,
     caller: Authorized<Admin, Body>,
@@ -181,8 +268,15 @@ async fn fail(
     let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
-        json!({"purchase_id": purchase_id, "status": "refunded", "admin": caller.name,
-               "position": executed.position, "projected": projected}),
+        PurchaseDecision {
+            purchase_id: purchase_id.uuid(),
+            status: "refunded",
+            admin: caller.name.clone(),
+            written: Written {
+                position: executed.position,
+                projected,
+            },
+        },
     ))
 }
 

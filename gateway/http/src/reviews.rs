@@ -4,36 +4,54 @@
 //! List them, then credit what arrived (with a reason) or reject them. Each decision is an
 //! ordinary ledger command, recorded with the admin's name, one per recharge.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
 use starledger_ledger::account::ReviewDecision;
 use starledger_ledger::events::AccountEvent;
 use starledger_ledger::ids::RechargeId;
 use starledger_projections::rows::TransactionKind;
 use starledger_projections::store::StatusFilter;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::auth::{Admin, Authorized, Caller};
 use super::body::Body;
 use super::deadline::{Deadline, RequestDeadline};
 use super::error::ApiError;
-use super::purchases::{listed, owner};
+use super::purchases::{listed, owner, ListQuery};
 use super::state::AppState;
-use super::users::{amount, created};
+use super::users::{amount, created, Transaction, Written};
+use super::wire::{AmountInput, DecimalText};
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v1/admin/recharges", web::get().to(awaiting))
-        .route("/v1/admin/recharges/{id}/credit", web::post().to(credit))
-        .route("/v1/admin/recharges/{id}/reject", web::post().to(reject));
+pub fn routes(config: &mut ServiceConfig) {
+    config.service(awaiting).service(credit).service(reject);
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
+/// The recharges that wait for an operator, oldest first.
+#[derive(Serialize, ToSchema)]
+struct AwaitingRecharges {
+    recharges: Vec<AwaitingRecharge>,
 }
 
-/// Recharges that need review or are on hold, oldest first.
+/// A recharge that waits for an operator, and its user.
+#[derive(Serialize, ToSchema)]
+struct AwaitingRecharge {
+    user_id: i64,
+    recharge: Transaction,
+}
+
+/// List recharges awaiting a decision
+///
+/// Recharges in review (`needs_review`: another coin, an amount the ledger cannot read or
+/// above the tolerance, a failed refund) or held by the provider (`on_hold`), oldest first.
+#[utoipa::path(
+    operation_id = "listAwaitingRecharges",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(ListQuery),
+    responses((status = 200, description = "The recharges.", body = AwaitingRecharges)),
+)]
+#[get("/v1/admin/recharges")]
 async fn awaiting(
     state: web::Data<AppState>,
     _caller: Authorized<Admin>,
@@ -43,26 +61,70 @@ async fn awaiting(
         &state,
         &StatusFilter::RechargesAwaitingDecision,
         query.limit,
-        "recharge",
     )
-    .await?;
-    Ok(HttpResponse::Ok().json(json!({"recharges": recharges})))
+    .await?
+    .into_iter()
+    .map(|(user_id, recharge)| AwaitingRecharge { user_id, recharge })
+    .collect();
+    Ok(HttpResponse::Ok().json(AwaitingRecharges { recharges }))
 }
 
-#[derive(Deserialize)]
+/// Credit a recharge.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "9.75", "reason": "paid in BTC, converted at the day's rate"}))]
 struct CreditRequest {
-    /// What arrived, in the ledger's coin, as the operator established it (decimal string).
-    amount: String,
+    /// What arrived, in the ledger's coin, as the operator established it.
+    amount: AmountInput,
+    /// Why, recorded with the admin's name.
     reason: String,
 }
 
-#[derive(Deserialize)]
+/// Reject a recharge.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "refunded to the payer by Heleket support"}))]
 struct RejectRequest {
+    /// Why, recorded with the admin's name.
     reason: String,
 }
 
+/// An operator's decision on a recharge, as recorded.
+#[derive(Serialize, ToSchema)]
+struct RechargeDecision {
+    recharge_id: uuid::Uuid,
+    /// The name of the admin's API key.
+    admin: String,
+    /// `completed` or `partial` (credited), `failed` (rejected).
+    #[schema(example = "completed")]
+    status: &'static str,
+    /// Credited: what was credited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credited: Option<DecimalText>,
+    /// Credited: what of it paid the user's debt first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    debt_repaid: Option<DecimalText>,
+    #[serde(flatten)]
+    written: Written,
+}
+
+/// Credit a recharge
+///
+/// Credits a recharge in review or on hold with what the operator established arrived, in
+/// the ledger's coin. Repeating it answers the first result again.
+#[utoipa::path(
+    operation_id = "creditRecharge",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The recharge id, a UUID (else 400 `invalid_recharge_id`).")),
+    request_body = CreditRequest,
+    responses(
+        (status = 201, description = "Credited (200 with `Idempotent-Replayed: true` when it \
+            repeats the decision).", body = RechargeDecision,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/admin/recharges/{id}/credit")]
 async fn credit(
     state: web::Data<AppState>,
     caller: Authorized<Admin, Body>,
@@ -70,7 +132,7 @@ async fn credit(
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<HttpResponse, ApiError> {
     let request: CreditRequest = caller.body().json()?;
-    let value = amount("amount", &request.amount)?;
+    let value = amount("amount", &request.amount.0)?;
     decide(
         &state,
         &caller,
@@ -82,6 +144,23 @@ async fn credit(
     .await
 }
 
+/// Reject a recharge
+///
+/// Rejects a recharge in review or on hold: nothing is credited. Repeating it answers the
+/// first result again.
+#[utoipa::path(
+    operation_id = "rejectRecharge",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The recharge id, a UUID (else 400 `invalid_recharge_id`).")),
+    request_body = RejectRequest,
+    responses(
+        (status = 201, description = "Rejected (200 with `Idempotent-Replayed: true` when it \
+            repeats the decision).", body = RechargeDecision,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/admin/recharges/{id}/reject")]
 async fn reject(
     state: web::Data<AppState>,
     caller: Authorized<Admin, Body>,
@@ -120,17 +199,21 @@ async fn decide(
     )
     .await?;
     let projected = state.acknowledged(user, executed.position, deadline).await;
-    let outcome = match executed.events.first() {
-        Some(AccountEvent::RechargeSettled(e)) => json!({
-            "status": if e.partial { "partial" } else { "completed" },
-            "credited": e.credited, "debt_repaid": e.debt_repaid.to_string(),
-        }),
-        _ => json!({"status": "failed"}),
+    let mut decision = RechargeDecision {
+        recharge_id: recharge_id.uuid(),
+        admin: caller.name.clone(),
+        status: "failed",
+        credited: None,
+        debt_repaid: None,
+        written: Written {
+            position: executed.position,
+            projected,
+        },
     };
-    let mut body = json!({"recharge_id": recharge_id, "admin": caller.name,
-        "position": executed.position, "projected": projected});
-    if let (Some(body), Some(outcome)) = (body.as_object_mut(), outcome.as_object()) {
-        body.extend(outcome.clone());
+    if let Some(AccountEvent::RechargeSettled(e)) = executed.events.first() {
+        decision.status = if e.partial { "partial" } else { "completed" };
+        decision.credited = Some(DecimalText::exact(e.credited));
+        decision.debt_repaid = Some(DecimalText::exact(e.debt_repaid));
     }
-    Ok(created(&executed, body))
+    Ok(created(&executed, decision))
 }

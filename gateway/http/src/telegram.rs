@@ -6,8 +6,10 @@
 //! commands are idempotent on the update id, so Telegram's redelivery after a lost answer
 //! changes nothing. When the bot is off or polls instead, the route answers 404.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::body::{json_error, Body};
 use super::error::ApiError;
@@ -17,8 +19,26 @@ use starledger_shop::inbox::{InboxError, UpdateInbox};
 /// The header Telegram puts the `secret_token` of `setWebhook` in.
 pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/webhooks/telegram", web::post().to(telegram));
+pub fn routes(config: &mut ServiceConfig) {
+    config.service(telegram);
+}
+
+/// A Telegram Bot API `Update` object (https://core.telegram.org/bots/api#update); the bot
+/// uses `message` and `callback_query`. The bot parses it; this type only describes it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TelegramUpdate {
+    #[schema(minimum = 0)]
+    update_id: i64,
+    message: Option<serde_json::Map<String, serde_json::Value>>,
+    callback_query: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The update is queued for the bot.
+#[derive(Serialize, ToSchema)]
+struct Queued {
+    /// Always `true`.
+    ok: bool,
 }
 
 fn count(outcome: &'static str) {
@@ -26,6 +46,20 @@ fn count(outcome: &'static str) {
         .increment(1);
 }
 
+/// Telegram's bot webhook
+///
+/// Where Telegram delivers bot updates in webhook mode (`TELEGRAM_WEBHOOK_URL` or
+/// `PRODUCTION_DOMAIN` set); 404 when the bot is off or polls. Needs the secret of `setWebhook` in
+/// `X-Telegram-Bot-Api-Secret-Token` (else 401 `invalid_secret_token`), not an API key.
+#[utoipa::path(
+    operation_id = "telegramWebhook",
+    tag = "telegram",
+    params(("X-Telegram-Bot-Api-Secret-Token" = String, Header,
+        description = "The `secret_token` the service gave `setWebhook` (`WEBHOOK_SECRET`).")),
+    request_body = TelegramUpdate,
+    responses((status = 200, description = "Queued for the bot.", body = Queued)),
+)]
+#[post("/webhooks/telegram")]
 async fn telegram(
     inbox: Option<web::Data<dyn UpdateInbox>>,
     request: HttpRequest,
@@ -63,5 +97,5 @@ async fn telegram(
         }
     })?;
     count("queued");
-    Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    Ok(HttpResponse::Ok().json(Queued { ok: true }))
 }

@@ -9,10 +9,10 @@ use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{get, post, web, FromRequest, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use starledger_ledger::commands::Executed;
 use starledger_ledger::events::Stars;
 use starledger_ledger::ids::{IdempotencyKey, Recipient, UserId, Username};
@@ -25,18 +25,26 @@ use super::body::Body;
 use super::deadline::{Deadline, RequestDeadline};
 use super::error::ApiError;
 use super::error_code::ErrorCode;
-use super::idempotency::{IdempotencyHeader, Purchase, Recharge};
+use super::idempotency::{
+    IdempotencyHeader, Purchase as PurchasePurpose, Recharge as RechargePurpose,
+};
 use super::position::position;
 use super::state::AppState;
+use super::wire::{AmountInput, DecimalText};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Required;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn routes(config: &mut web::ServiceConfig) {
+pub fn routes(config: &mut ServiceConfig) {
     config
-        .route("/v1/users", web::post().to(register))
-        .route("/v1/users/{id}", web::get().to(profile))
-        .route("/v1/users/{id}/balance", web::get().to(balance))
-        .route("/v1/users/{id}/transactions", web::get().to(transactions))
-        .route("/v1/users/{id}/recharges", web::post().to(recharge))
-        .route("/v1/users/{id}/purchases", web::post().to(purchase));
+        .service(register_user)
+        .service(get_profile)
+        .service(get_balance)
+        .service(list_transactions)
+        .service(create_recharge)
+        .service(create_purchase);
 }
 
 /// The `{id}` of the path: a Telegram user id, a positive integer (else 400
@@ -52,6 +60,26 @@ impl FromRequest for UserIdPath {
     }
 }
 
+impl IntoParams for UserIdPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The Telegram user id. Anything but a positive integer below 2^52 is 400 \
+                 `invalid_user_id`.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+$"))
+                    .examples(["123456789"]),
+            ))
+            .build()]
+    }
+}
+
 fn user_id(text: &str) -> Result<UserId, ApiError> {
     text.parse::<i64>()
         .ok()
@@ -64,8 +92,9 @@ fn user_id(text: &str) -> Result<UserId, ApiError> {
         })
 }
 
-/// The answer to a command: 201, marked when it repeats an earlier identical request.
-pub fn created(executed: &Executed, body: Value) -> HttpResponse {
+/// The answer to a command: 201, or 200 marked `Idempotent-Replayed` when it repeats an
+/// earlier identical request.
+pub fn created(executed: &Executed, body: impl Serialize) -> HttpResponse {
     let mut response = HttpResponse::build(StatusCode::CREATED);
     if executed.replayed {
         response.insert_header(("Idempotent-Replayed", "true"));
@@ -73,15 +102,64 @@ pub fn created(executed: &Executed, body: Value) -> HttpResponse {
     response.json(body)
 }
 
-#[derive(Deserialize)]
+/// What a command answers besides what it made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Written {
+    /// The log position the command wrote (or, repeated, wrote the first time). Pass it as
+    /// `min_position` to read your own write.
+    pub position: u64,
+    /// Whether reads already show the write (the call waits, bounded by
+    /// `READ_YOUR_WRITES_TIMEOUT_MS`); `false` is not an error.
+    pub projected: bool,
+}
+
+/// Open an account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": 123456789, "username": "alice_tg", "language": "en"}))]
 struct RegisterRequest {
+    /// The Telegram user id: a positive integer below 2^52 (else 422 `invalid_user_id`).
+    #[schema(minimum = 1, maximum = 4503599627370495_i64)]
     user_id: i64,
+    /// The Telegram username, without `@`.
     username: Option<String>,
+    /// The Telegram language code, e.g. `en` or `ru`.
     language: Option<String>,
 }
 
-async fn register(
+/// A registration as recorded.
+#[derive(Serialize, ToSchema)]
+struct Registration {
+    user_id: i64,
+    username: Option<String>,
+    language: Option<String>,
+    /// The ledger currency the account is kept in.
+    #[schema(example = "USDT")]
+    currency: String,
+    #[serde(flatten)]
+    written: Written,
+}
+
+/// Register a user
+///
+/// Opens an account for a Telegram user in the ledger currency. Registration is idempotent
+/// per user (no Idempotency-Key needed): repeating it, e.g. a second `/start`, answers 200
+/// with the first registration's profile (a different username or language in the repeat is
+/// not recorded).
+#[utoipa::path(
+    operation_id = "registerUser",
+    tag = "users",
+    security(("bearer" = ["service", "admin"])),
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered now.", body = Registration),
+        (status = 200, description = "Already registered through this endpoint: the first \
+            answer, unchanged.", body = Registration,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/users")]
+async fn register_user(
     state: web::Data<AppState>,
     caller: Authorized<Act, Body>,
     RequestDeadline(deadline): RequestDeadline,
@@ -110,16 +188,22 @@ async fn register(
     )
     .await?;
     let (executed, projected) = (registered.executed, registered.projected);
-    let profile = match registered.event {
-        Some(e) => json!({
-            "user_id": e.user_id, "username": e.username, "language": e.language,
-            "currency": e.currency,
-        }),
-        None => json!({"user_id": user}),
+    let Some(e) = registered.event else {
+        return Err(ApiError::unavailable(
+            "the ledger answered a registration with another event",
+            &user,
+        ));
     };
-    let mut body = profile;
-    body["position"] = json!(executed.position);
-    body["projected"] = json!(projected);
+    let body = Registration {
+        user_id: e.user_id.get(),
+        username: e.username,
+        language: e.language,
+        currency: e.currency.to_string(),
+        written: Written {
+            position: executed.position,
+            projected,
+        },
+    };
     if executed.replayed {
         return Ok(HttpResponse::Ok()
             .insert_header(("Idempotent-Replayed", "true"))
@@ -128,7 +212,31 @@ async fn register(
     Ok(HttpResponse::Created().json(body))
 }
 
-async fn profile(
+/// A user as the `users` read model shows it.
+#[derive(Serialize, ToSchema)]
+struct Profile {
+    user_id: i64,
+    username: Option<String>,
+    language: Option<String>,
+    #[schema(example = "USDT")]
+    currency: String,
+    registered_at: DateTime<Utc>,
+    /// Log position of the last event that changed the profile.
+    position: u64,
+}
+
+/// Read a user's profile
+///
+/// The user as the `users` read model shows it (through the cache).
+#[utoipa::path(
+    operation_id = "getUser",
+    tag = "users",
+    security(("bearer" = ["service", "admin", "auditor"])),
+    params(UserIdPath),
+    responses((status = 200, description = "The profile.", body = Profile)),
+)]
+#[get("/v1/users/{id}")]
+async fn get_profile(
     state: web::Data<AppState>,
     _caller: Authorized<Look>,
     UserIdPath(user): UserIdPath,
@@ -138,23 +246,44 @@ async fn profile(
         .user(user.get())
         .await?
         .ok_or_else(unknown_user)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "user_id": row.user_id, "username": row.username, "language": row.language,
-        "currency": row.currency, "registered_at": row.registered_at, "position": row.position,
-    })))
+    Ok(HttpResponse::Ok().json(Profile {
+        user_id: row.user_id,
+        username: row.username,
+        language: row.language,
+        currency: row.currency,
+        registered_at: row.registered_at,
+        position: row.position,
+    }))
 }
 
 fn unknown_user() -> ApiError {
     ApiError::new(ErrorCode::UnknownUser, "no such user")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct BalanceQuery {
-    /// Wait (bounded) until the balance reflects at least this log position.
+    /// Wait (bounded by `READ_YOUR_WRITES_TIMEOUT_MS`) until the balance reflects at least
+    /// this log position; 503 `projection_lagging` if it does not in time; 400
+    /// `invalid_position` if it is past the log's head or past 9223372036854775807 (the
+    /// largest position the log can hold).
     min_position: Option<u64>,
 }
 
-async fn balance(
+/// Read a user's balance
+///
+/// The balance as the `balances` read model shows it (through the cache). Pass
+/// `min_position` (a command answer's `position`) to read your own write: the call waits,
+/// bounded by `READ_YOUR_WRITES_TIMEOUT_MS`, for the projections to reach it.
+#[utoipa::path(
+    operation_id = "getBalance",
+    tag = "users",
+    security(("bearer" = ["service", "admin", "auditor"])),
+    params(UserIdPath, BalanceQuery),
+    responses((status = 200, description = "The balance.", body = Balance)),
+)]
+#[get("/v1/users/{id}/balance")]
+async fn get_balance(
     state: web::Data<AppState>,
     _caller: Authorized<Look>,
     RequestDeadline(deadline): RequestDeadline,
@@ -164,7 +293,7 @@ async fn balance(
     let min_position = position("min_position", query.min_position)?;
     reach(&state, &deadline, min_position).await?;
     let row = state.queries.balance(user.get(), min_position).await?;
-    Ok(HttpResponse::Ok().json(balance_json(&state, user, row).await?))
+    Ok(HttpResponse::Ok().json(balance_of(&state, user, row).await?))
 }
 
 /// Waits (bounded) for the projections to reach `min_position`, for a caller reading its own
@@ -196,14 +325,34 @@ async fn reach(
     }
 }
 
+/// A user's balance. A registered user with no money events yet has zeros.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Balance {
+    user_id: i64,
+    /// What the user may spend.
+    available: DecimalText,
+    /// Held by purchases in progress.
+    reserved: DecimalText,
+    /// available + reserved.
+    total: DecimalText,
+    /// What the user owes after a payment was refunded once its credit was spent. While it
+    /// is not zero nothing is available, purchases are refused (422 `account_in_debt`), and
+    /// the next credit pays it first.
+    debt: DecimalText,
+    #[schema(example = "USDT")]
+    currency: String,
+    /// Log position of the last event that changed this balance.
+    position: u64,
+}
+
 /// A balance as the API shows it. A registered user with no money events yet has zeros, with
 /// the profile's position and registration time (the cached zero row's own position is the
 /// cache's guard, not an event of this user).
-pub async fn balance_json(
+pub async fn balance_of(
     state: &AppState,
     user: UserId,
     row: Option<BalanceRow>,
-) -> Result<Value, ApiError> {
+) -> Result<Balance, ApiError> {
     let row = match row {
         Some(row) if !row.no_money_events => row,
         _ => {
@@ -224,28 +373,51 @@ pub async fn balance_json(
             }
         }
     };
-    Ok(json!({
-        "user_id": row.user_id,
-        "available": row.available.normalize().to_string(),
-        "reserved": row.reserved.normalize().to_string(),
-        "total": row.total().normalize().to_string(),
-        // What the user owes after a refunded payment whose credit was spent; purchases are
-        // refused while it is not zero.
-        "debt": row.debt.normalize().to_string(),
-        "currency": row.currency,
-        "position": row.position,
-    }))
+    Ok(Balance {
+        user_id: row.user_id,
+        available: DecimalText::normalized(row.available),
+        reserved: DecimalText::normalized(row.reserved),
+        total: DecimalText::normalized(row.total()),
+        debt: DecimalText::normalized(row.debt),
+        currency: row.currency,
+        position: row.position,
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// The previous page's `next_cursor`: transactions older than it. Absent: the newest.
     cursor: Option<u64>,
+    /// Page size, 1 to 200 (else 400 `invalid_limit`).
+    #[param(minimum = 1, maximum = 200, default = 20)]
     limit: Option<u32>,
-    /// Wait (bounded) until the history reflects at least this log position.
+    /// Wait (bounded) until the history reflects at least this log position (see
+    /// `getBalance`).
     min_position: Option<u64>,
 }
 
-async fn transactions(
+/// One page of a user's history, newest first.
+#[derive(Serialize, ToSchema)]
+struct TransactionPage {
+    transactions: Vec<Transaction>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last one.
+    next_cursor: Option<u64>,
+}
+
+/// List a user's transactions
+///
+/// The user's recharges, purchases and adjustments with their current status, newest first,
+/// paged by cursor.
+#[utoipa::path(
+    operation_id = "listTransactions",
+    tag = "users",
+    security(("bearer" = ["service", "admin", "auditor"])),
+    params(UserIdPath, HistoryQuery),
+    responses((status = 200, description = "One page.", body = TransactionPage)),
+)]
+#[get("/v1/users/{id}/transactions")]
+async fn list_transactions(
     state: web::Data<AppState>,
     _caller: Authorized<Look>,
     RequestDeadline(deadline): RequestDeadline,
@@ -268,25 +440,66 @@ async fn transactions(
         .queries
         .history(user.get(), query.cursor, limit, min_position)
         .await?;
-    let items: Vec<Value> = page.transactions.iter().map(transaction_json).collect();
-    Ok(HttpResponse::Ok().json(json!({"transactions": items, "next_cursor": page.next_cursor})))
+    Ok(HttpResponse::Ok().json(TransactionPage {
+        transactions: page.transactions.iter().map(Transaction::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
-/// A recharge, purchase or adjustment as the API shows it.
-pub fn transaction_json(t: &TransactionRow) -> Value {
-    json!({
-        "id": t.id, "kind": t.kind.as_str(), "status": t.status,
-        "amount": t.amount.normalize().to_string(), "currency": t.currency,
-        "description": t.description, "external_id": t.external_id,
-        "metadata": t.metadata, "created_at": t.created_at, "updated_at": t.updated_at,
-        "position": t.position,
-    })
+/// A recharge, purchase or adjustment, as the `transactions` read model shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transaction {
+    /// The recharge, purchase or adjustment id.
+    id: uuid::Uuid,
+    /// `recharge`, `purchase` or `adjustment`.
+    #[schema(example = "recharge")]
+    kind: &'static str,
+    /// Recharges: `pending`, `completed`, `partial`, `failed`, `needs_review`, `on_hold`,
+    /// `reversed`. Purchases: `reserved`, `ordered`, `sent`, `completed`, `refunded`.
+    /// Adjustments: `completed`.
+    #[schema(example = "completed")]
+    status: String,
+    /// Recharges: the invoice amount until settled, then what was credited. Purchases: the
+    /// price. Adjustments: the signed change.
+    amount: DecimalText,
+    #[schema(example = "USDT")]
+    currency: String,
+    description: Option<String>,
+    /// Recharges: the Heleket invoice uuid. Purchases: the Fragment request id once placed.
+    external_id: Option<String>,
+    /// Details by kind (a purchase's Stars and recipient, a recharge's payment, …).
+    metadata: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// Log position of the last event that changed it.
+    position: u64,
 }
 
-#[derive(Deserialize)]
+impl From<&TransactionRow> for Transaction {
+    fn from(t: &TransactionRow) -> Self {
+        Self {
+            id: t.id,
+            kind: t.kind.as_str(),
+            status: t.status.clone(),
+            amount: DecimalText::normalized(t.amount),
+            currency: t.currency.clone(),
+            description: t.description.clone(),
+            external_id: t.external_id.clone(),
+            metadata: t.metadata.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            position: t.position,
+        }
+    }
+}
+
+/// Top up a balance.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": "10.50"}))]
 struct RechargeRequest {
-    amount: String,
+    /// What to invoice, in the ledger currency.
+    amount: AmountInput,
 }
 
 /// Parses a decimal-string amount from a request.
@@ -295,15 +508,56 @@ pub fn amount(field: &str, text: &str) -> Result<Amount, ApiError> {
         .map_err(|error| ApiError::new(ErrorCode::InvalidAmount, format!("{field}: {error}")))
 }
 
-async fn recharge(
+/// A pending recharge and its invoice.
+#[derive(Serialize, ToSchema)]
+struct Recharge {
+    recharge_id: uuid::Uuid,
+    /// What was invoiced, as given.
+    amount: DecimalText,
+    #[schema(example = "USDT")]
+    currency: String,
+    /// Heleket's invoice.
+    invoice_uuid: String,
+    /// Where to send the user to pay.
+    payment_url: String,
+    expires_at: DateTime<Utc>,
+    /// Always `pending`: the webhook settles it.
+    #[schema(example = "pending")]
+    status: &'static str,
+    #[serde(flatten)]
+    written: Written,
+}
+
+/// Start a recharge (top-up)
+///
+/// Creates a Heleket invoice for `amount` in the ledger currency and records the pending
+/// recharge; send the user to `payment_url`. The balance is credited when Heleket's webhook
+/// says the invoice is paid, with the amount actually paid. The user must be registered
+/// before any invoice is created. Without an `Idempotency-Key` every call is a new recharge
+/// (harmless: an unpaid invoice moves no money); with one, a retry answers the same recharge
+/// and invoice.
+#[utoipa::path(
+    operation_id = "createRecharge",
+    tag = "users",
+    security(("bearer" = ["service", "admin"])),
+    params(UserIdPath, IdempotencyHeader<RechargePurpose>),
+    request_body = RechargeRequest,
+    responses(
+        (status = 201, description = "The recharge and its invoice (200 with \
+            `Idempotent-Replayed: true` when it repeats a request).", body = Recharge,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/users/{id}/recharges")]
+async fn create_recharge(
     state: web::Data<AppState>,
     caller: Authorized<Act, Body>,
     RequestDeadline(deadline): RequestDeadline,
     UserIdPath(user): UserIdPath,
-    key: IdempotencyHeader<Recharge>,
+    key: IdempotencyHeader<RechargePurpose>,
 ) -> Result<HttpResponse, ApiError> {
     let parsed: RechargeRequest = caller.body().json()?;
-    let amount = amount("amount", &parsed.amount)?;
+    let amount = amount("amount", &parsed.amount.0)?;
     // Without a key every request is a new recharge: harmless, an unpaid invoice moves no
     // money. With one, a retry returns the same recharge and the same invoice.
     let key = match key.optional()? {
@@ -315,33 +569,84 @@ async fn recharge(
     let (executed, e, projected) = (recharge.executed, recharge.event, recharge.projected);
     Ok(created(
         &executed,
-        json!({
-            "recharge_id": e.recharge_id,
-            "amount": e.amount,
-            "currency": e.currency,
-            "invoice_uuid": e.invoice.uuid,
-            "payment_url": e.invoice.url,
-            "expires_at": e.invoice.expires_at,
-            "status": "pending",
-            "position": executed.position,
-            "projected": projected,
-        }),
+        Recharge {
+            recharge_id: e.recharge_id.uuid(),
+            amount: DecimalText::exact(e.amount),
+            currency: e.currency.to_string(),
+            invoice_uuid: e.invoice.uuid,
+            payment_url: e.invoice.url,
+            expires_at: e.invoice.expires_at,
+            status: "pending",
+            written: Written {
+                position: executed.position,
+                projected,
+            },
+        },
     ))
 }
 
-#[derive(Deserialize)]
+/// Buy Stars.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"stars": 100, "recipient": "bob_tg"}))]
 struct PurchaseRequest {
+    /// How many Stars: a whole number from 50 to 1000000 (else 422 `invalid_stars`; a
+    /// non-integer is 422 `invalid_request`).
+    #[schema(minimum = 50, maximum = 1000000, example = 100)]
     stars: i64,
+    /// A gift: a Telegram username (an optional leading `@`, then 4 to 32 letters, digits or
+    /// `_`, starting with a letter; else 422 `invalid_recipient`). Null or absent buys for
+    /// the user, delivered to the username their profile holds now (422 `no_username` if
+    /// they have none), recorded as `deliver_to`.
+    #[schema(pattern = r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")]
     recipient: Option<String>,
 }
 
-async fn purchase(
+/// A purchase as recorded, with the balance after its reservation.
+#[derive(Serialize, ToSchema)]
+struct Purchase {
+    purchase_id: uuid::Uuid,
+    stars: u32,
+    /// The gift recipient, if any.
+    recipient: Option<String>,
+    /// The username the Stars go to.
+    deliver_to: Option<String>,
+    /// What the Stars cost, reserved from the balance until delivered or refunded.
+    price: DecimalText,
+    #[schema(example = "USDT")]
+    currency: String,
+    /// Always `reserved`: fulfilment moves it on.
+    #[schema(example = "reserved")]
+    status: &'static str,
+    #[serde(flatten)]
+    written: Written,
+    balance: Balance,
+}
+
+/// Buy Stars
+///
+/// Prices the Stars, reserves the price from the available balance and records the order;
+/// fulfilment buys them through Fragment and delivers them. Needs an `Idempotency-Key`, so a
+/// retried request cannot buy twice.
+#[utoipa::path(
+    operation_id = "createPurchase",
+    tag = "users",
+    security(("bearer" = ["service", "admin"])),
+    params(UserIdPath, IdempotencyHeader<PurchasePurpose>),
+    request_body = PurchaseRequest,
+    responses(
+        (status = 201, description = "The purchase (200 with `Idempotent-Replayed: true` \
+            when it repeats a request).", body = Purchase,
+            headers(("Idempotent-Replayed" = String, description = "`true`: a repeat."))),
+    ),
+)]
+#[post("/v1/users/{id}/purchases")]
+async fn create_purchase(
     state: web::Data<AppState>,
     caller: Authorized<Act, Body>,
     RequestDeadline(deadline): RequestDeadline,
     UserIdPath(user): UserIdPath,
-    key: IdempotencyHeader<Purchase>,
+    key: IdempotencyHeader<PurchasePurpose>,
 ) -> Result<HttpResponse, ApiError> {
     let parsed: PurchaseRequest = caller.body().json()?;
     let stars = Stars::new(parsed.stars).map_err(|_| {
@@ -379,17 +684,19 @@ async fn purchase(
         .await?;
     Ok(created(
         &executed,
-        json!({
-            "purchase_id": e.purchase_id,
-            "stars": e.stars.get(),
-            "recipient": e.recipient.as_ref().map(|r| r.to_string()),
-            "deliver_to": e.deliver_to.as_ref().map(|r| r.to_string()),
-            "price": e.price,
-            "currency": state.shop.currency,
-            "status": "reserved",
-            "position": executed.position,
-            "projected": projected,
-            "balance": balance_json(&state, user, balance).await?,
-        }),
+        Purchase {
+            purchase_id: e.purchase_id.uuid(),
+            stars: e.stars.get(),
+            recipient: e.recipient.as_ref().map(|r| r.to_string()),
+            deliver_to: e.deliver_to.as_ref().map(|r| r.to_string()),
+            price: DecimalText::exact(e.price),
+            currency: state.shop.currency.to_string(),
+            status: "reserved",
+            written: Written {
+                position: executed.position,
+                projected,
+            },
+            balance: balance_of(&state, user, balance).await?,
+        },
     ))
 }

@@ -16,9 +16,11 @@
 
 use std::net::IpAddr;
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use actix_web::{post, web, HttpRequest, HttpResponse};
+use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use super::body::Body;
 use super::error::ApiError;
@@ -28,8 +30,8 @@ use starledger_heleket::sign::{verify_webhook, SignatureError};
 use starledger_heleket::{OrderId, PaymentStatus, Webhook};
 use starledger_shop::settlement::{SettleError, Settled, Source};
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/webhooks/heleket", web::post().to(heleket));
+pub fn routes(config: &mut ServiceConfig) {
+    config.service(heleket);
 }
 
 /// Counts a webhook's outcome for `/metrics`.
@@ -38,9 +40,92 @@ fn count(outcome: &'static str) {
         .increment(1);
 }
 
-fn acknowledged(outcome: &'static str, detail: serde_json::Value) -> HttpResponse {
+fn acknowledged(outcome: &'static str, detail: Detail) -> HttpResponse {
     count(outcome);
-    HttpResponse::Ok().json(json!({"result": outcome, "detail": detail}))
+    HttpResponse::Ok().json(WebhookAnswer {
+        result: outcome,
+        detail,
+    })
+}
+
+/// Heleket's answer: any 2xx stops its retries. Sent only once the outcome is committed (or
+/// once nothing is to be recorded).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// `recorded`: an outcome was appended (`detail.outcome` says which). `duplicate`: this
+    /// webhook (uuid + status) was recorded before. `ignored`: nothing to do (not a payment
+    /// webhook, not our order id, interim or undocumented status, a recharge already past
+    /// this status). `orphaned`: our order id for a user this ledger does not have;
+    /// acknowledged, logged as an error for an operator. `unconfirmed`: with
+    /// `HELEKET_CONFIRM_WEBHOOKS` on, `payment/info` for the same invoice does not state the
+    /// same status, coin and amount; nothing recorded.
+    #[schema(example = "recorded")]
+    result: &'static str,
+    detail: Detail,
+}
+
+/// recorded / duplicate: where the event sits in the log (and for recorded what it is);
+/// otherwise why nothing was recorded.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum Detail {
+    Logged {
+        /// recorded only: what the ledger made of the payment: `settled` (credited in full,
+        /// or within the overpayment tolerance), `partial` (less than invoiced arrived and
+        /// is credited), `on_hold` (Heleket holds it for an AML check), `needs_review` (not
+        /// credited automatically; an operator decides), `failed` (closed unpaid),
+        /// `reversed` (refunded after the credit, which is taken back).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outcome: Option<&'static str>,
+        position: u64,
+    },
+    Why(String),
+}
+
+/// Heleket's payment webhook, as Heleket sends it. The body is verified as the bytes that
+/// arrived before any field is read, so this type only describes it. Other fields Heleket
+/// sends (`payer_amount`, `merchant_amount`, `network`, `additional_data`, …) are allowed:
+/// they are covered by the signature and otherwise unused.
+///
+/// Checks, in order: the sender address (when `HELEKET_ALLOWED_IPS` is set), the body size,
+/// JSON, the signature (`sign` = md5(base64(PHP-style json_encode of the body without
+/// `sign`) + API key), compared in constant time), then the fields.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct HeleketWebhook {
+    /// `payment` (the default when absent) for invoices; any other kind is acknowledged as
+    /// `ignored`.
+    #[schema(example = "payment")]
+    r#type: Option<String>,
+    /// Heleket's invoice id.
+    #[schema(min_length = 1, max_length = 64)]
+    uuid: String,
+    /// Our order id, `sl_{user id}_{recharge id as 32 hex digits}`. Another shape is
+    /// acknowledged as `ignored` (not our order).
+    #[schema(example = "sl_123456789_0f8a6c1e2b3d4e5f8091a2b3c4d5e6f7")]
+    order_id: String,
+    /// The invoice amount, a decimal (Heleket writes strings, sometimes numbers; never read
+    /// through a float).
+    amount: Option<String>,
+    /// What the payer actually paid, in the invoice currency; what `paid`/`paid_over`
+    /// credit. For `paid` without it, `amount` is credited; `paid_over` without it is 422
+    /// `invalid_webhook`.
+    payment_amount: Option<String>,
+    /// Must be the ledger currency (`LEDGER_CURRENCY`), else 422 `currency_mismatch`.
+    currency: String,
+    /// `paid`, `paid_over`: credit the recharge. `fail`, `cancel`, `system_fail`,
+    /// `wrong_amount`, `locked`, `refund_paid`, `refund_fail`: fail it. `check`,
+    /// `confirm_check`, `process`, `wrong_amount_waiting`, `refund_process` and undocumented
+    /// statuses: acknowledged as `ignored`.
+    status: String,
+    /// Heleket's flag; informational.
+    is_final: Option<bool>,
+    /// The blockchain transaction id, recorded with the settlement.
+    txid: Option<String>,
+    /// The signature over the rest of the body. Missing, malformed or wrong: 401
+    /// `invalid_signature`.
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
+    sign: String,
 }
 
 /// The address the request came from: the proxy's `X-Forwarded-For` only when configured to
@@ -65,6 +150,18 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> ApiError {
     ApiError::new(code, message)
 }
 
+/// Heleket's payment webhook
+///
+/// Where Heleket reports a payment. Signed with the merchant's API key, not an API key of
+/// ours. Answered 200 only once the outcome is committed, so a lost answer makes Heleket
+/// retry, and a retry records nothing twice.
+#[utoipa::path(
+    operation_id = "heleketWebhook",
+    tag = "heleket",
+    request_body = HeleketWebhook,
+    responses((status = 200, description = "Acknowledged.", body = WebhookAnswer)),
+)]
+#[post("/webhooks/heleket")]
 async fn heleket(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -114,18 +211,24 @@ async fn handle(state: &AppState, webhook: Webhook) -> Result<HttpResponse, ApiE
     if webhook.kind != "payment" {
         return Ok(acknowledged(
             "ignored",
-            json!(format!("{} webhooks are not used", webhook.kind)),
+            Detail::Why(format!("{} webhooks are not used", webhook.kind)),
         ));
     }
     let Ok(order) = OrderId::parse(&webhook.payment.order_id) else {
         // Signed with our key but not one of our orders (another system on the same
         // merchant?): nothing of ours to change, and a 4xx would only make Heleket retry.
         tracing::warn!("heleket webhook for an order id we never issue");
-        return Ok(acknowledged("ignored", json!("not our order id")));
+        return Ok(acknowledged(
+            "ignored",
+            Detail::Why("not our order id".into()),
+        ));
     };
     if let PaymentStatus::Unknown(_) = webhook.payment.status {
         tracing::warn!("heleket webhook with an undocumented status; ignored");
-        return Ok(acknowledged("ignored", json!("undocumented status")));
+        return Ok(acknowledged(
+            "ignored",
+            Detail::Why("undocumented status".into()),
+        ));
     }
     match state
         .settlement
@@ -142,11 +245,17 @@ async fn handle(state: &AppState, webhook: Webhook) -> Result<HttpResponse, ApiE
             let detail = match &settled {
                 Settled::Recorded { outcome, position } => {
                     tracing::info!(outcome, position, "heleket webhook recorded");
-                    json!({"outcome": outcome, "position": position})
+                    Detail::Logged {
+                        outcome: Some(*outcome),
+                        position: *position,
+                    }
                 }
-                Settled::Duplicate { position } => json!({"position": position}),
-                Settled::Unconfirmed { why } | Settled::Ignored { why } => json!(why),
-                Settled::Orphaned => json!("the order's user is not registered"),
+                Settled::Duplicate { position } => Detail::Logged {
+                    outcome: None,
+                    position: *position,
+                },
+                Settled::Unconfirmed { why } | Settled::Ignored { why } => Detail::Why(why.clone()),
+                Settled::Orphaned => Detail::Why("the order's user is not registered".into()),
             };
             Ok(acknowledged(settled.result(), detail))
         }

@@ -73,6 +73,9 @@ enum Command {
         #[command(subcommand)]
         command: recharges_cmd::RechargesCommand,
     },
+    /// Print the API document (OpenAPI 3.1, JSON), generated from the HTTP handlers;
+    /// `schemas/openapi.json` holds it. Reads no configuration.
+    Openapi,
     /// Benchmarks: runs `starledger-bench` (built beside this binary) with these arguments;
     /// `starledger bench --help` lists them.
     #[command(disable_help_flag = true)]
@@ -84,6 +87,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        return openapi();
+    }
     let config = match config::Config::from_process_env() {
         Ok(config) => config,
         Err(error) => {
@@ -108,6 +114,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// `starledger openapi`: the document on standard output.
+fn openapi() -> ExitCode {
+    match starledger_http::openapi::document_json() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: the API document cannot be put together: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => serve(config).await,
@@ -123,6 +143,7 @@ async fn run(command: Command, config: config::Config) -> anyhow::Result<ExitCod
         Command::Audit { command } => audit_cmd::run(command, &config).await,
         Command::Recharges { command } => recharges_cmd::run(command, &config).await,
         Command::Bench { args } => Ok(bench::run(&args)),
+        Command::Openapi => Ok(openapi()),
     }
 }
 

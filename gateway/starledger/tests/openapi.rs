@@ -1,20 +1,20 @@
-//! `schemas/openapi.json` against the code: the routes `gateway/http/src/*.rs` registers, who
-//! may call each one, the query parameters, `Idempotency-Key` header and body each handler
-//! reads, the rules the ledger applies to amounts, usernames, user ids and Stars, and the error
-//! codes (every code of `ErrorCode` the API answers is documented with each of its statuses,
-//! nothing else is, and each operation lists the codes its inputs and commands can cause);
-//! plus the document's own soundness (OpenAPI 3.1, unique operation ids, every `$ref`
-//! resolving, every example valid against its schema).
+//! `schemas/openapi.json` against the code. The document is generated from the handlers
+//! (`starledger_http::openapi`, with utoipa); these tests check that the checked-in copy is
+//! exactly what the code generates, and then what a generator cannot promise by itself:
+//! - the error codes: every code of `ErrorCode` the API answers is documented with each of
+//!   its statuses, nothing else is, and each operation lists the codes its inputs and
+//!   commands can cause;
+//! - the document's own soundness (OpenAPI 3.1, unique operation ids, every `$ref`
+//!   resolving, every example valid against its schema);
+//! - the rules the ledger applies to amounts, usernames, user ids and Stars, against the
+//!   schemas' patterns and bounds.
 //!
-//! The routes are read from the source text, not from a running app: actix-web cannot list
-//! what was registered, and reading the source needs no database. The scanner understands the
-//! one form the modules use, `.route("/path/{param}", web::METHOD().to(handler))` (path and
-//! method possibly on separate lines), and refuses every other way of registering a route, so
-//! a route added another way cannot slip past it.
+//! Who may call each operation is checked against the running app, operation by operation
+//! of the generated document, in `tests/api/auth.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use jsonschema::{Draft, JSONSchema};
 use serde_json::{json, Value};
@@ -24,190 +24,54 @@ use starledger_ledger::money::{Amount, SignedAmount};
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];
 
-/// Ways of registering a route the scanner does not understand.
-const UNSCANNED_REGISTRATIONS: [&str; 10] = [
-    "web::resource(",
-    "web::scope(",
-    ".service(",
-    "#[get(",
-    "#[post(",
-    "#[put(",
-    "#[patch(",
-    "#[delete(",
-    "#[route(",
-    "#[routes]",
-];
-
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+fn checked_in_path() -> PathBuf {
+    manifest_dir().join("../../schemas/openapi.json")
+}
+
+/// The checked-in document.
 fn document() -> Value {
-    let path = manifest_dir().join("../../schemas/openapi.json");
+    let path = checked_in_path();
     let text =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
-/// One file of `gateway/http/src/`, without comment lines and without its unit tests (whose
-/// test apps may register routes of their own).
-struct Source {
-    name: String,
-    text: String,
-}
-
-fn http_sources() -> Vec<Source> {
-    let dir = manifest_dir().join("../http/src");
-    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|path| {
-            let text = fs::read_to_string(path).expect("a readable source file");
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            Source {
-                name: file_name(path),
-                text: code
-                    .lines()
-                    .map(|line| {
-                        if line.trim_start().starts_with("//") {
-                            ""
-                        } else {
-                            line
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            }
-        })
-        .collect()
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// One `.route(…)` call.
-#[derive(Debug)]
-struct Route {
-    method: String,
-    path: String,
-    handler: String,
-    file: String,
-}
-
-/// Every `.route(` call of a file: the first string literal between `.route(` and `.to(` is the
-/// path, the `web::METHOD()` there the method, the argument of `.to(` the handler.
-fn registered_routes(source: &Source) -> Vec<Route> {
-    let mut routes = Vec::new();
-    let mut rest = source.text.as_str();
-    while let Some(start) = rest.find(".route(") {
-        rest = &rest[start + ".route(".len()..];
-        let end = rest
-            .find(".to(")
-            .unwrap_or_else(|| panic!("{}: a .route( with no .to( after it", source.name));
-        let call = &rest[..end];
-        let path = string_literal(call)
-            .unwrap_or_else(|| panic!("{}: no path literal in .route({call}", source.name));
-        let methods: Vec<&str> = METHODS
-            .into_iter()
-            .filter(|method| call.contains(&format!("web::{method}()")))
-            .collect();
-        assert_eq!(
-            methods.len(),
-            1,
-            "{}: .route({call} must name exactly one web::METHOD()",
-            source.name
+/// The checked-in document is the one the code generates, byte for byte. With
+/// `UPDATE_OPENAPI=1` the test writes the generated one instead (and still fails, so a run
+/// that changed it is never green by accident).
+#[test]
+fn the_checked_in_document_is_the_generated_one() {
+    let generated = starledger_http::openapi::document_json()
+        .unwrap_or_else(|error| panic!("the document cannot be generated: {error}"));
+    let path = checked_in_path();
+    let checked_in = fs::read_to_string(&path).unwrap_or_default();
+    if checked_in == generated {
+        return;
+    }
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        fs::write(&path, &generated)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        panic!(
+            "{} rewritten from the code; run the tests again",
+            path.display()
         );
-        let after = &rest[end + ".to(".len()..];
-        let handler = after[..after.find(')').expect("the end of .to(")].trim();
-        routes.push(Route {
-            method: methods[0].to_uppercase(),
-            path: openapi_template(path),
-            handler: handler.to_owned(),
-            file: source.name.clone(),
-        });
-        rest = after;
     }
-    routes
-}
-
-fn string_literal(text: &str) -> Option<&str> {
-    let open = text.find('"')? + 1;
-    let close = open + text[open..].find('"')?;
-    Some(&text[open..close])
-}
-
-/// actix's `{id:\d+}` is OpenAPI's `{id}`.
-fn openapi_template(path: &str) -> String {
-    let mut out = String::new();
-    let (mut in_param, mut in_pattern) = (false, false);
-    for c in path.chars() {
-        match c {
-            '{' => in_param = true,
-            '}' => (in_param, in_pattern) = (false, false),
-            ':' if in_param => in_pattern = true,
-            _ if in_pattern => continue,
-            _ => {}
-        }
-        if !in_pattern {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn placeholders(path: &str) -> BTreeSet<String> {
-    path.split('{')
-        .skip(1)
-        .filter_map(|part| part.split_once('}'))
-        .map(|(name, _)| name.to_owned())
-        .collect()
-}
-
-/// Every route the http modules register, checking on the way that each is registered in the
-/// one way the scanner reads and that each module with routes is configured by `lib.rs`.
-fn code_routes() -> Vec<Route> {
-    let sources = http_sources();
-    let module_tree = sources
-        .iter()
-        .find(|s| s.name == "lib.rs")
-        .expect("gateway/http/src/lib.rs");
-    let mut routes = Vec::new();
-    for source in &sources {
-        for form in UNSCANNED_REGISTRATIONS {
-            assert!(
-                !source.text.contains(form),
-                "{} registers something with `{form}`, which this test cannot read; register \
-                 routes with .route(\"/path\", web::METHOD().to(handler)) or teach the scanner",
-                source.name
-            );
-        }
-        let found = registered_routes(source);
-        if !found.is_empty() && source.name != "lib.rs" {
-            let module = source.name.trim_end_matches(".rs");
-            assert!(
-                module_tree
-                    .text
-                    .contains(&format!(".configure({module}::routes)")),
-                "{} has routes, but lib.rs never calls .configure({module}::routes)",
-                source.name
-            );
-        }
-        routes.extend(found);
-    }
-    assert!(
-        routes.len() >= 10,
-        "only {} routes found in gateway/http/src: the scanner is broken",
-        routes.len()
+    let first_difference = checked_in
+        .lines()
+        .zip(generated.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or(checked_in.lines().count().min(generated.lines().count()));
+    panic!(
+        "schemas/openapi.json is not what the handlers generate (first difference at line \
+         {}); regenerate it with `cargo run -p starledger-gateway -- openapi > \
+         schemas/openapi.json` (or UPDATE_OPENAPI=1 cargo test --test openapi) and review \
+         the diff",
+        first_difference + 1
     );
-    routes
 }
 
 /// `(METHOD, path)` → the operation, for every operation of the document.
@@ -254,26 +118,6 @@ fn parameter_names(parameters: &[&Value], location: &str) -> BTreeSet<String> {
         .filter_map(|p| p["name"].as_str())
         .map(str::to_owned)
         .collect()
-}
-
-#[test]
-fn every_registered_route_is_documented_and_nothing_else() {
-    let doc = document();
-    let mut code = BTreeSet::new();
-    for route in code_routes() {
-        let key = (route.method.clone(), route.path.clone());
-        assert!(code.insert(key), "{route:?} is registered twice");
-    }
-    let documented: BTreeSet<(String, String)> = documented_operations(&doc).into_keys().collect();
-
-    let undocumented: Vec<_> = code.difference(&documented).collect();
-    let not_in_code: Vec<_> = documented.difference(&code).collect();
-    assert!(
-        undocumented.is_empty() && not_in_code.is_empty(),
-        "schemas/openapi.json and gateway/http/src disagree\n  \
-         registered but not documented: {undocumented:?}\n  \
-         documented but not registered: {not_in_code:?}"
-    );
 }
 
 /// The codes a documented response allows in `error.code` (`$ref`s resolved).
@@ -485,301 +329,6 @@ fn operations_document_the_errors_their_inputs_and_commands_can_cause() {
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
-/// What a handler's source says about its callers and its inputs.
-struct Handler {
-    /// `Some(roles)` when the handler takes `Authorized<R>` (authenticated, role-checked).
-    roles: Option<BTreeSet<String>>,
-    takes_body: bool,
-    /// `Some(required)` when the handler reads `Idempotency-Key`.
-    idempotency_key: Option<bool>,
-    query_fields: BTreeSet<String>,
-}
-
-fn read_handler(sources: &[Source], route: &Route) -> Handler {
-    let source = sources
-        .iter()
-        .find(|s| s.name == route.file)
-        .expect("the route's file");
-    let start = source
-        .text
-        .find(&format!("async fn {}(", route.handler))
-        .unwrap_or_else(|| panic!("{}: no async fn {}(", route.file, route.handler));
-    let function = &source.text[start..];
-    let function = &function[..function.find("\n}").unwrap_or(function.len())];
-    let open = function
-        .find("{\n")
-        .unwrap_or_else(|| panic!("{}: no body", route.handler));
-    let (signature, body) = function.split_at(open);
-    // Forms this test cannot read, so no handler checks a role or reads the key in a way
-    // that would slip past it: roles come only from `Authorized<R>`, the key only from
-    // `IdempotencyHeader<P>`.
-    for (form, text) in [
-        ("Caller", signature),
-        (".require(", body),
-        ("RoleSet", body),
-        ("idempotency_key(", body),
-        ("\"Idempotency-Key\"", body),
-        ("AUTHORIZATION", body),
-        ("\"Authorization\"", body),
-    ] {
-        assert!(
-            !text.contains(form),
-            "{}: `{form}` is not read by this test; use Authorized<R> and IdempotencyHeader<P> \
-             in the signature",
-            route.handler
-        );
-    }
-    let authorized = generic_arguments(signature, ": Authorized<", route);
-    if authorized.is_some() {
-        assert!(
-            !signature.contains(": Body"),
-            "{}: an authorized handler reads its body as Authorized<R, Body>, so 413 comes \
-             before 403",
-            route.handler
-        );
-    }
-    let takes_body = signature.contains(": Body")
-        || authorized
-            .as_ref()
-            .is_some_and(|arguments| arguments.get(1).map(String::as_str) == Some("Body"));
-    Handler {
-        roles: authorized.map(|arguments| role_set(sources, route, &arguments)),
-        takes_body,
-        idempotency_key: idempotency_key(signature, body, route),
-        query_fields: query_fields(source, signature),
-    }
-}
-
-/// The type arguments of the one parameter of type `prefix…>` in `signature`, if any.
-fn generic_arguments(signature: &str, prefix: &str, route: &Route) -> Option<Vec<String>> {
-    assert!(
-        signature.matches(prefix).count() <= 1,
-        "{}: more than one `{prefix}` (this test reads one)",
-        route.handler
-    );
-    let start = signature.find(prefix)? + prefix.len();
-    let end = signature[start..]
-        .find('>')
-        .unwrap_or_else(|| panic!("{}: `{prefix}` without `>`", route.handler));
-    let arguments: Vec<String> = signature[start..start + end]
-        .split(',')
-        .map(|a| a.trim().to_owned())
-        .collect();
-    assert!(
-        arguments
-            .iter()
-            .all(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')),
-        "{}: `{prefix}{}>` is not plain type names (this test reads those)",
-        route.handler,
-        arguments.join(", ")
-    );
-    Some(arguments)
-}
-
-/// The roles of `Authorized<Marker, …>`: `impl RoleSet for Marker { const ROLES … = &[Role::…]; }`.
-fn role_set(sources: &[Source], route: &Route, arguments: &[String]) -> BTreeSet<String> {
-    assert!(
-        arguments.len() <= 2,
-        "{}: Authorized<{}> (this test reads Authorized<R> and Authorized<R, Body>)",
-        route.handler,
-        arguments.join(", ")
-    );
-    let marker = &arguments[0];
-    let declaration = format!("impl RoleSet for {marker} {{");
-    let list = sources
-        .iter()
-        .find_map(|s| {
-            let at = s.text.find(&declaration)?;
-            let rest = &s.text[at + declaration.len()..];
-            let rest = &rest[..rest.find('}')?];
-            let roles = "const ROLES: &'static [Role] = ";
-            let rest = &rest[rest.find(roles)? + roles.len()..];
-            Some(rest[..rest.find(';')?].to_owned())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{}: no `{declaration} const ROLES: &'static [Role] = …; }}`",
-                route.handler
-            )
-        });
-    assert!(
-        list.trim_start().starts_with("&["),
-        "{marker}: ROLES is not a `&[Role::…]` literal (this test reads those)"
-    );
-    list.split("Role::")
-        .skip(1)
-        .map(|variant| {
-            variant
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect::<String>()
-                .to_lowercase()
-        })
-        .collect()
-}
-
-/// `Some(required)` when the handler takes `name: IdempotencyHeader<P>`: required if it calls
-/// `name.required(`, optional if `name.optional()`; anything else is refused.
-fn idempotency_key(signature: &str, body: &str, route: &Route) -> Option<bool> {
-    let prefix = ": IdempotencyHeader<";
-    generic_arguments(signature, prefix, route)?;
-    let before = &signature[..signature.find(prefix)?];
-    let name = before
-        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .next()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| panic!("{}: IdempotencyHeader<…> without a name", route.handler));
-    let required = body.contains(&format!("{name}.required("));
-    let optional = body.contains(&format!("{name}.optional()"));
-    assert!(
-        required != optional && body.matches(&format!("{name}.")).count() == 1,
-        "{}: use `{name}` exactly once, as `{name}.required(…)` or `{name}.optional()`",
-        route.handler
-    );
-    Some(required)
-}
-
-/// The fields of the struct the handler takes as `web::Query<…>`.
-fn query_fields(source: &Source, signature: &str) -> BTreeSet<String> {
-    let Some(at) = signature.find("web::Query<") else {
-        return BTreeSet::new();
-    };
-    let rest = &signature[at + "web::Query<".len()..];
-    let name = &rest[..rest.find('>').expect("web::Query<…>")];
-    let declaration = format!("struct {name} {{");
-    let start = source
-        .text
-        .find(&declaration)
-        .unwrap_or_else(|| panic!("{}: no {declaration}", source.name))
-        + declaration.len();
-    let block = &source.text[start..start + source.text[start..].find('}').expect("}")];
-    assert!(
-        !block.contains("rename"),
-        "{name}: serde renames are not read by this test"
-    );
-    block
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
-        .map(|(field, _)| field.trim().trim_start_matches("pub ").trim().to_owned())
-        .collect()
-}
-
-#[test]
-fn documented_operations_match_their_handlers() {
-    let doc = document();
-    let sources = http_sources();
-    let operations = documented_operations(&doc);
-    let mut problems = Vec::new();
-    for route in code_routes() {
-        let key = (route.method.clone(), route.path.clone());
-        let Some(operation) = operations.get(&key) else {
-            continue; // reported by every_registered_route_is_documented_and_nothing_else
-        };
-        let name = format!("{} {} ({})", route.method, route.path, route.handler);
-        let handler = read_handler(&sources, &route);
-        let mut problem = |text: String| problems.push(format!("{name}: {text}"));
-
-        // Who may call it.
-        let security = operation.get("security").unwrap_or(&doc["security"]);
-        let documented_roles: Option<BTreeSet<String>> = match security.as_array() {
-            Some(requirements) if requirements.is_empty() => None,
-            Some(requirements) => Some(
-                requirements
-                    .iter()
-                    .filter_map(|r| r["bearer"].as_array())
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            None => {
-                problem("security is not an array".into());
-                None
-            }
-        };
-        if documented_roles != handler.roles {
-            problem(format!(
-                "the code requires roles {:?}, the document's security says {:?} (None: open)",
-                handler.roles, documented_roles
-            ));
-        }
-        let description = operation["description"].as_str().unwrap_or_default();
-        for role in handler.roles.iter().flatten() {
-            if !description.contains(&format!("`{role}`")) {
-                problem(format!("the description does not name the `{role}` role"));
-            }
-        }
-        let responses = &operation["responses"];
-        for status in ["401", "403"] {
-            if handler.roles.is_some() && responses.get(status).is_none() {
-                problem(format!("authenticated, but no {status} response"));
-            }
-        }
-
-        // What it reads.
-        let parameters = parameters(&doc, &route.path, operation);
-        let documented_path = parameter_names(&parameters, "path");
-        if documented_path != placeholders(&route.path) {
-            problem(format!(
-                "path parameters {documented_path:?} do not match the template"
-            ));
-        }
-        if parameters
-            .iter()
-            .any(|p| p["in"] == "path" && p["required"] != true)
-        {
-            problem("a path parameter is not required: true".into());
-        }
-        let documented_query = parameter_names(&parameters, "query");
-        if documented_query != handler.query_fields {
-            problem(format!(
-                "the code reads query parameters {:?}, the document lists {documented_query:?}",
-                handler.query_fields
-            ));
-        }
-        let key_header = parameters
-            .iter()
-            .find(|p| p["in"] == "header" && p["name"] == "Idempotency-Key")
-            .map(|p| p["required"] == true);
-        if key_header != handler.idempotency_key {
-            problem(format!(
-                "Idempotency-Key: the code reads {:?}, the document says {key_header:?} \
-                 (Some(required))",
-                handler.idempotency_key
-            ));
-        }
-        let request_body = operation.get("requestBody").map(|b| resolve(&doc, b));
-        if handler.takes_body != request_body.is_some() {
-            problem(format!(
-                "the handler {} a body, the document {} a requestBody",
-                if handler.takes_body {
-                    "reads"
-                } else {
-                    "reads no"
-                },
-                if request_body.is_some() {
-                    "has"
-                } else {
-                    "has no"
-                }
-            ));
-        }
-        if handler.takes_body {
-            if request_body.is_some_and(|b| b["required"] != true) {
-                problem("the requestBody is not required: true".into());
-            }
-            for status in ["400", "413"] {
-                if responses.get(status).is_none() {
-                    problem(format!("reads a body, but no {status} response"));
-                }
-            }
-        }
-    }
-    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
-}
-
 /// Every `$ref` anywhere in `value`, with where it is.
 fn references<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
     match value {
@@ -938,14 +487,61 @@ fn examples_match_their_schemas() {
             }
         }
     }
-    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
-        for example in schema["examples"].as_array().into_iter().flatten() {
-            let reference = json!({ "$ref": format!("#/components/schemas/{name}") });
-            check(format!("components.schemas.{name}"), &reference, example);
+    let mut schemas = Vec::new();
+    schemas_with_examples(
+        &doc["components"]["schemas"],
+        "#/components/schemas".to_owned(),
+        &mut schemas,
+    );
+    for (at, schema) in schemas {
+        let examples = schema["examples"].as_array().into_iter().flatten();
+        for example in examples.chain(schema.get("example")) {
+            check(at.clone(), schema, example);
         }
     }
-    assert!(checked >= 10, "only {checked} examples checked");
+    assert!(checked >= 30, "only {checked} examples checked");
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Every schema under `value` (itself, its properties, items, and the parts of its
+/// compositions) that carries an `example` or `examples`, with where it is.
+fn schemas_with_examples<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a Value)>) {
+    let Some(object) = value.as_object() else {
+        return;
+    };
+    if at == "#/components/schemas" {
+        for (name, schema) in object {
+            schemas_with_examples(schema, format!("{at}/{name}"), out);
+        }
+        return;
+    }
+    if object.contains_key("example") || object.contains_key("examples") {
+        out.push((at.clone(), value));
+    }
+    for (name, schema) in object
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        schemas_with_examples(schema, format!("{at}/properties/{name}"), out);
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(schema) = object.get(key) {
+            schemas_with_examples(schema, format!("{at}/{key}"), out);
+        }
+    }
+    for key in ["allOf", "oneOf", "anyOf"] {
+        for (i, schema) in object
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            schemas_with_examples(schema, format!("{at}/{key}/{i}"), out);
+        }
+    }
 }
 
 /// The schema at `pointer` in the document accepts exactly what the code's parser accepts.
@@ -1063,7 +659,7 @@ fn money_and_identifier_rules_match_the_ledger() {
     );
     agrees(
         &doc,
-        &format!("{schemas}/UserId"),
+        &format!("{schemas}/RegisterRequest/properties/user_id"),
         &[
             json!(1),
             json!(123_456_789),
