@@ -51,7 +51,7 @@ struct Adjustment {
     adjustment_id: uuid::Uuid,
     /// The signed change.
     amount: DecimalText,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     /// The name of the admin's API key.
     admin: String,

@@ -35,7 +35,7 @@ pub enum SpoolError {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BalanceAt {
     pub user_id: i64,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     pub currency: String,
     pub available: DecimalText,
     pub reserved: DecimalText,

@@ -37,7 +37,7 @@ struct SandboxInvoice {
     #[schema(example = "check")]
     status: String,
     amount: Option<DecimalText>,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     /// The coin the payer paid with, once paid.
     payer_currency: Option<String>,

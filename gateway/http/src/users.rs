@@ -134,7 +134,7 @@ struct Registration {
     username: Option<String>,
     language: Option<String>,
     /// The ledger currency the account is kept in.
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     #[serde(flatten)]
     written: Written,
@@ -218,7 +218,7 @@ struct Profile {
     user_id: i64,
     username: Option<String>,
     language: Option<String>,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     registered_at: DateTime<Utc>,
     /// Log position of the last event that changed the profile.
@@ -339,7 +339,7 @@ pub struct Balance {
     /// is not zero nothing is available, purchases are refused (422 `account_in_debt`), and
     /// the next credit pays it first.
     debt: DecimalText,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     /// Log position of the last event that changed this balance.
     position: u64,
@@ -462,7 +462,7 @@ pub struct Transaction {
     /// Recharges: the invoice amount until settled, then what was credited. Purchases: the
     /// price. Adjustments: the signed change.
     amount: DecimalText,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     description: Option<String>,
     /// Recharges: the Heleket invoice uuid. Purchases: the Fragment request id once placed.
@@ -514,7 +514,7 @@ struct Recharge {
     recharge_id: uuid::Uuid,
     /// What was invoiced, as given.
     amount: DecimalText,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     /// Heleket's invoice.
     invoice_uuid: String,
@@ -613,7 +613,7 @@ struct Purchase {
     deliver_to: Option<String>,
     /// What the Stars cost, reserved from the balance until delivered or refunded.
     price: DecimalText,
-    #[schema(example = "USDT")]
+    #[schema(example = "TON")]
     currency: String,
     /// Always `reserved`: fulfilment moves it on.
     #[schema(example = "reserved")]
