@@ -393,6 +393,64 @@ async fn a_tail_sees_events_appended_later(backend: &Backend) {
     assert_eq!(position, 2);
 }
 
+/// A PostgreSQL batch is written by one statement conditional on the head it was planned on
+/// or, after repeated losses to other writers, in a transaction that locks the head first.
+/// Both extend one gapless chain; a repeat of a written batch writes nothing and answers
+/// where it was written.
+#[tokio::test]
+async fn postgres_batches_extend_one_chain_whichever_way_they_commit() {
+    use starledger_ledger::store::batch::BatchBackend;
+    use starledger_ledger::store::postgres::PgBackend;
+    let Some(backend) = Backend::postgres().await else {
+        return;
+    };
+    let Backend::Postgres { pool, .. } = &backend else {
+        unreachable!("Backend::postgres opens PostgreSQL");
+    };
+    let writer = PgBackend::new(pool.clone());
+    let mut expected = 0;
+    for i in 0..6u64 {
+        let batch = [
+            request(
+                &format!("account-{}", 10 + i),
+                ExpectedVersion::Exact(0),
+                vec![event(i)],
+            ),
+            request(
+                "account-shared",
+                ExpectedVersion::Exact(i),
+                vec![event(100 + i)],
+            ),
+        ];
+        let outcomes = if i % 2 == 0 {
+            writer.commit_batch(&batch).await.unwrap()
+        } else {
+            writer.commit_locked(&batch).await.unwrap()
+        };
+        assert_eq!(outcomes.len(), 2);
+        for outcome in &outcomes {
+            expected += 1;
+            assert_eq!(outcome.as_ref().unwrap().last_position, expected);
+        }
+        // The same batch again: stored already, so nothing is written and the answers say
+        // where it is.
+        let again = writer.commit_batch(&batch).await.unwrap();
+        for (first, repeat) in outcomes.iter().zip(&again) {
+            let (first, repeat) = (first.as_ref().unwrap(), repeat.as_ref().unwrap());
+            assert!(repeat.replayed && !first.replayed);
+            assert_eq!(repeat.last_position, first.last_position);
+        }
+    }
+    let store = backend.open(CommitMode::default()).await;
+    let all = read_everything(store.as_ref()).await;
+    assert_eq!(all.len() as u64, expected);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, i as u64 + 1);
+    }
+    verify_chain(&all).unwrap();
+    assert_eq!(store.head().await.unwrap().position, expected);
+}
+
 on_every_backend!(
     appends_and_reads_back_in_order,
     wrong_expected_version_is_a_conflict,

@@ -1,9 +1,10 @@
 //! The PostgreSQL event store: production backend, shared by every app instance.
 //!
-//! Appends lock the one-row `ledger_head` for the length of their transaction, so positions
-//! are gapless and in commit order across processes; the group-commit writer makes that lock
-//! cheap by taking it once per batch. Commits announce the new head with `NOTIFY`, which
-//! every instance's listener turns into its `committed` signal.
+//! Appends move the one-row `ledger_head` in the statement that inserts their rows, holding
+//! its row lock to the commit, so positions are gapless and in commit order across
+//! processes; the group-commit writer makes that cheap by doing it once per batch, in three
+//! round trips ([`PgBackend`]). Commits announce the new head with `NOTIFY`, which every
+//! instance's listener turns into its `committed` signal.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,7 +66,7 @@ impl PostgresStore {
         let head = read_head(&pool).await?;
         let (committed, _) = watch::channel(head.position);
         let listener = spawn_listener(pool.clone(), committed.clone());
-        let appender = Appender::start(Arc::new(PgBackend { pool: pool.clone() }), mode, committed);
+        let appender = Appender::start(Arc::new(PgBackend::new(pool.clone())), mode, committed);
         Ok(Self {
             pool,
             appender,
@@ -298,10 +299,55 @@ impl EventStore for PostgresLogReader {
     }
 }
 
-/// The transaction behind one group commit.
+/// One group commit, in three round trips to PostgreSQL:
+///
+/// 1. the pool's health check of the connection (`test_before_acquire`): a dead connection
+///    is replaced before the batch is tried on it, not discovered by a failed commit;
+/// 2. one statement reading the facts the batch is planned on, in one snapshot: the head,
+///    each stream's last event, and which of the batch's event ids are stored already;
+/// 3. one statement writing the batch, conditional on the head still being the one read:
+///    it moves `ledger_head` from the old head to the new one (`WHERE position = old`), and
+///    only if that row moved inserts the rows and sends the `NOTIFY`; autocommit makes the
+///    three one transaction.
+///
+/// Planning (versions, positions, the hash chain) stays in Rust between 2 and 3. Step 3's
+/// `UPDATE` takes the head's row lock and holds it to the statement's commit, so commit order
+/// is still position order across processes, and positions stay gapless: a writer whose head
+/// moved meanwhile waits for the lock, finds the head changed, and writes nothing. It then
+/// re-reads and re-plans; after [`OPTIMISTIC_ATTEMPTS`] such losses in a row (many instances
+/// writing at once) it takes the head's lock first ([`PgBackend::commit_locked`], the
+/// transaction this path replaces), so every batch gets through.
 pub struct PgBackend {
     pool: PgPool,
 }
+
+/// Optimistic tries of one batch before it locks the head first.
+pub const OPTIMISTIC_ATTEMPTS: u32 = 8;
+
+/// The facts of a batch, in one statement and one snapshot: the head (`kind` 'h'), each
+/// stream's last event ('t') and the stored events among the batch's ids ('x').
+const FACTS: &str = "\
+    SELECT 'h' AS kind, NULL::text AS stream_id, position, NULL::bigint AS stream_version, \
+           hash, NULL::uuid AS event_id \
+      FROM ledger_head WHERE id \
+    UNION ALL \
+    SELECT 't', s.stream_id, NULL, e.stream_version, NULL, e.event_id \
+      FROM unnest($1::text[]) AS s(stream_id) \
+      CROSS JOIN LATERAL (SELECT stream_version, event_id FROM events \
+          WHERE events.stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1) AS e \
+    UNION ALL \
+    SELECT 'x', stream_id, position, stream_version, NULL, event_id \
+      FROM events WHERE event_id = ANY($2)";
+
+/// The columns of the rows to insert, `$1` to `$11`.
+const ROWS: &str = "\
+    SELECT p, s, v, i, t, sv, d::json, m::json, r, ph, h \
+      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
+                  $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
+           AS x(p, s, v, i, t, sv, d, m, r, ph, h)";
+
+const INSERT_INTO: &str = "INSERT INTO events (position, stream_id, stream_version, event_id, \
+    event_type, schema_version, data, metadata, recorded_at, prev_hash, hash) ";
 
 #[async_trait]
 impl BatchBackend for PgBackend {
@@ -309,95 +355,186 @@ impl BatchBackend for PgBackend {
         &self,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let head_row = sqlx::query("SELECT position, hash FROM ledger_head WHERE id FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        let head = head_from_row(&head_row)?;
         let (streams, ids) = lookups(requests);
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-
-        let tip_rows = sqlx::query(
-            "SELECT s.stream_id, e.stream_version, e.event_id \
-             FROM unnest($1::text[]) AS s(stream_id) \
-             CROSS JOIN LATERAL (SELECT stream_version, event_id FROM events \
-                 WHERE events.stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1) AS e",
-        )
-        .bind(&streams)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut tips = HashMap::with_capacity(tip_rows.len());
-        for row in &tip_rows {
-            tips.insert(
-                row.try_get::<String, _>("stream_id")?,
-                StreamTip {
-                    version: row.try_get::<i64, _>("stream_version")? as u64,
-                    event_id: EventId(row.try_get("event_id")?),
-                },
-            );
-        }
-
-        let existing_rows =
-            sqlx::query("SELECT event_id, position, stream_id, stream_version FROM events WHERE event_id = ANY($1)")
+        let mut conn = self.pool.acquire().await?;
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            let rows = sqlx::query(FACTS)
+                .bind(&streams)
                 .bind(&ids)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await?;
-        let mut existing = HashMap::with_capacity(existing_rows.len());
-        for row in &existing_rows {
-            existing.insert(
-                EventId(row.try_get("event_id")?),
-                StoredAt {
-                    position: row.try_get::<i64, _>("position")? as u64,
-                    stream_id: row.try_get("stream_id")?,
-                    stream_version: row.try_get::<i64, _>("stream_version")? as u64,
-                },
+            let facts = facts_from_rows(&rows)?;
+            let Some(read_head) = facts.head else {
+                return Err(StoreError::Database("ledger_head has no row".into()));
+            };
+            let plan = plan_batch(facts, requests, to_micros(Utc::now()));
+            if plan.rows.is_empty() {
+                return Ok(plan.outcomes);
+            }
+            let columns = Columns::of(&plan.rows);
+            let sql = format!(
+                "WITH moved AS ( \
+                     UPDATE ledger_head SET position = $12, hash = $13 \
+                      WHERE id AND position = $14 AND hash = $15 RETURNING position), \
+                 inserted AS ({INSERT_INTO} {ROWS} WHERE EXISTS (SELECT 1 FROM moved) \
+                      RETURNING 1), \
+                 notified AS (SELECT pg_notify($16, position::text) FROM moved) \
+                 SELECT (SELECT count(*) FROM moved) AS moved, \
+                        (SELECT count(*) FROM inserted) AS inserted, \
+                        (SELECT count(*) FROM notified) AS notified"
             );
+            let written = columns
+                .bind(sqlx::query(&sql))
+                .bind(plan.head.position as i64)
+                .bind(plan.head.hash.0.to_vec())
+                .bind(read_head.position as i64)
+                .bind(read_head.hash.0.to_vec())
+                .bind(NOTIFY_CHANNEL)
+                .fetch_one(&mut *conn)
+                .await?;
+            let moved: i64 = written.try_get("moved")?;
+            if moved == 0 {
+                // Another writer moved the head since the facts were read: plan again.
+                continue;
+            }
+            let inserted: i64 = written.try_get("inserted")?;
+            if inserted != plan.rows.len() as i64 {
+                // The head moved but the rows did not all go in: impossible in one statement
+                // unless the database misbehaves; say so rather than acknowledge them.
+                return Err(StoreError::Database(format!(
+                    "the batch moved the head but inserted {inserted} of {} rows",
+                    plan.rows.len()
+                )));
+            }
+            return Ok(plan.outcomes);
         }
+        drop(conn);
+        self.commit_locked(requests).await
+    }
+}
 
-        let facts = BatchFacts {
-            head: Some(head),
-            tips,
-            existing,
-        };
+/// The facts [`FACTS`] returned.
+fn facts_from_rows(rows: &[PgRow]) -> Result<BatchFacts, StoreError> {
+    let mut facts = BatchFacts {
+        head: None,
+        tips: HashMap::new(),
+        existing: HashMap::new(),
+    };
+    for row in rows {
+        let kind: String = row.try_get("kind")?;
+        match kind.as_str() {
+            "h" => facts.head = Some(head_from_row(row)?),
+            "t" => {
+                facts.tips.insert(
+                    row.try_get::<String, _>("stream_id")?,
+                    StreamTip {
+                        version: row.try_get::<i64, _>("stream_version")? as u64,
+                        event_id: EventId(row.try_get("event_id")?),
+                    },
+                );
+            }
+            _ => {
+                facts.existing.insert(
+                    EventId(row.try_get("event_id")?),
+                    StoredAt {
+                        position: row.try_get::<i64, _>("position")? as u64,
+                        stream_id: row.try_get("stream_id")?,
+                        stream_version: row.try_get::<i64, _>("stream_version")? as u64,
+                    },
+                );
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// The rows of a batch as one array per column, for `unnest`.
+struct Columns<'a> {
+    positions: Vec<i64>,
+    stream_ids: Vec<&'a str>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    data: Vec<&'a str>,
+    metadata: Vec<&'a str>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hashes: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &'a [RecordedEvent]) -> Self {
+        Self {
+            positions: rows.iter().map(|r| r.position as i64).collect(),
+            stream_ids: rows.iter().map(|r| r.stream_id.as_str()).collect(),
+            versions: rows.iter().map(|r| r.stream_version as i64).collect(),
+            event_ids: rows.iter().map(|r| r.event_id.0).collect(),
+            types: rows.iter().map(|r| r.event_type.as_str()).collect(),
+            schema_versions: rows.iter().map(|r| r.schema_version).collect(),
+            data: rows.iter().map(|r| r.data.as_str()).collect(),
+            metadata: rows.iter().map(|r| r.metadata.as_str()).collect(),
+            recorded_at: rows.iter().map(|r| r.recorded_at).collect(),
+            prev_hashes: rows.iter().map(|r| r.prev_hash.0.to_vec()).collect(),
+            hashes: rows.iter().map(|r| r.hash.0.to_vec()).collect(),
+        }
+    }
+
+    /// Binds the eleven columns as `$1` to `$11`.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.positions)
+            .bind(&self.stream_ids)
+            .bind(&self.versions)
+            .bind(&self.event_ids)
+            .bind(&self.types)
+            .bind(&self.schema_versions)
+            .bind(&self.data)
+            .bind(&self.metadata)
+            .bind(&self.recorded_at)
+            .bind(&self.prev_hashes)
+            .bind(&self.hashes)
+    }
+}
+
+impl PgBackend {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The batch in a transaction that locks the head first (`SELECT … FOR UPDATE`): no
+    /// writer can move it meanwhile, so it always goes through. Used when the optimistic
+    /// path keeps losing the head to other writers.
+    pub async fn commit_locked(
+        &self,
+        requests: &[AppendRequest],
+    ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT position FROM ledger_head WHERE id FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let (streams, ids) = lookups(requests);
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query(FACTS)
+            .bind(&streams)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        let facts = facts_from_rows(&rows)?;
         let plan = plan_batch(facts, requests, to_micros(Utc::now()));
         if plan.rows.is_empty() {
             tx.rollback().await?;
             return Ok(plan.outcomes);
         }
-
-        let rows = &plan.rows;
-        let positions: Vec<i64> = rows.iter().map(|r| r.position as i64).collect();
-        let stream_ids: Vec<&str> = rows.iter().map(|r| r.stream_id.as_str()).collect();
-        let versions: Vec<i64> = rows.iter().map(|r| r.stream_version as i64).collect();
-        let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id.0).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
-        let schema_versions: Vec<i32> = rows.iter().map(|r| r.schema_version).collect();
-        let data: Vec<&str> = rows.iter().map(|r| r.data.as_str()).collect();
-        let metadata: Vec<&str> = rows.iter().map(|r| r.metadata.as_str()).collect();
-        let recorded_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.recorded_at).collect();
-        let prev_hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.prev_hash.0.to_vec()).collect();
-        let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.hash.0.to_vec()).collect();
-        sqlx::query(
-            "INSERT INTO events (position, stream_id, stream_version, event_id, event_type, schema_version, \
-                                 data, metadata, recorded_at, prev_hash, hash) \
-             SELECT p, s, v, i, t, sv, d::json, m::json, r, ph, h \
-             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], \
-                         $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
-                  AS x(p, s, v, i, t, sv, d, m, r, ph, h)",
-        )
-        .bind(&positions)
-        .bind(&stream_ids)
-        .bind(&versions)
-        .bind(&event_ids)
-        .bind(&types)
-        .bind(&schema_versions)
-        .bind(&data)
-        .bind(&metadata)
-        .bind(&recorded_at)
-        .bind(&prev_hashes)
-        .bind(&hashes)
-        .execute(&mut *tx)
-        .await?;
+        let columns = Columns::of(&plan.rows);
+        columns
+            .bind(sqlx::query(&format!("{INSERT_INTO} {ROWS}")))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE ledger_head SET position = $1, hash = $2 WHERE id")
             .bind(plan.head.position as i64)
             .bind(plan.head.hash.0.to_vec())
