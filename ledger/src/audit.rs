@@ -2,16 +2,19 @@
 //!
 //! Feed events in position order to [`LogAudit::check`] (page by page, so memory stays flat
 //! in the number of events), then [`LogAudit::finish`]. Each finding names the position where
-//! the log stops being sound. This is what `starledger demo` and, later, `audit verify` run.
+//! the log stops being sound. This is what `starledger demo` runs; `audit verify` runs the
+//! same checks through [`crate::parallel_audit`] (the hashing on worker threads), and can
+//! start from a verified checkpoint instead of the first event ([`LogAudit::resume`],
+//! [`crate::checkpoint`]).
 
 use std::collections::{BTreeMap, HashMap};
 
 use rust_decimal::Decimal;
 
 use crate::account::Account;
-use crate::chain::{ChainBreak, ChainVerifier, Hash};
+use crate::chain::{ChainBreak, ChainVerifier, Hash, PageLinks};
 use crate::commands::decode;
-use crate::events::AccountEvent;
+use crate::events::{AccountEvent, DecodeError};
 use crate::money::Currency;
 use crate::postings::{unbalanced_currencies, TrialBalance};
 use crate::store::RecordedEvent;
@@ -35,11 +38,42 @@ pub enum Finding {
     ReservationResolvedTwice { position: u64 },
     #[error("trial balance is {total} {currency}, not zero")]
     TrialBalance { currency: Currency, total: Decimal },
+    #[error("the log was rewritten up to position {position} after it was verified: the event there has hash {found}, the verified checkpoint recorded {recorded}")]
+    CheckpointRewritten {
+        position: u64,
+        recorded: Hash,
+        found: Hash,
+    },
+    #[error("the log ends at position {head}, before position {position} where it was verified: events were removed")]
+    CheckpointBeyondLog { position: u64, head: u64 },
+}
+
+impl Finding {
+    /// The position a finding is about (`None`: the whole log, as the trial balance).
+    pub fn position(&self) -> Option<u64> {
+        match self {
+            Finding::Chain(ChainBreak::Gap { found, .. }) => Some(*found),
+            Finding::Chain(ChainBreak::BrokenLink { position })
+            | Finding::Chain(ChainBreak::Altered { position })
+            | Finding::Undecodable { position, .. }
+            | Finding::Unbalanced { position }
+            | Finding::Invariant { position, .. }
+            | Finding::ReservationResolvedTwice { position }
+            | Finding::CheckpointRewritten { position, .. } => Some(*position),
+            Finding::TrialBalance { .. } | Finding::CheckpointBeyondLog { .. } => None,
+        }
+    }
 }
 
 /// What an audit found.
+///
+/// After [`LogAudit::resume`], `events` and `trial_balance` cover the events checked in this
+/// run only, while `totals` (the trial balance per currency) and `accounts` cover the whole
+/// log: the checkpoint's and this run's. Accounts restored from a checkpoint hold what the
+/// invariants read (profile, balances, purchases) but no recharges or adjustments.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
+    /// Events checked (by this run).
     pub events: u64,
     pub head_position: u64,
     pub head_hash: Hash,
@@ -62,6 +96,8 @@ pub struct LogAudit {
     chain_broken: bool,
     events: u64,
     trial: TrialBalance,
+    /// Trial-balance totals carried over from a checkpoint.
+    carried: BTreeMap<Currency, Decimal>,
     accounts: HashMap<String, Account>,
     findings: Vec<Finding>,
 }
@@ -76,8 +112,29 @@ impl LogAudit {
         }
     }
 
+    /// Goes on from a verified checkpoint: the event at `position` had `hash`, and the
+    /// trial-balance totals and accounts stood as given there.
+    pub fn resume(
+        position: u64,
+        hash: Hash,
+        totals: BTreeMap<Currency, Decimal>,
+        accounts: HashMap<String, Account>,
+    ) -> Self {
+        Self {
+            chain: ChainVerifier::resume(position, hash),
+            carried: totals,
+            accounts,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a finding made outside the event-by-event checks (a checkpoint that no longer
+    /// matches the log).
+    pub fn add_finding(&mut self, finding: Finding) {
+        self.report(finding);
+    }
+
     pub fn check(&mut self, recorded: &RecordedEvent) {
-        self.events += 1;
         // After the first break every later link is suspect; report the break once.
         if !self.chain_broken {
             if let Err(chain_break) = self.chain.check(recorded) {
@@ -85,7 +142,25 @@ impl LogAudit {
                 self.report(chain_break.into());
             }
         }
-        let event = match decode(recorded) {
+        self.fold(recorded, decode(recorded));
+    }
+
+    /// Joins a page whose rows were hash-checked elsewhere ([`crate::chain::check_links`]):
+    /// after it, [`LogAudit::fold`] each of its rows.
+    pub fn join(&mut self, links: &PageLinks) {
+        if !self.chain_broken {
+            if let Err(chain_break) = self.chain.join(links) {
+                self.chain_broken = true;
+                self.report(chain_break.into());
+            }
+        }
+    }
+
+    /// Everything [`LogAudit::check`] does but the chain: postings, the trial balance and
+    /// the account invariants, given the event as decoded (elsewhere, maybe).
+    pub fn fold(&mut self, recorded: &RecordedEvent, decoded: Result<AccountEvent, DecodeError>) {
+        self.events += 1;
+        let event = match decoded {
             Ok(event) => event,
             Err(error) => {
                 self.report(Finding::Undecodable {
@@ -138,7 +213,14 @@ impl LogAudit {
         let head_position = self.chain.last_position();
         // Every account was checked after each of its events, its last one included, so its
         // state at the head has been judged already.
-        let totals = self.trial.totals();
+        let mut totals = std::mem::take(&mut self.carried);
+        for (currency, total) in self.trial.totals() {
+            *totals.entry(currency).or_default() += total;
+        }
+        // In position order (a page's chain break is joined before its rows are folded, so
+        // the order found is not always the log's); whole-log findings last.
+        self.findings
+            .sort_by_key(|finding| finding.position().unwrap_or(u64::MAX));
         for (currency, total) in &totals {
             if !total.is_zero() {
                 self.findings.push(Finding::TrialBalance {

@@ -161,7 +161,93 @@ impl Default for ChainVerifier {
     }
 }
 
+/// What one page of consecutive rows says about its own links, checked on its own (so pages
+/// can be checked in parallel) and joined to the page before by [`ChainVerifier::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageLinks {
+    pub first_position: u64,
+    pub first_prev_hash: Hash,
+    /// Position and hash of the last row before the page's first break (the page's last row
+    /// when it has none); `None` when its first row is already broken.
+    pub verified_to: Option<(u64, Hash)>,
+    /// The first break inside the page, its first row's link to the page before excepted.
+    pub first_break: Option<ChainBreak>,
+}
+
+/// Checks the rows of one page against each other and against their stored hashes: every
+/// check [`ChainVerifier::check`] makes, except the first row's position and link, which
+/// depend on the page before. `None` for an empty page.
+pub fn check_links(events: &[RecordedEvent]) -> Option<PageLinks> {
+    let first = events.first()?;
+    let mut verified_to = None;
+    let mut first_break = None;
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            let previous = &events[i - 1];
+            if event.position != previous.position + 1 {
+                first_break = Some(ChainBreak::Gap {
+                    previous: previous.position,
+                    found: event.position,
+                });
+                break;
+            }
+            if event.prev_hash != previous.hash {
+                first_break = Some(ChainBreak::BrokenLink {
+                    position: event.position,
+                });
+                break;
+            }
+        }
+        if event.compute_hash() != event.hash {
+            first_break = Some(ChainBreak::Altered {
+                position: event.position,
+            });
+            break;
+        }
+        verified_to = Some((event.position, event.hash));
+    }
+    Some(PageLinks {
+        first_position: first.position,
+        first_prev_hash: first.prev_hash,
+        verified_to,
+        first_break,
+    })
+}
+
 impl ChainVerifier {
+    /// Goes on from an event already verified: the next must be at `position + 1` and link
+    /// to `hash`.
+    pub fn resume(position: u64, hash: Hash) -> Self {
+        Self {
+            last_position: position,
+            last_hash: hash,
+        }
+    }
+
+    /// Joins the next page, checked by [`check_links`]: the same answer, break for break,
+    /// as [`ChainVerifier::check`] on each of its rows in turn.
+    pub fn join(&mut self, links: &PageLinks) -> Result<(), ChainBreak> {
+        if links.first_position != self.last_position + 1 {
+            return Err(ChainBreak::Gap {
+                previous: self.last_position,
+                found: links.first_position,
+            });
+        }
+        if links.first_prev_hash != self.last_hash {
+            return Err(ChainBreak::BrokenLink {
+                position: links.first_position,
+            });
+        }
+        if let Some((position, hash)) = links.verified_to {
+            self.last_position = position;
+            self.last_hash = hash;
+        }
+        match &links.first_break {
+            Some(chain_break) => Err(chain_break.clone()),
+            None => Ok(()),
+        }
+    }
+
     pub fn check(&mut self, event: &RecordedEvent) -> Result<(), ChainBreak> {
         if event.position != self.last_position + 1 {
             return Err(ChainBreak::Gap {

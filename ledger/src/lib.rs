@@ -8,17 +8,21 @@
 //! - [`commands`]: the handler: load, decide, append with retry; idempotency.
 //! - [`store`]: the `EventStore` trait, SQLite and PostgreSQL backends, group commit, tailing.
 //! - [`chain`]: the hash chain over the log.
-//! - [`audit`]: one-pass verification of the chain and the ledger invariants.
+//! - [`audit`]: one-pass verification of the chain and the ledger invariants;
+//!   [`parallel_audit`] runs it over the cores, [`checkpoint`] lets it start from a verified
+//!   checkpoint.
 //!
 //! Nothing here knows about HTTP, Telegram or Redis.
 
 pub mod account;
 pub mod audit;
 pub mod chain;
+pub mod checkpoint;
 pub mod commands;
 pub mod events;
 pub mod ids;
 pub mod money;
+pub mod parallel_audit;
 pub mod postings;
 pub mod pricing;
 pub mod store;

@@ -1,8 +1,12 @@
 //! What auditors run: verify the log and the read models, balances at a past moment, export.
 //!
 //! `verify` makes one pass over the log: the ledger's own audit (hash chain, balanced
-//! postings, trial balance, account invariants) and, beside it, a fresh in-memory replay of
-//! the read models. Each table is then compared row by row with that replay at the table's
+//! postings, trial balance, account invariants; hashed and decoded on worker threads, see
+//! `starledger_ledger::parallel_audit`) and, beside it, a fresh in-memory replay of
+//! the read models. [`verify_checkpointed`] (the CLI's `audit verify`) lets the ledger's audit
+//! start after the last verified checkpoint and records a new one after a sound run (see
+//! `starledger_ledger::checkpoint`); the read models are still compared with a replay of the
+//! whole log. Each table is then compared row by row with that replay at the table's
 //! own checkpoint, read in the same snapshot as the table (so the two agree, while the
 //! projectors keep running).
 //!
@@ -24,9 +28,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use starledger_ledger::audit::{AuditReport, LogAudit};
+use starledger_ledger::checkpoint::{self, Stored};
 use starledger_ledger::events::AccountEvent;
+use starledger_ledger::parallel_audit::{self, ParallelAudit};
 use starledger_ledger::postings::LedgerAccount;
-use starledger_ledger::store::{EventStore, RecordedEvent};
+use starledger_ledger::store::{EventStore, RecordedEvent, VerifiedCheckpoint};
 use uuid::Uuid;
 
 use crate::model::{Page, Projected, Table};
@@ -170,6 +176,11 @@ pub struct Difference {
 /// The result of `audit verify`.
 #[derive(Debug)]
 pub struct VerifyReport {
+    /// Which part of the log the ledger's audit checked (`ledger.events` counts it).
+    pub mode: VerifyMode,
+    /// The verified checkpoint this run recorded: its position, or why recording failed.
+    /// `None`: none was to be recorded (checkpoints ignored, or the run not sound).
+    pub recorded: Option<Result<u64, String>>,
     /// The ledger's audit. Its `accounts` are left empty: they are dropped before the tables
     /// are compared, so the two never share memory.
     pub ledger: AuditReport,
@@ -295,14 +306,157 @@ pub async fn verify(
 }
 
 /// [`verify`], telling `progress` (events read so far, events it expects to read in all)
-/// after each page.
+/// after each page. The whole log, always: no verified checkpoint is read or written (that is
+/// [`verify_checkpointed`]).
 pub async fn verify_with(
     events: &Arc<dyn EventStore>,
     read: Option<&dyn ReadStore>,
     settings: ReplaySettings,
+    progress: impl FnMut(u64, u64) + Send,
+) -> Result<VerifyReport, ProjectionError> {
+    verify_checkpointed(events, read, settings, Checkpoints::Ignore, progress).await
+}
+
+/// What a verify does with verified checkpoints (see `starledger_ledger::checkpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoints {
+    /// Neither read nor write one: the whole log, as [`verify_with`] (the HTTP job).
+    Ignore,
+    /// Check the log from the newest usable checkpoint on (the whole log when there is none),
+    /// and record a new one if the run is sound (`audit verify`).
+    Resume,
+    /// Check the whole log, and record a new checkpoint if the run is sound
+    /// (`audit verify --full`).
+    Full,
+}
+
+/// Why the log was checked from its first event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullReason {
+    /// The caller asked for it (`--full`, or a verify that does not use checkpoints).
+    Asked,
+    /// No checkpoint has been recorded.
+    NoCheckpoint,
+    /// The newest checkpoint cannot be resumed from (other version, state that does not
+    /// match its hash, …); the text says why.
+    Unusable { position: u64, why: String },
+    /// The log no longer matches the newest checkpoint: a finding, and the whole log checked.
+    CheckpointDiffers { position: u64 },
+}
+
+/// Which part of the log the ledger's audit checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyMode {
+    Full(FullReason),
+    /// From the event after `from`, a checkpoint recorded at `verified_at`.
+    Incremental {
+        from: u64,
+        verified_at: DateTime<Utc>,
+    },
+}
+
+impl std::fmt::Display for VerifyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VerifyMode::Incremental { from, verified_at } => write!(
+                f,
+                "incremental from checkpoint at {from} (verified {}); events up to {from} not re-checked (--full does)",
+                verified_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            VerifyMode::Full(FullReason::Asked) => f.write_str("full from position 1"),
+            VerifyMode::Full(FullReason::NoCheckpoint) => {
+                f.write_str("full from position 1 (no verified checkpoint yet)")
+            }
+            VerifyMode::Full(FullReason::Unusable { position, why }) => write!(
+                f,
+                "full from position 1 (the checkpoint at {position} is not usable: {why})"
+            ),
+            VerifyMode::Full(FullReason::CheckpointDiffers { position }) => write!(
+                f,
+                "full from position 1 (the log does not match the checkpoint at {position})"
+            ),
+        }
+    }
+}
+
+/// Where a verify starts its audit of the log.
+struct Start {
+    /// The last position not checked by this run (0: from the first event).
+    after: u64,
+    audit: LogAudit,
+    mode: VerifyMode,
+}
+
+/// Picks where to start: the newest checkpoint if it can be trusted, else the first event.
+/// Either way, unless checkpoints are ignored, the log is first checked against the newest
+/// checkpoint: a log that no longer matches it is a finding, `--full` or not (a whole run
+/// cannot see a history rewritten with its chain recomputed; the checkpoint can).
+async fn start(
+    events: &Arc<dyn EventStore>,
+    checkpoints: Checkpoints,
+) -> Result<Start, ProjectionError> {
+    let full = |reason| Start {
+        after: 0,
+        audit: LogAudit::default(),
+        mode: VerifyMode::Full(reason),
+    };
+    let none = match checkpoints {
+        Checkpoints::Ignore => return Ok(full(FullReason::Asked)),
+        Checkpoints::Full => FullReason::Asked,
+        Checkpoints::Resume => FullReason::NoCheckpoint,
+    };
+    let checkpoint = match events.latest_verified_checkpoint().await {
+        Ok(Some(checkpoint)) if checkpoint.position > 0 => checkpoint,
+        Ok(_) => return Ok(full(none)),
+        // A PostgreSQL database not yet migrated to the checkpoints table, say.
+        Err(error) => {
+            return Ok(full(FullReason::Unusable {
+                position: 0,
+                why: format!("cannot read checkpoints: {error}"),
+            }))
+        }
+    };
+    let position = checkpoint.position;
+    let head = events.head().await?.position;
+    let at = events.read_all(position - 1, 1).await?;
+    let unusable = |why: String| full(FullReason::Unusable { position, why });
+    match checkpoint::check_stored(&checkpoint, at.first(), head) {
+        Stored::Matches => {}
+        Stored::Unusable(why) => return Ok(unusable(why.to_string())),
+        Stored::Differs(finding) => {
+            let mut start = full(FullReason::CheckpointDiffers { position });
+            start.audit.add_finding(finding);
+            return Ok(start);
+        }
+    }
+    if checkpoints == Checkpoints::Full {
+        return Ok(full(FullReason::Asked));
+    }
+    match checkpoint::open_state(&checkpoint) {
+        Ok(state) => Ok(Start {
+            after: position,
+            audit: LogAudit::resume(position, checkpoint.head_hash, state.totals, state.accounts),
+            mode: VerifyMode::Incremental {
+                from: position,
+                verified_at: checkpoint.verified_at,
+            },
+        }),
+        Err(why) => Ok(unusable(why.to_string())),
+    }
+}
+
+/// [`verify_with`], with verified checkpoints used as `checkpoints` says. Only the ledger's
+/// audit of the log starts from a checkpoint; the read models are always compared with a
+/// replay of the whole log.
+pub async fn verify_checkpointed(
+    events: &Arc<dyn EventStore>,
+    read: Option<&dyn ReadStore>,
+    settings: ReplaySettings,
+    checkpoints: Checkpoints,
     mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<VerifyReport, ProjectionError> {
     let started = Instant::now();
+    let Start { after, audit, mode } = start(events, checkpoints).await?;
     // One read-only snapshot for all the tables: each is compared at the checkpoint it
     // reflects, and the projectors keep running meanwhile.
     let mut snapshot = match read {
@@ -320,8 +474,10 @@ pub async fn verify_with(
     // A replay that fits one pass runs beside the ledger's audit; a larger one runs in passes
     // of its own after it, so the audit's accounts and a share of the replay never meet.
     let replay_first = shares == 1 && !tables.is_empty();
+    // The replay beside the audit needs the log from its start, the audit only after `after`.
+    let read_from = if replay_first { 0 } else { after };
     let head = events.head().await?.position;
-    let mut total = head
+    let mut total = head.saturating_sub(read_from)
         + if replay_first {
             0
         } else {
@@ -334,21 +490,28 @@ pub async fn verify_with(
         progress(done, total);
     };
 
-    let mut audit = LogAudit::default();
+    let mut audit = ParallelAudit::start(audit, parallel_audit::default_workers());
     let mut replay = Page::default();
     let whole = Share { index: 0, of: 1 };
-    let mut pages = PageReader::start(events.clone(), 0, PAGE);
-    while let Some(recorded) = pages.next().await? {
-        for event in &recorded {
-            audit.check(event);
-        }
+    let mut pages = PageReader::start(events.clone(), read_from, PAGE);
+    while let Some(mut recorded) = pages.next().await? {
+        let read = recorded.len();
         if replay_first {
             replay_events(&mut replay, whole, &tables, &decode_for_replay(&recorded));
         }
-        count(recorded.len(), &mut progress);
+        // Positions are increasing within a page: what the audit already trusts is a prefix.
+        let trusted = recorded.partition_point(|e| e.position <= after);
+        recorded.drain(..trusted);
+        audit.push(recorded).await?;
+        count(read, &mut progress);
     }
     drop(pages);
-    let mut ledger = audit.finish();
+    let mut ledger = audit.finish().await?;
+    // The state to resume from next time, taken before the accounts are dropped; recorded
+    // only if the whole run is sound.
+    let state =
+        (checkpoints != Checkpoints::Ignore && ledger.is_sound() && ledger.head_position > 0)
+            .then(|| checkpoint::encode_state(&ledger.totals, &ledger.accounts));
     ledger.accounts = HashMap::new();
     let mut passes = 1;
 
@@ -370,12 +533,33 @@ pub async fn verify_with(
             }
         }
     }
-    Ok(VerifyReport {
+    drop(snapshot);
+    let mut report = VerifyReport {
         ledger,
         tables,
         elapsed: started.elapsed(),
         passes,
-    })
+        mode,
+        recorded: None,
+    };
+    if let Some(state) = state.filter(|_| report.is_sound()) {
+        let checkpoint = VerifiedCheckpoint {
+            position: report.ledger.head_position,
+            head_hash: report.ledger.head_hash,
+            verified_at: Utc::now(),
+            tool_version: checkpoint::TOOL_VERSION.to_owned(),
+            state_hash: checkpoint::state_hash(&state),
+            state: Some(state),
+        };
+        report.recorded = Some(
+            events
+                .record_verified_checkpoint(&checkpoint)
+                .await
+                .map(|()| checkpoint.position)
+                .map_err(|error| error.to_string()),
+        );
+    }
+    Ok(report)
 }
 
 /// Every user's balance as it stood at `at`, by replaying the events recorded until then, in

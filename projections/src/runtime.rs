@@ -30,6 +30,8 @@ pub enum ProjectionError {
     Undecodable { position: u64, reason: String },
     #[error("projections did not reach position {wanted} within the wait (at {reached})")]
     Timeout { wanted: u64, reached: u64 },
+    #[error(transparent)]
+    AuditWorkers(#[from] starledger_ledger::parallel_audit::WorkersStopped),
 }
 
 /// Decodes recorded events for projection.

@@ -1,5 +1,5 @@
 //! `starledger bench projections`: rebuilding every projection and `audit verify` over a
-//! generated log.
+//! generated log, whole and incrementally (1% more events after a verified checkpoint).
 //!
 //! Depends on [`super::scratch`] only.
 
@@ -15,6 +15,8 @@ use starledger_ledger::ids::{IdempotencyKey, PurchaseId, Recipient, Username};
 use starledger_ledger::money::Amount;
 use starledger_ledger::store::postgres::{self, PostgresStore};
 use starledger_ledger::store::{CommitMode, EventStore};
+
+use starledger_projections::audit::{verify_checkpointed, Checkpoints, VerifyMode};
 
 use super::scratch::fund;
 
@@ -41,45 +43,34 @@ pub(crate) type ProjectionRow = (&'static str, u64, Duration);
 /// Names of the projection scenarios, as `bench all` looks them up.
 pub(crate) const REBUILD: &str = "rebuild users + balances + transactions";
 pub(crate) const VERIFY_LOG: &str = "audit verify (hash chain + trial balance)";
+pub(crate) const VERIFY_RECORD: &str = "audit verify --full --log-only (+ checkpoint)";
+pub(crate) const VERIFY_INCREMENTAL: &str = "audit verify --log-only, 1% new after checkpoint";
 
-/// Generates about `options.events` events (users registering, topping up, buying, orders
-/// completing and failing), then times a rebuild of every projection and `audit verify`.
-pub(crate) async fn projections_bench(
-    options: &ProjectionsBench,
-    database: PgConnectOptions,
-) -> anyhow::Result<Vec<ProjectionRow>> {
-    use starledger_projections::model::Table;
-    use starledger_projections::store::ReadStore;
+/// Each user: 3 events to register and fund, then this many rounds of 4 (two purchases, one
+/// completed, one refunded).
+const ROUNDS: u64 = 12;
 
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(32)
-        .connect_with(database)
-        .await?;
-    postgres::migrate(&pool).await?;
-    let read = starledger_projections::store::postgres::PgReadStore::new(pool.clone());
-    read.ensure_schema().await?;
-    let events: Arc<dyn EventStore> =
-        Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
-
-    // Each user: 3 events to register and fund, then rounds of 4 (two purchases, one
-    // completed, one refunded).
-    let rounds = 12u64;
-    let users = (options.events / (3 + 4 * rounds)).max(1);
-    let generating = Instant::now();
-    let accounts = fund(&events, 1, users).await?;
+/// Users `first..first + users` fund their accounts and buy, `clients` at a time.
+async fn generate(
+    events: &Arc<dyn EventStore>,
+    first: i64,
+    users: u64,
+    clients: u64,
+) -> anyhow::Result<()> {
+    let accounts = fund(events, first, users).await?;
     let ledger = Arc::new(Ledger::new(events.clone()));
     let accounts = Arc::new(accounts);
     let mut handles = Vec::new();
-    for client in 0..options.clients.min(users) {
+    let clients = clients.min(users).max(1);
+    for client in 0..clients {
         let (ledger, accounts) = (ledger.clone(), accounts.clone());
-        let clients = options.clients.min(users);
         handles.push(tokio::spawn(async move {
             let price = Amount::parse("0.5")?;
             let stars = Stars::new(100)?;
             let mut index = client;
             while index < accounts.len() as u64 {
                 let user = accounts[index as usize];
-                for round in 0..rounds {
+                for round in 0..ROUNDS {
                     let keys = [format!("g{round}a"), format!("g{round}b")];
                     let ids = [
                         PurchaseId::derive(user, &IdempotencyKey::parse(&keys[0])?),
@@ -133,6 +124,31 @@ pub(crate) async fn projections_bench(
     for handle in handles {
         handle.await??;
     }
+    Ok(())
+}
+
+/// Generates about `options.events` events (users registering, topping up, buying, orders
+/// completing and failing), then times a rebuild of every projection and `audit verify`.
+pub(crate) async fn projections_bench(
+    options: &ProjectionsBench,
+    database: PgConnectOptions,
+) -> anyhow::Result<Vec<ProjectionRow>> {
+    use starledger_projections::model::Table;
+    use starledger_projections::store::ReadStore;
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .connect_with(database)
+        .await?;
+    postgres::migrate(&pool).await?;
+    let read = starledger_projections::store::postgres::PgReadStore::new(pool.clone());
+    read.ensure_schema().await?;
+    let events: Arc<dyn EventStore> =
+        Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
+
+    let users = (options.events / (3 + 4 * ROUNDS)).max(1);
+    let generating = Instant::now();
+    generate(&events, 1, users, options.clients).await?;
     let total = events.head().await?.position;
     println!(
         "generated {total} events for {users} users in {:.1} s",
@@ -169,18 +185,67 @@ pub(crate) async fn projections_bench(
         started.elapsed(),
     ));
 
+    // The log alone, as `audit verify --full --log-only` runs it: a verified checkpoint recorded.
+    let started = Instant::now();
+    let verified = verify_checkpointed(
+        &events,
+        None,
+        Default::default(),
+        Checkpoints::Full,
+        |_, _| {},
+    )
+    .await?;
+    anyhow::ensure!(
+        verified.is_sound() && matches!(verified.recorded, Some(Ok(_))),
+        "no checkpoint recorded: {:?} {:?}",
+        verified.recorded,
+        verified.ledger.findings
+    );
+    rows.push((VERIFY_RECORD, verified.ledger.events, started.elapsed()));
+
+    // 1% more events (new users, the same activity), then `audit verify --log-only`: only
+    // those are checked.
+    let checkpointed = events.head().await?.position;
+    generate(
+        &events,
+        users as i64 + 1,
+        (users / 100).max(1),
+        options.clients,
+    )
+    .await?;
+    let started = Instant::now();
+    let verified = verify_checkpointed(
+        &events,
+        None,
+        Default::default(),
+        Checkpoints::Resume,
+        |_, _| {},
+    )
+    .await?;
+    anyhow::ensure!(verified.is_sound(), "the grown log does not verify");
+    anyhow::ensure!(
+        matches!(verified.mode, VerifyMode::Incremental { from, .. } if from == checkpointed),
+        "not incremental: {}",
+        verified.mode
+    );
+    rows.push((
+        VERIFY_INCREMENTAL,
+        verified.ledger.events,
+        started.elapsed(),
+    ));
+
     pool.close().await;
     Ok(rows)
 }
 
 pub(crate) fn print_projections_table(rows: &[ProjectionRow]) {
     println!(
-        "\n{:<44} {:>10} {:>9} {:>12}",
+        "\n{:<48} {:>10} {:>9} {:>12}",
         "scenario", "events", "seconds", "events/s"
     );
     for (name, count, elapsed) in rows {
         println!(
-            "{name:<44} {count:>10} {:>9.2} {:>12.0}",
+            "{name:<48} {count:>10} {:>9.2} {:>12.0}",
             elapsed.as_secs_f64(),
             *count as f64 / elapsed.as_secs_f64()
         );

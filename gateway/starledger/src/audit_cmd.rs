@@ -18,10 +18,18 @@ use starledger_projections::storage;
 pub enum AuditCommand {
     /// Check the hash chain, every event's postings, the trial balance, the account
     /// invariants, and each read model against a fresh replay. Exit 1 if anything is wrong.
+    ///
+    /// The log is checked from the last verified checkpoint on (recorded by the last sound
+    /// run), after checking that the log still matches it; the read models are always
+    /// compared with a replay of the whole log.
     Verify {
         /// Only the log, not the read models.
         #[arg(long)]
         log_only: bool,
+        /// Check the whole log from position 1, whatever checkpoint there is (a new one is
+        /// still recorded if the run is sound).
+        #[arg(long)]
+        full: bool,
     },
     /// Every balance as it stood at a moment, by replaying the log up to it.
     Balances {
@@ -46,9 +54,21 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
         .context("cannot open the databases")?;
     let events = databases.events;
     match command {
-        AuditCommand::Verify { log_only } => {
+        AuditCommand::Verify { log_only, full } => {
             let read = (!log_only).then_some(databases.read.as_ref());
-            let report = audit::verify(&events, read).await?;
+            let checkpoints = if full {
+                audit::Checkpoints::Full
+            } else {
+                audit::Checkpoints::Resume
+            };
+            let report = audit::verify_checkpointed(
+                &events,
+                read,
+                audit::ReplaySettings::default(),
+                checkpoints,
+                |_, _| {},
+            )
+            .await?;
             let seconds = report.elapsed.as_secs_f64();
             println!(
                 "verified {} events in {seconds:.2} s ({:.0} events/s); head {} {}",
@@ -57,6 +77,10 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
                 report.ledger.head_position,
                 report.ledger.head_hash
             );
+            println!("mode: {}", report.mode);
+            if read.is_some() {
+                println!("read models: compared with a replay of the whole log");
+            }
             for (currency, total) in &report.ledger.totals {
                 println!("trial balance {currency}: {}", total.normalize());
             }
@@ -79,6 +103,11 @@ pub async fn run(command: AuditCommand, config: &Config) -> anyhow::Result<ExitC
                         d.found.as_deref().unwrap_or("no row")
                     );
                 }
+            }
+            match &report.recorded {
+                Some(Ok(position)) => println!("verified checkpoint recorded at {position}"),
+                Some(Err(error)) => eprintln!("verified checkpoint not recorded: {error}"),
+                None => {}
             }
             if report.is_sound() {
                 println!("the ledger is sound");

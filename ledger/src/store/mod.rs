@@ -173,6 +173,22 @@ impl LogHead {
     };
 }
 
+/// Where a sound `audit verify` stopped: the log up to `position` was found sound, its event
+/// there had `head_hash`, and `state` is the audit state to go on from (see
+/// [`crate::checkpoint`]). Stored in `verified_checkpoints` beside the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedCheckpoint {
+    pub position: u64,
+    pub head_hash: Hash,
+    pub verified_at: DateTime<Utc>,
+    /// The `CARGO_PKG_VERSION` of the ledger crate that verified it.
+    pub tool_version: String,
+    /// sha256 of `state` as it was written.
+    pub state_hash: Hash,
+    /// The encoded audit state; `None` once a newer checkpoint replaced this one.
+    pub state: Option<Vec<u8>>,
+}
+
 /// How appends reach the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitMode {
@@ -230,6 +246,16 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The last position and hash.
     async fn head(&self) -> Result<LogHead, StoreError>;
+
+    /// The newest verified checkpoint, if any was recorded.
+    async fn latest_verified_checkpoint(&self) -> Result<Option<VerifiedCheckpoint>, StoreError>;
+
+    /// Records a verified checkpoint; older ones keep their position, hash, time and version
+    /// but lose their state (only the newest is resumed from).
+    async fn record_verified_checkpoint(
+        &self,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<(), StoreError>;
 
     /// The highest position this process knows to be committed; changes whenever new events
     /// are committed (by this process, or by others where the backend can tell).

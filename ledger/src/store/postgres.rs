@@ -21,7 +21,7 @@ use super::batch::{advance, Appender, BatchBackend};
 use super::plan::{lookups, plan_batch, to_micros, BatchFacts, StoredAt, StreamTip};
 use super::{
     AppendError, AppendOutcome, AppendRequest, AppendTicket, CommitMode, EventStore, LogHead,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, VerifiedCheckpoint,
 };
 use crate::chain::Hash;
 use crate::ids::EventId;
@@ -198,9 +198,67 @@ impl EventStore for PostgresStore {
         read_head(&self.pool).await
     }
 
+    async fn latest_verified_checkpoint(&self) -> Result<Option<VerifiedCheckpoint>, StoreError> {
+        select_latest_checkpoint(&self.pool).await
+    }
+
+    async fn record_verified_checkpoint(
+        &self,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO verified_checkpoints \
+                 (position, head_hash, verified_at, tool_version, state_hash, state) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(checkpoint.position as i64)
+        .bind(checkpoint.head_hash.0.as_slice())
+        .bind(checkpoint.verified_at)
+        .bind(&checkpoint.tool_version)
+        .bind(checkpoint.state_hash.0.as_slice())
+        .bind(checkpoint.state.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE verified_checkpoints SET state = NULL WHERE id < $1 AND state IS NOT NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     fn committed(&self) -> watch::Receiver<u64> {
         self.appender.committed()
     }
+}
+
+async fn select_latest_checkpoint(pool: &PgPool) -> Result<Option<VerifiedCheckpoint>, StoreError> {
+    let row = sqlx::query(
+        "SELECT position, head_hash, verified_at, tool_version, state_hash, state \
+         FROM verified_checkpoints ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let position = row.try_get::<i64, _>("position")? as u64;
+    let hash = |column: &str| -> Result<Hash, StoreError> {
+        let bytes: Vec<u8> = row.try_get(column)?;
+        Hash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt {
+            position,
+            reason: format!("verified checkpoint {column} is not 32 bytes"),
+        })
+    };
+    Ok(Some(VerifiedCheckpoint {
+        position,
+        head_hash: hash("head_hash")?,
+        verified_at: row.try_get("verified_at")?,
+        tool_version: row.try_get("tool_version")?,
+        state_hash: hash("state_hash")?,
+        state: row.try_get("state")?,
+    }))
 }
 
 async fn select_stream(
@@ -292,6 +350,20 @@ impl EventStore for PostgresLogReader {
 
     async fn head(&self) -> Result<LogHead, StoreError> {
         read_head(&self.pool).await
+    }
+
+    async fn latest_verified_checkpoint(&self) -> Result<Option<VerifiedCheckpoint>, StoreError> {
+        select_latest_checkpoint(&self.pool).await
+    }
+
+    async fn record_verified_checkpoint(
+        &self,
+        _checkpoint: &VerifiedCheckpoint,
+    ) -> Result<(), StoreError> {
+        Err(StoreError::Database(
+            "this is the log on a read-only standby: checkpoints are recorded on the primary"
+                .into(),
+        ))
     }
 
     fn committed(&self) -> watch::Receiver<u64> {

@@ -25,7 +25,7 @@ use super::batch::{Appender, BatchBackend};
 use super::plan::{lookups, plan_batch, to_micros, BatchFacts, StoredAt, StreamTip};
 use super::{
     AppendError, AppendOutcome, AppendRequest, AppendTicket, CommitMode, EventStore, LogHead,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, VerifiedCheckpoint,
 };
 use crate::chain::Hash;
 use crate::ids::EventId;
@@ -181,6 +181,62 @@ impl EventStore for SqliteStore {
 
     async fn head(&self) -> Result<LogHead, StoreError> {
         read_head(&self.pool).await
+    }
+
+    async fn latest_verified_checkpoint(&self) -> Result<Option<VerifiedCheckpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, head_hash, verified_at, tool_version, state_hash, state \
+             FROM verified_checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let position = row.try_get::<i64, _>("position")? as u64;
+        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+        let hash = |column: &str| -> Result<Hash, StoreError> {
+            let bytes: Vec<u8> = row.try_get(column)?;
+            Hash::from_slice(&bytes)
+                .ok_or_else(|| corrupt(format!("verified checkpoint {column} is not 32 bytes")))
+        };
+        let verified_at: i64 = row.try_get("verified_at")?;
+        Ok(Some(VerifiedCheckpoint {
+            position,
+            head_hash: hash("head_hash")?,
+            verified_at: DateTime::from_timestamp_micros(verified_at)
+                .ok_or_else(|| corrupt("verified checkpoint time out of range".into()))?,
+            tool_version: row.try_get("tool_version")?,
+            state_hash: hash("state_hash")?,
+            state: row.try_get("state")?,
+        }))
+    }
+
+    async fn record_verified_checkpoint(
+        &self,
+        checkpoint: &VerifiedCheckpoint,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id = sqlx::query(
+            "INSERT INTO verified_checkpoints \
+                 (position, head_hash, verified_at, tool_version, state_hash, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(checkpoint.position as i64)
+        .bind(checkpoint.head_hash.0.as_slice())
+        .bind(checkpoint.verified_at.timestamp_micros())
+        .bind(&checkpoint.tool_version)
+        .bind(checkpoint.state_hash.0.as_slice())
+        .bind(checkpoint.state.as_deref())
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        sqlx::query(
+            "UPDATE verified_checkpoints SET state = NULL WHERE id < ?1 AND state IS NOT NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     fn committed(&self) -> watch::Receiver<u64> {
