@@ -7,6 +7,7 @@
 //! instance's listener turns into its `committed` signal.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -385,16 +386,21 @@ impl EventStore for PostgresLogReader {
 /// Planning (versions, positions, the hash chain) stays in Rust between 2 and 3. Step 3's
 /// `UPDATE` takes the head's row lock and holds it to the statement's commit, so commit order
 /// is still position order across processes, and positions stay gapless: a writer whose head
-/// moved meanwhile waits for the lock, finds the head changed, and writes nothing. It then
-/// re-reads and re-plans; after [`OPTIMISTIC_ATTEMPTS`] such losses in a row (many instances
-/// writing at once) it takes the head's lock first ([`PgBackend::commit_locked`], the
-/// transaction this path replaces), so every batch gets through.
+/// moved meanwhile waits for the lock, finds the head changed, and writes nothing.
+///
+/// That loser then commits its batch in a transaction that locks the head first
+/// ([`PgBackend::commit_locked`], the transaction this path replaced), and so do the next
+/// [`LOCKED_AFTER_A_LOSS`] batches: while several writers share the log (instances, or
+/// `CommitMode::PerAppend`), queueing on the lock is cheaper than planning batches that lose.
+/// Every batch gets through either way.
 pub struct PgBackend {
     pool: PgPool,
+    /// Batches still to commit lock-first since the last lost one.
+    locked_left: AtomicU32,
 }
 
-/// Optimistic tries of one batch before it locks the head first.
-pub const OPTIMISTIC_ATTEMPTS: u32 = 8;
+/// Batches committed lock-first after one lost the head to another writer.
+pub const LOCKED_AFTER_A_LOSS: u32 = 64;
 
 /// The facts of a batch, in one statement and one snapshot: the head (`kind` 'h'), each
 /// stream's last event ('t') and the stored events among the batch's ids ('x').
@@ -427,62 +433,71 @@ impl BatchBackend for PgBackend {
         &self,
         requests: &[AppendRequest],
     ) -> Result<Vec<Result<AppendOutcome, AppendError>>, StoreError> {
+        let contended = self
+            .locked_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok();
+        if contended {
+            return self.commit_locked(requests).await;
+        }
         let (streams, ids) = lookups(requests);
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
         let mut conn = self.pool.acquire().await?;
-        for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let rows = sqlx::query(FACTS)
-                .bind(&streams)
-                .bind(&ids)
-                .fetch_all(&mut *conn)
-                .await?;
-            let facts = facts_from_rows(&rows)?;
-            let Some(read_head) = facts.head else {
-                return Err(StoreError::Database("ledger_head has no row".into()));
-            };
-            let plan = plan_batch(facts, requests, to_micros(Utc::now()));
-            if plan.rows.is_empty() {
-                return Ok(plan.outcomes);
-            }
-            let columns = Columns::of(&plan.rows);
-            let sql = format!(
-                "WITH moved AS ( \
-                     UPDATE ledger_head SET position = $12, hash = $13 \
-                      WHERE id AND position = $14 AND hash = $15 RETURNING position), \
-                 inserted AS ({INSERT_INTO} {ROWS} WHERE EXISTS (SELECT 1 FROM moved) \
-                      RETURNING 1), \
-                 notified AS (SELECT pg_notify($16, position::text) FROM moved) \
-                 SELECT (SELECT count(*) FROM moved) AS moved, \
-                        (SELECT count(*) FROM inserted) AS inserted, \
-                        (SELECT count(*) FROM notified) AS notified"
-            );
-            let written = columns
-                .bind(sqlx::query(&sql))
-                .bind(plan.head.position as i64)
-                .bind(plan.head.hash.0.to_vec())
-                .bind(read_head.position as i64)
-                .bind(read_head.hash.0.to_vec())
-                .bind(NOTIFY_CHANNEL)
-                .fetch_one(&mut *conn)
-                .await?;
-            let moved: i64 = written.try_get("moved")?;
-            if moved == 0 {
-                // Another writer moved the head since the facts were read: plan again.
-                continue;
-            }
-            let inserted: i64 = written.try_get("inserted")?;
-            if inserted != plan.rows.len() as i64 {
-                // The head moved but the rows did not all go in: impossible in one statement
-                // unless the database misbehaves; say so rather than acknowledge them.
-                return Err(StoreError::Database(format!(
-                    "the batch moved the head but inserted {inserted} of {} rows",
-                    plan.rows.len()
-                )));
-            }
+        let rows = sqlx::query(FACTS)
+            .bind(&streams)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+        let facts = facts_from_rows(&rows)?;
+        let Some(read_head) = facts.head else {
+            return Err(StoreError::Database("ledger_head has no row".into()));
+        };
+        let plan = plan_batch(facts, requests, to_micros(Utc::now()));
+        if plan.rows.is_empty() {
             return Ok(plan.outcomes);
         }
-        drop(conn);
-        self.commit_locked(requests).await
+        let columns = Columns::of(&plan.rows);
+        let sql = format!(
+            "WITH moved AS ( \
+                 UPDATE ledger_head SET position = $12, hash = $13 \
+                  WHERE id AND position = $14 AND hash = $15 RETURNING position), \
+             inserted AS ({INSERT_INTO} {ROWS} WHERE EXISTS (SELECT 1 FROM moved) \
+                  RETURNING 1), \
+             notified AS (SELECT pg_notify($16, position::text) FROM moved) \
+             SELECT (SELECT count(*) FROM moved) AS moved, \
+                    (SELECT count(*) FROM inserted) AS inserted, \
+                    (SELECT count(*) FROM notified) AS notified"
+        );
+        let written = columns
+            .bind(sqlx::query(&sql))
+            .bind(plan.head.position as i64)
+            .bind(plan.head.hash.0.to_vec())
+            .bind(read_head.position as i64)
+            .bind(read_head.hash.0.to_vec())
+            .bind(NOTIFY_CHANNEL)
+            .fetch_one(&mut *conn)
+            .await?;
+        let moved: i64 = written.try_get("moved")?;
+        if moved == 0 {
+            // Another writer moved the head since the facts were read: this batch and the
+            // next ones queue on the head's lock instead.
+            drop(conn);
+            self.locked_left
+                .store(LOCKED_AFTER_A_LOSS, Ordering::Relaxed);
+            return self.commit_locked(requests).await;
+        }
+        let inserted: i64 = written.try_get("inserted")?;
+        if inserted != plan.rows.len() as i64 {
+            // The head moved but the rows did not all go in: impossible in one statement
+            // unless the database misbehaves; say so rather than acknowledge them.
+            return Err(StoreError::Database(format!(
+                "the batch moved the head but inserted {inserted} of {} rows",
+                plan.rows.len()
+            )));
+        }
+        Ok(plan.outcomes)
     }
 }
 
@@ -575,12 +590,15 @@ impl<'a> Columns<'a> {
 
 impl PgBackend {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            locked_left: AtomicU32::new(0),
+        }
     }
 
     /// The batch in a transaction that locks the head first (`SELECT … FOR UPDATE`): no
-    /// writer can move it meanwhile, so it always goes through. Used when the optimistic
-    /// path keeps losing the head to other writers.
+    /// writer can move it meanwhile, so it always goes through. Used after the optimistic
+    /// path lost the head to another writer.
     pub async fn commit_locked(
         &self,
         requests: &[AppendRequest],
