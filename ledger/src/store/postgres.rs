@@ -8,18 +8,18 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::batch::{advance, Appender, BatchBackend};
-use super::plan::{lookups, plan_batch, to_micros, BatchFacts, StoredAt, StreamTip};
+use super::plan::{lookups, plan_batch, to_micros, BatchFacts, BatchPlan, StoredAt, StreamTip};
 use super::{
     AppendError, AppendOutcome, AppendRequest, AppendTicket, CommitMode, EventStore, LogHead,
     RecordedEvent, StoreError, VerifiedCheckpoint,
@@ -442,36 +442,14 @@ impl BatchBackend for PgBackend {
         if contended {
             return self.commit_locked(requests).await;
         }
-        let (streams, ids) = lookups(requests);
-        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query(FACTS)
-            .bind(&streams)
-            .bind(&ids)
-            .fetch_all(&mut *conn)
-            .await?;
-        let facts = facts_from_rows(&rows)?;
-        let Some(read_head) = facts.head else {
-            return Err(StoreError::Database("ledger_head has no row".into()));
-        };
-        let plan = plan_batch(facts, requests, to_micros(Utc::now()));
+        let (plan, read_head) = plan_on(&mut conn, requests).await?;
         if plan.rows.is_empty() {
             return Ok(plan.outcomes);
         }
         let columns = Columns::of(&plan.rows);
-        let sql = format!(
-            "WITH moved AS ( \
-                 UPDATE ledger_head SET position = $12, hash = $13 \
-                  WHERE id AND position = $14 AND hash = $15 RETURNING position), \
-             inserted AS ({INSERT_INTO} {ROWS} WHERE EXISTS (SELECT 1 FROM moved) \
-                  RETURNING 1), \
-             notified AS (SELECT pg_notify($16, position::text) FROM moved) \
-             SELECT (SELECT count(*) FROM moved) AS moved, \
-                    (SELECT count(*) FROM inserted) AS inserted, \
-                    (SELECT count(*) FROM notified) AS notified"
-        );
         let written = columns
-            .bind(sqlx::query(&sql))
+            .bind(sqlx::query(&CONDITIONAL_WRITE))
             .bind(plan.head.position as i64)
             .bind(plan.head.hash.0.to_vec())
             .bind(read_head.position as i64)
@@ -499,6 +477,45 @@ impl BatchBackend for PgBackend {
         }
         Ok(plan.outcomes)
     }
+}
+
+/// The plain insert of a batch's rows (the lock-first transaction).
+static INSERT: LazyLock<String> = LazyLock::new(|| format!("{INSERT_INTO} {ROWS}"));
+
+/// The optimistic write: moves the head from `$14`/`$15` to `$12`/`$13` and, only if it
+/// moved, inserts the rows and notifies on `$16`.
+static CONDITIONAL_WRITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH moved AS ( \
+             UPDATE ledger_head SET position = $12, hash = $13 \
+              WHERE id AND position = $14 AND hash = $15 RETURNING position), \
+         inserted AS ({INSERT_INTO} {ROWS} WHERE EXISTS (SELECT 1 FROM moved) \
+              RETURNING 1), \
+         notified AS (SELECT pg_notify($16, position::text) FROM moved) \
+         SELECT (SELECT count(*) FROM moved) AS moved, \
+                (SELECT count(*) FROM inserted) AS inserted, \
+                (SELECT count(*) FROM notified) AS notified"
+    )
+});
+
+/// Reads the facts of `requests` on `conn` ([`FACTS`]) and plans the batch on them; returns
+/// the plan and the head it was planned on.
+async fn plan_on(
+    conn: &mut PgConnection,
+    requests: &[AppendRequest],
+) -> Result<(BatchPlan, LogHead), StoreError> {
+    let (streams, ids) = lookups(requests);
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+    let rows = sqlx::query(FACTS)
+        .bind(&streams)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let facts = facts_from_rows(&rows)?;
+    let Some(head) = facts.head else {
+        return Err(StoreError::Database("ledger_head has no row".into()));
+    };
+    Ok((plan_batch(facts, requests, to_micros(Utc::now())), head))
 }
 
 /// The facts [`FACTS`] returned.
@@ -607,24 +624,13 @@ impl PgBackend {
         sqlx::query("SELECT position FROM ledger_head WHERE id FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-        let (streams, ids) = lookups(requests);
-        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query(FACTS)
-            .bind(&streams)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?;
-        let facts = facts_from_rows(&rows)?;
-        let plan = plan_batch(facts, requests, to_micros(Utc::now()));
+        let (plan, _) = plan_on(&mut tx, requests).await?;
         if plan.rows.is_empty() {
             tx.rollback().await?;
             return Ok(plan.outcomes);
         }
         let columns = Columns::of(&plan.rows);
-        columns
-            .bind(sqlx::query(&format!("{INSERT_INTO} {ROWS}")))
-            .execute(&mut *tx)
-            .await?;
+        columns.bind(sqlx::query(&INSERT)).execute(&mut *tx).await?;
         sqlx::query("UPDATE ledger_head SET position = $1, hash = $2 WHERE id")
             .bind(plan.head.position as i64)
             .bind(plan.head.hash.0.to_vec())
