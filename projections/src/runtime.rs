@@ -32,6 +32,8 @@ pub enum ProjectionError {
     Timeout { wanted: u64, reached: u64 },
     #[error(transparent)]
     AuditWorkers(#[from] starledger_ledger::parallel_audit::WorkersStopped),
+    #[error("a rebuild's write task stopped: {0}")]
+    WriteTask(String),
 }
 
 /// Decodes recorded events for projection.

@@ -256,9 +256,9 @@ async fn bench_runs_the_bench_binary_with_its_arguments() {
         String::from_utf8_lossy(&output.stderr)
     );
     for row in [
-        "postgres, group commit, many accounts              200",
-        "postgres, one transaction per command               20",
-        "group commit vs. one transaction per command",
+        "postgres, group commit, many accounts, 4 clients           200",
+        "postgres, one transaction per command                       20",
+        "group commit vs. one transaction per command (4 clients):",
     ] {
         assert!(stdout.contains(row), "no {row:?} in:\n{stdout}");
     }

@@ -278,7 +278,7 @@ async fn start_rebuild(
         let progress_jobs = jobs.clone();
         let report = rebuild(
             &events,
-            read.as_ref(),
+            &read,
             &tables,
             RebuildSettings::default(),
             |position, head| {

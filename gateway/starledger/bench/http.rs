@@ -44,12 +44,12 @@ use super::load::{
     balance_urls, load_average, paid_webhook, post_webhooks, read_balances, status_kb, warm_up,
     HttpBench, Report, FIRST_USER, RECHARGE_AMOUNT,
 };
-use super::scratch::{server_url, with_scratch_database};
+use super::scratch::{database_url, server_url, with_scratch_database};
 
 /// The key the sandbox signs webhooks with; the bench signs its own with the same one.
-const HELEKET_KEY: &str = "bench-heleket-api-key-0123456789abcdef";
+pub(crate) const HELEKET_KEY: &str = "bench-heleket-api-key-0123456789abcdef";
 /// The service-role API key the balance reads present.
-const SERVICE_KEY: &str = "bench-service-key-0123456789";
+pub(crate) const SERVICE_KEY: &str = "bench-service-key-0123456789";
 
 pub async fn run(options: HttpBench, config: &Config) -> anyhow::Result<ExitCode> {
     let report = measure(&options, config).await?;
@@ -87,16 +87,11 @@ async fn bench(
     server_url: &str,
     database: PgConnectOptions,
 ) -> anyhow::Result<Report> {
-    let name = database
-        .get_database()
-        .context("the scratch database has no name")?;
-    let mut database_url =
-        reqwest::Url::parse(server_url).context("--database-url is not a URL")?;
-    database_url.set_path(&format!("/{name}"));
+    let database_url = database_url(server_url, &database)?;
     // A prefix of its own: runs sharing one Redis never read each other's balances, and
     // the keys of this run can be removed afterwards.
     let prefix = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let app = start(options, database_url.as_str(), &prefix).await?;
+    let app = start(options, &database_url, &prefix).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let state = app.state();
     let handle = app.handle();
@@ -121,7 +116,7 @@ async fn bench(
 }
 
 /// Deletes every key under `prefix:` (SCAN, then UNLINK per page, so Redis never blocks).
-async fn remove_cache_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
+pub(crate) async fn remove_cache_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
     let client = redis::Client::open(url).context("--redis-url is not a Redis URL")?;
     let mut connection = client.get_multiplexed_async_connection().await?;
     let (mut cursor, mut removed) = (0u64, 0u64);
@@ -148,13 +143,15 @@ async fn remove_cache_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
     }
 }
 
-/// Builds the real application as `starledger serve` would, from an environment of our own.
-async fn start(
+/// The environment `starledger serve` is started with, here or in a process of its own
+/// (`bench all`): the scratch database, sandbox Heleket with our key, a service key, the
+/// server options, and Redis under `cache_prefix` when given. `WEBHOOK_PORT` 0: any free port.
+pub(crate) fn server_vars(
     options: &HttpBench,
     database_url: &str,
     cache_prefix: &str,
-) -> anyhow::Result<Application> {
-    let mut vars: BTreeMap<&'static str, String> = BTreeMap::from([
+) -> BTreeMap<&'static str, String> {
+    let mut vars = BTreeMap::from([
         ("DATABASE_URL", database_url.to_owned()),
         ("DATABASE_POOL_SIZE", options.pool_size.to_string()),
         ("WEBHOOK_HOST", "127.0.0.1".into()),
@@ -171,6 +168,16 @@ async fn start(
         vars.insert("REDIS_URL", redis.clone());
         vars.insert("CACHE_KEY_PREFIX", cache_prefix.to_owned());
     }
+    vars
+}
+
+/// Builds the real application as `starledger serve` would, from an environment of our own.
+async fn start(
+    options: &HttpBench,
+    database_url: &str,
+    cache_prefix: &str,
+) -> anyhow::Result<Application> {
+    let vars = server_vars(options, database_url, cache_prefix);
     let env = Env(move |name: &str| vars.get(name).cloned());
     let config = Config::from_env(&env).context("bench configuration")?;
     let server = ServerConfig::from_env(&env).context("bench server configuration")?;

@@ -39,9 +39,11 @@ pub struct LedgerBench {
     /// Accounts the commands are spread over.
     #[arg(long, default_value_t = 1_000)]
     accounts: u64,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 512)]
-    clients: u64,
+    /// Concurrent clients; a comma list (`16,512`) runs the many-accounts scenario once for
+    /// each. The one-transaction-per-command run uses the smallest (at most 64), the hot
+    /// account the largest.
+    #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) clients: Vec<u64>,
     /// Also run the batched scenario on the embedded SQLite file.
     #[arg(long)]
     sqlite: bool,
@@ -49,12 +51,12 @@ pub struct LedgerBench {
 
 pub(crate) fn print_ledger_table(rows: &[Row]) {
     println!(
-        "\n{:<44} {:>9} {:>9} {:>12} {:>9} {:>9}",
+        "\n{:<52} {:>9} {:>9} {:>12} {:>9} {:>9}",
         "scenario", "commands", "seconds", "commands/s", "p50 ms", "p99 ms"
     );
     for row in rows {
         println!(
-            "{:<44} {:>9} {:>9.2} {:>12.0} {:>9.2} {:>9.2}",
+            "{:<52} {:>9} {:>9.2} {:>12.0} {:>9.2} {:>9.2}",
             row.name,
             row.commands,
             row.elapsed.as_secs_f64(),
@@ -63,12 +65,17 @@ pub(crate) fn print_ledger_table(rows: &[Row]) {
             row.p99.as_secs_f64() * 1e3
         );
     }
-    let rate = |name: &str| rows.iter().find(|r| r.name == name).map(Row::rate);
-    if let (Some(batched), Some(naive)) = (rate(MANY_ACCOUNTS), rate(NAIVE)) {
-        println!(
-            "\ngroup commit vs. one transaction per command: {:.1}×",
-            batched / naive
-        );
+    let naive = rows.iter().find(|r| r.name == NAIVE).map(Row::rate);
+    for row in rows.iter().filter(|r| r.name.starts_with(MANY_ACCOUNTS)) {
+        if let Some(naive) = naive {
+            println!(
+                "\ngroup commit vs. one transaction per command ({}): {:.1}×",
+                row.name
+                    .trim_start_matches(MANY_ACCOUNTS)
+                    .trim_start_matches(", "),
+                row.rate() / naive
+            );
+        }
     }
 }
 
@@ -87,10 +94,16 @@ impl Row {
     }
 }
 
-/// Names of the ledger scenarios, as `bench all` looks them up.
-pub(crate) const MANY_ACCOUNTS: &str = "postgres, group commit, many accounts";
+/// Names of the ledger scenarios, as `bench all` looks them up (the many-accounts one through
+/// [`many_accounts`]).
+const MANY_ACCOUNTS: &str = "postgres, group commit, many accounts";
 pub(crate) const NAIVE: &str = "postgres, one transaction per command";
 pub(crate) const HOT_ACCOUNT: &str = "postgres, group commit, one hot account";
+
+/// The name of the many-accounts row with `clients` clients.
+pub(crate) fn many_accounts(clients: u64) -> String {
+    format!("{MANY_ACCOUNTS}, {clients} clients")
+}
 
 pub(crate) async fn run_scenarios(
     options: &LedgerBench,
@@ -106,17 +119,23 @@ pub(crate) async fn run_scenarios(
     let grouped: Arc<dyn EventStore> =
         Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
     let accounts = fund(&grouped, 1, options.accounts).await?;
-    rows.push(
-        drive(
-            MANY_ACCOUNTS,
-            Arc::new(Ledger::new(grouped.clone())),
-            &accounts,
-            options.commands,
-            options.clients,
-            "g",
-        )
-        .await?,
-    );
+    for (run, &clients) in options.clients.iter().enumerate() {
+        // Each run its own keys: a repeated key would be answered from the idempotency record.
+        let tag = format!("g{run}");
+        rows.push(
+            drive(
+                &many_accounts(clients),
+                Arc::new(Ledger::new(grouped.clone())),
+                &accounts,
+                options.commands,
+                clients,
+                &tag,
+            )
+            .await?,
+        );
+    }
+    let fewest = options.clients.iter().copied().min().unwrap_or(1);
+    let most = options.clients.iter().copied().max().unwrap_or(1);
 
     let naive: Arc<dyn EventStore> =
         Arc::new(PostgresStore::open(pool.clone(), CommitMode::PerAppend).await?);
@@ -126,7 +145,7 @@ pub(crate) async fn run_scenarios(
             Arc::new(Ledger::new(naive)),
             &accounts,
             options.unbatched_commands,
-            options.clients.min(64),
+            fewest.min(64),
             "n",
         )
         .await?,
@@ -139,7 +158,7 @@ pub(crate) async fn run_scenarios(
             Arc::new(Ledger::new(grouped.clone())),
             &hot,
             options.commands / 2,
-            options.clients,
+            most,
             "h",
         )
         .await?,
@@ -156,7 +175,7 @@ pub(crate) async fn run_scenarios(
                 Arc::new(Ledger::new(sqlite)),
                 &accounts,
                 options.commands,
-                options.clients,
+                most,
                 "s",
             )
             .await?,
@@ -173,7 +192,7 @@ async fn drive(
     accounts: &[UserId],
     commands: u64,
     clients: u64,
-    tag: &'static str,
+    tag: &str,
 ) -> anyhow::Result<Row> {
     let accounts: Arc<Vec<UserId>> = Arc::new(accounts.to_vec());
     let issued = Arc::new(AtomicU64::new(0));
@@ -183,6 +202,7 @@ async fn drive(
     let mut handles = Vec::new();
     for _ in 0..clients {
         let (ledger, accounts, issued) = (ledger.clone(), accounts.clone(), issued.clone());
+        let tag = tag.to_owned();
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {

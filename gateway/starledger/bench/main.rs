@@ -8,18 +8,20 @@
 //! - `ledger` ([`ledger`]): how many purchase commands per second the ledger sustains.
 //! - `projections` ([`projections`]): rebuild and `audit verify` over a generated log.
 //! - `http` ([`http`], [`remote`] with `--url`): the running service, over HTTP.
-//! - `all` ([`all`]): the three in turn, judged against DESIGN.md's targets.
+//! - `all` ([`all`]): the three in turn, judged against DESIGN.md's targets; the server and
+//!   the CLI commands it measures run as processes of their own ([`child`]).
 //!
 //! The files depend on each other in one direction only. In this order, each file imports
 //! only from files after it (`use super::…`):
 //!
 //! ```text
 //! mod.rs          → all, http, ledger, projections, load (HttpBench), scratch
-//! all.rs          → http (measure), ledger, projections, load, scratch
+//! all.rs          → http (server_vars), remote, ledger, projections, child, load, scratch
 //! http.rs         → remote (the `--url` mode), load, scratch
 //! remote.rs       → load
 //! ledger.rs       → scratch
 //! projections.rs  → scratch
+//! child.rs        → (nothing in bench)
 //! load.rs         → (nothing in bench)
 //! scratch.rs      → (nothing in bench)
 //! ```
@@ -29,6 +31,7 @@
 //! live in `load`, below them.
 
 mod all;
+mod child;
 mod http;
 mod ledger;
 mod load;

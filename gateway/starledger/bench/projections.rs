@@ -43,6 +43,7 @@ pub(crate) type ProjectionRow = (&'static str, u64, Duration);
 /// Names of the projection scenarios, as `bench all` looks them up.
 pub(crate) const REBUILD: &str = "rebuild users + balances + transactions";
 pub(crate) const VERIFY_LOG: &str = "audit verify (hash chain + trial balance)";
+pub(crate) const VERIFY_WITH_PROJECTIONS: &str = "audit verify with every projection";
 pub(crate) const VERIFY_RECORD: &str = "audit verify --full --log-only (+ checkpoint)";
 pub(crate) const VERIFY_INCREMENTAL: &str = "audit verify --log-only, 1% new after checkpoint";
 
@@ -141,7 +142,9 @@ pub(crate) async fn projections_bench(
         .connect_with(database)
         .await?;
     postgres::migrate(&pool).await?;
-    let read = starledger_projections::store::postgres::PgReadStore::new(pool.clone());
+    let read: Arc<dyn ReadStore> = Arc::new(
+        starledger_projections::store::postgres::PgReadStore::new(pool.clone()),
+    );
     read.ensure_schema().await?;
     let events: Arc<dyn EventStore> =
         Arc::new(PostgresStore::open(pool.clone(), CommitMode::default()).await?);
@@ -177,10 +180,10 @@ pub(crate) async fn projections_bench(
     rows.push((VERIFY_LOG, verified.ledger.events, started.elapsed()));
 
     let started = Instant::now();
-    let verified = starledger_projections::audit::verify(&events, Some(&read)).await?;
+    let verified = starledger_projections::audit::verify(&events, Some(read.as_ref())).await?;
     anyhow::ensure!(verified.is_sound(), "projections differ from the replay");
     rows.push((
-        "audit verify with every projection",
+        VERIFY_WITH_PROJECTIONS,
         verified.ledger.events,
         started.elapsed(),
     ));

@@ -58,6 +58,20 @@ where
     outcome
 }
 
+/// The URL of `database` (a scratch database) on the server at `server_url`: what a
+/// `starledger` process is given as `DATABASE_URL` to work on it.
+pub(crate) fn database_url(
+    server_url: &str,
+    database: &PgConnectOptions,
+) -> anyhow::Result<String> {
+    let name = database
+        .get_database()
+        .context("the scratch database has no name")?;
+    let mut url = reqwest::Url::parse(server_url).context("--database-url is not a URL")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.into())
+}
+
 /// Registers `count` users from `first` on and credits each one with plenty.
 pub(crate) async fn fund(
     store: &Arc<dyn EventStore>,

@@ -28,8 +28,8 @@ pub enum ProjectionsCommand {
     Rebuild {
         /// users, balances, transactions, or all.
         name: String,
-        /// Events per transaction while replaying.
-        #[arg(long, default_value_t = 100_000)]
+        /// Events read from the log at a time while replaying.
+        #[arg(long, default_value_t = starledger_projections::rebuild::DEFAULT_PAGE_SIZE)]
         batch: usize,
     },
     /// Run the projectors in the foreground until interrupted (Ctrl-C).
@@ -61,10 +61,11 @@ pub async fn run(command: ProjectionsCommand, config: &Config) -> anyhow::Result
             );
             let report = rebuild(
                 &events,
-                read.as_ref(),
+                &read,
                 &tables,
                 RebuildSettings {
                     page_size: batch.max(1),
+                    ..RebuildSettings::default()
                 },
                 |position, head| {
                     bar.set_length(head.max(1));

@@ -6,6 +6,7 @@
 //! `<table><suffix>`: the live ones have no suffix, a blue/green rebuild writes into a fresh
 //! suffix and swaps the tables in one transaction.
 
+mod pg_copy;
 pub mod postgres;
 pub mod sqlite;
 
@@ -158,6 +159,18 @@ pub trait ReadTx: Send {
 
     /// Inserts or replaces the page's rows of `table`.
     async fn save(&mut self, table: Table, suffix: &str, page: &Page) -> Result<(), ReadError>;
+
+    /// Writes the page's rows of `table`, none of which exists yet: a rebuild's first write
+    /// of them. PostgreSQL copies them in (`COPY`), which fails on a row that does exist;
+    /// elsewhere this is [`ReadTx::save`].
+    async fn insert_new(
+        &mut self,
+        table: Table,
+        suffix: &str,
+        page: &Page,
+    ) -> Result<(), ReadError> {
+        self.save(table, suffix, page).await
+    }
 
     /// Creates `table` under `suffix` for a bulk load: without secondary indexes, and on
     /// PostgreSQL unlogged. Drops a leftover of the same name first.

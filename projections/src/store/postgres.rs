@@ -1,4 +1,5 @@
-//! Read models in PostgreSQL: bulk upserts with `unnest`, checkpoints locked `FOR UPDATE`.
+//! Read models in PostgreSQL: bulk upserts with `unnest`, checkpoints locked `FOR UPDATE`;
+//! a rebuild's new rows through `COPY` ([`super::pg_copy`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -551,6 +552,15 @@ impl ReadTx for PgReadTx {
             _ => {}
         }
         Ok(())
+    }
+
+    async fn insert_new(
+        &mut self,
+        table: Table,
+        suffix: &str,
+        page: &Page,
+    ) -> Result<(), ReadError> {
+        super::pg_copy::copy_new(&mut self.tx, table, suffix, page).await
     }
 
     async fn create_table(&mut self, table: Table, suffix: &str) -> Result<(), ReadError> {
