@@ -63,8 +63,21 @@ impl Child {
     /// Starts `starledger <args>` with exactly `vars` (and `PATH`) as its environment; its
     /// output goes to this process's stderr.
     pub(crate) fn spawn(args: &[&str], vars: &BTreeMap<&str, String>) -> anyhow::Result<Child> {
-        let what = format!("starledger {}", args.join(" "));
-        let mut command = Command::new(starledger()?);
+        Child::spawn_program(starledger()?, args, vars)
+    }
+
+    /// [`Child::spawn`] of any program.
+    fn spawn_program(
+        program: PathBuf,
+        args: &[&str],
+        vars: &BTreeMap<&str, String>,
+    ) -> anyhow::Result<Child> {
+        let name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let what = format!("{name} {}", args.join(" "));
+        let mut command = Command::new(&program);
         command
             .args(args)
             .env_clear()
@@ -195,4 +208,38 @@ pub(crate) async fn run(args: &[&str], vars: &BTreeMap<&str, String>) -> anyhow:
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_childs_peak_rss_is_its_own_and_its_exit_code_is_kept() {
+        // 40 MB held by the shell for a moment, then exit code 3.
+        let script = "x=$(head -c 40000000 /dev/zero | tr '\\0' a); sleep 0.3; exit 3";
+        let child =
+            Child::spawn_program("/bin/sh".into(), &["-c", script], &BTreeMap::new()).unwrap();
+        let finished = child.wait().await.unwrap();
+        assert_eq!(finished.code, Some(3));
+        assert!(
+            finished.peak_rss_mb() > 35.0 && finished.peak_rss_mb() < 400.0,
+            "{finished:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_child_that_ends_before_it_is_ready_is_reported() {
+        let child =
+            Child::spawn_program("/bin/sh".into(), &["-c", "exit 0"], &BTreeMap::new()).unwrap();
+        let error = child
+            .wait_until_ready("http://127.0.0.1:9/readyz")
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("ended before it was ready"),
+            "{error}"
+        );
+        assert_eq!(child.wait().await.unwrap().code, Some(0));
+    }
 }
