@@ -20,7 +20,7 @@
 //! http.rs         → remote (the `--url` mode), load, scratch
 //! remote.rs       → load
 //! ledger.rs       → scratch
-//! projections.rs  → scratch
+//! projections.rs  → load (status_kb), scratch
 //! child.rs        → (nothing in bench)
 //! load.rs         → (nothing in bench)
 //! scratch.rs      → (nothing in bench)

@@ -1,7 +1,7 @@
 //! `starledger bench projections`: rebuilding every projection and `audit verify` over a
 //! generated log, whole and incrementally (1% more events after a verified checkpoint).
 //!
-//! Depends on [`super::scratch`] only.
+//! Depends on [`super::scratch`] and [`super::load`] (for `/proc` figures).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use starledger_ledger::store::{CommitMode, EventStore};
 
 use starledger_projections::audit::{verify_checkpointed, Checkpoints, VerifyMode};
 
+use super::load::status_kb;
 use super::scratch::fund;
 
 #[derive(Args)]
@@ -59,10 +60,16 @@ async fn generate(
     clients: u64,
 ) -> anyhow::Result<()> {
     let accounts = fund(events, first, users).await?;
-    let ledger = Arc::new(Ledger::new(events.clone()));
+    // Each client works on one user at a time, so the handler keeps about that many accounts
+    // in memory: the log is generated, not measured, and a full cache of every user's
+    // history would be most of this process's peak RSS, which `bench all` reports.
+    let clients = clients.min(users).max(1);
+    let ledger = Arc::new(Ledger::with_capacity(
+        events.clone(),
+        (2 * clients) as usize,
+    ));
     let accounts = Arc::new(accounts);
     let mut handles = Vec::new();
-    let clients = clients.min(users).max(1);
     for client in 0..clients {
         let (ledger, accounts) = (ledger.clone(), accounts.clone());
         handles.push(tokio::spawn(async move {
@@ -157,6 +164,7 @@ pub(crate) async fn projections_bench(
         "generated {total} events for {users} users in {:.1} s",
         generating.elapsed().as_secs_f64()
     );
+    memory("after generating the log");
 
     let mut rows = Vec::new();
     let started = Instant::now();
@@ -169,6 +177,7 @@ pub(crate) async fn projections_bench(
     )
     .await?;
     rows.push((REBUILD, report.events, started.elapsed()));
+    memory("after the rebuild");
 
     let started = Instant::now();
     let verified = starledger_projections::audit::verify(&events, None).await?;
@@ -182,6 +191,7 @@ pub(crate) async fn projections_bench(
     let started = Instant::now();
     let verified = starledger_projections::audit::verify(&events, Some(read.as_ref())).await?;
     anyhow::ensure!(verified.is_sound(), "projections differ from the replay");
+    memory("after verifying the log and every projection");
     rows.push((
         VERIFY_WITH_PROJECTIONS,
         verified.ledger.events,
@@ -239,6 +249,16 @@ pub(crate) async fn projections_bench(
 
     pool.close().await;
     Ok(rows)
+}
+
+/// This process's resident set now and at its peak so far, on stderr: which phase of the bench
+/// needs the memory.
+fn memory(when: &str) {
+    eprintln!(
+        "{when}: VmRSS {:.0} MB, VmHWM {:.0} MB",
+        status_kb("VmRSS:") as f64 / 1024.0,
+        status_kb("VmHWM:") as f64 / 1024.0
+    );
 }
 
 pub(crate) fn print_projections_table(rows: &[ProjectionRow]) {
