@@ -329,26 +329,24 @@ impl Window {
 
     /// The rows no earlier window wrote, and those it did.
     fn split(&self, rows: Page) -> (Page, Page) {
-        let (mut new, mut old) = (Page::default(), Page::default());
-        for (key, row) in rows.users {
-            match self.written_users.contains(&key) {
-                false => new.users.insert(key, row),
-                true => old.users.insert(key, row),
-            };
-        }
-        for (key, row) in rows.balances {
-            match self.written_balances.contains(&key.0) {
-                false => new.balances.insert(key, row),
-                true => old.balances.insert(key, row),
-            };
-        }
-        for (key, row) in rows.transactions {
-            match self.written_transactions.contains(&key) {
-                false => new.transactions.insert(key, row),
-                true => old.transactions.insert(key, row),
-            };
-        }
-        (new, old)
+        let (old_users, new_users) =
+            (rows.users.into_iter()).partition(|(user, _)| self.written_users.contains(user));
+        let (old_balances, new_balances) = (rows.balances.into_iter())
+            .partition(|((user, _), _)| self.written_balances.contains(user));
+        let (old_transactions, new_transactions) = (rows.transactions.into_iter())
+            .partition(|(id, _)| self.written_transactions.contains(id));
+        (
+            Page {
+                users: new_users,
+                balances: new_balances,
+                transactions: new_transactions,
+            },
+            Page {
+                users: old_users,
+                balances: old_balances,
+                transactions: old_transactions,
+            },
+        )
     }
 }
 
