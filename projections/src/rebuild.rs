@@ -17,7 +17,7 @@
 //!    checkpoints to where the new tables stand. Readers see the old tables or the new ones,
 //!    never a mix and never an error; the paused projectors carry on from the new checkpoint.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -354,13 +354,7 @@ impl Window {
 /// from `needs`. A user's balance rows are all in `page` or none are (a window loads all of a
 /// user's balances at once).
 fn take_from(page: &Page, needs: &mut Needs, rows: &mut Page) {
-    needs.users.retain(|user| match page.users.get(user) {
-        Some(row) => {
-            rows.users.insert(*user, row.clone());
-            false
-        }
-        None => true,
-    });
+    take_keys(&page.users, &mut needs.users, &mut rows.users);
     needs.balances.retain(|user| {
         let held: Vec<_> = page
             .balances
@@ -372,15 +366,26 @@ fn take_from(page: &Page, needs: &mut Needs, rows: &mut Page) {
         }
         held.is_empty()
     });
-    needs
-        .transactions
-        .retain(|id| match page.transactions.get(id) {
-            Some(row) => {
-                rows.transactions.insert(*id, row.clone());
-                false
-            }
-            None => true,
-        });
+    take_keys(
+        &page.transactions,
+        &mut needs.transactions,
+        &mut rows.transactions,
+    );
+}
+
+/// Clones into `into` the rows of `from` that `keys` names, and strikes those keys.
+fn take_keys<K: Ord + Copy, V: Clone>(
+    from: &BTreeMap<K, V>,
+    keys: &mut Vec<K>,
+    into: &mut BTreeMap<K, V>,
+) {
+    keys.retain(|key| match from.get(key) {
+        Some(row) => {
+            into.insert(*key, row.clone());
+            false
+        }
+        None => true,
+    });
 }
 
 /// A write task that is stopped if the rebuild gives up before it ends, so it cannot keep

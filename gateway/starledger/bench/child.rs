@@ -8,7 +8,7 @@
 //! exec into the child's, so a child of this (large) process would report at least our size.
 //! A peak reached within the last poll interval before the child exits can be missed.
 //!
-//! Depends on nothing else in `bench`.
+//! Depends on [`super::load`] (reading `/proc/<pid>/status`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use super::load::status_file_kb;
 
 /// How often a child's peak RSS is read.
 const POLL: Duration = Duration::from_millis(10);
@@ -168,18 +170,7 @@ fn reap(mut child: std::process::Child, started: Instant) -> anyhow::Result<Fini
     loop {
         // An ended child not yet reaped keeps its /proc entry without memory (no VmHWM line);
         // a running one always has it.
-        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
-        match status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| {
-                value
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            }) {
+        match status_file_kb(&status_file, "VmHWM:") {
             Some(kb) => peak_rss_kb = peak_rss_kb.max(kb),
             None => break,
         }

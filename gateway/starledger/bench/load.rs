@@ -448,15 +448,18 @@ pub(crate) fn peak_rss_kb() -> u64 {
 
 /// A `kB` field of `/proc/self/status`; 0 where /proc is not there.
 pub(crate) fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    status_file_kb("/proc/self/status", field).unwrap_or(0)
+}
+
+/// A `kB` field (`VmHWM:`, say) of a `/proc/<pid>/status` file; `None` where the file or the
+/// field is not there (an ended process keeps its file without the memory fields).
+pub(crate) fn status_file_kb(path: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok().and_then(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    })
 }
 
 /// The first three fields of `/proc/loadavg`: whether something else was using the cores.

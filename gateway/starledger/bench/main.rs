@@ -21,7 +21,7 @@
 //! remote.rs       → load
 //! ledger.rs       → scratch
 //! projections.rs  → load (status_kb), scratch
-//! child.rs        → (nothing in bench)
+//! child.rs        → load (status_file_kb)
 //! load.rs         → (nothing in bench)
 //! scratch.rs      → (nothing in bench)
 //! ```

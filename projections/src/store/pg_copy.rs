@@ -52,7 +52,6 @@ pub(super) async fn copy_new(
         ))
         .await?;
     let mut csv = Csv::default();
-    let send = |csv: &mut Csv| std::mem::take(&mut csv.0);
     match table {
         Table::Users => {
             for row in page.users.values() {
@@ -62,9 +61,8 @@ pub(super) async fn copy_new(
                 csv.text(&row.currency);
                 csv.time(row.registered_at);
                 csv.int(row.position as i64);
-                csv.end_row();
-                if csv.0.len() >= CHUNK {
-                    copy.send(send(&mut csv)).await?;
+                if let Some(chunk) = csv.end_row() {
+                    copy.send(chunk).await?;
                 }
             }
         }
@@ -78,9 +76,8 @@ pub(super) async fn copy_new(
                 csv.decimal(row.debt);
                 csv.time(row.updated_at);
                 csv.int(row.position as i64);
-                csv.end_row();
-                if csv.0.len() >= CHUNK {
-                    copy.send(send(&mut csv)).await?;
+                if let Some(chunk) = csv.end_row() {
+                    copy.send(chunk).await?;
                 }
             }
         }
@@ -99,9 +96,8 @@ pub(super) async fn copy_new(
                 csv.time(row.updated_at);
                 csv.int(row.created_position as i64);
                 csv.int(row.position as i64);
-                csv.end_row();
-                if csv.0.len() >= CHUNK {
-                    copy.send(send(&mut csv)).await?;
+                if let Some(chunk) = csv.end_row() {
+                    copy.send(chunk).await?;
                 }
             }
         }
@@ -168,9 +164,11 @@ impl Csv {
         }
     }
 
-    fn end_row(&mut self) {
+    /// Ends the record; hands back what was encoded once it reaches [`CHUNK`] bytes.
+    fn end_row(&mut self) -> Option<Vec<u8>> {
         self.0.push(b'\n');
         self.1 = false;
+        (self.0.len() >= CHUNK).then(|| std::mem::take(&mut self.0))
     }
 }
 
