@@ -167,13 +167,10 @@ impl Child {
 fn reap(mut child: std::process::Child, started: Instant) -> anyhow::Result<Finished> {
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak_rss_kb = 0;
-    loop {
-        // An ended child not yet reaped keeps its /proc entry without memory (no VmHWM line);
-        // a running one always has it.
-        match status_file_kb(&status_file, "VmHWM:") {
-            Some(kb) => peak_rss_kb = peak_rss_kb.max(kb),
-            None => break,
-        }
+    // An ended child not yet reaped keeps its /proc entry without memory (no VmHWM line); a
+    // running one always has it.
+    while let Some(kb) = status_file_kb(&status_file, "VmHWM:") {
+        peak_rss_kb = peak_rss_kb.max(kb);
         std::thread::sleep(POLL);
     }
     let status = child.wait()?;
