@@ -19,4 +19,5 @@
 
 pub mod config;
 pub mod logs;
+pub mod prometheus;
 pub mod serve;

@@ -9,12 +9,11 @@
 //! step.
 
 use std::net::TcpListener;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use starledger_ledger::commands::Ledger;
 use starledger_ledger::store::CommitMode;
 use starledger_projections::cache::ReadCache;
@@ -60,23 +59,6 @@ pub enum StartError {
     Bot(String),
     #[error("configuration error: {0}")]
     Config(#[from] starledger_settings::ConfigError),
-}
-
-/// The process-wide Prometheus recorder (installed once; tests start many servers).
-fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; then ours stays unused
-            // and /metrics shows only what it can.
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("a metrics recorder was already installed");
-            }
-            handle
-        })
-        .clone()
 }
 
 /// A running gateway.
@@ -148,6 +130,13 @@ impl Application {
             // What other instances write shows here soon, not when an L1 row ages out.
             cache_tail::start(events.clone(), cache.clone(), stopped.clone()),
         ];
+        // Histogram samples are folded on a timer, not only when /metrics is scraped.
+        let metrics = crate::prometheus::handle();
+        background.push(crate::prometheus::start_upkeep(
+            crate::prometheus::UPKEEP_INTERVAL,
+            stopped.clone(),
+            move || metrics.run_upkeep(),
+        ));
         background.push(
             Reconciler {
                 settlement: settlement.clone(),
@@ -223,7 +212,7 @@ impl Application {
                 api_key: server.heleket.mode.api_key().clone(),
                 allowed_ips: server.heleket.allowed_ips.clone(),
             },
-            metrics: metrics_handle(),
+            metrics: crate::prometheus::handle(),
             rebuilds: RebuildJobs::default(),
             audit_jobs: Default::default(),
             ready_max_lag: READY_MAX_LAG,
