@@ -233,6 +233,40 @@ async fn auditors_verify_rebuild_and_export_the_demo_ledger() {
     assert!(!report.contains("checkpoint recorded"), "{report}");
 }
 
+/// `bench http` end to end on a scratch database: the server in its process, signed
+/// webhooks through reqwest, the balance reads through the bench's own HTTP/1.1 client.
+/// It exits 0 only if every webhook was recorded, every balance grew by what was paid and
+/// every read answered a balance.
+#[tokio::test]
+async fn bench_http_reads_and_pays_through_the_real_server() {
+    let Some(url) = server_url(
+        "TEST_DATABASE_URL",
+        "the bench http test is skipped; set it to postgres://… to run it",
+    ) else {
+        return;
+    };
+    let output = starledger()
+        .args(["bench", "http", "--database-url", &url])
+        .args(["--users", "5", "--webhooks", "20", "--reads", "300"])
+        .args(["--connections", "4"])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("webhooks: "), "{stderr}");
+    assert!(stderr.contains("20 recorded, 0 errors"), "{stderr}");
+    assert!(stderr.contains("cached balance reads: "), "{stderr}");
+    for row in ["signed webhooks", "cached balance reads"] {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row:?} row in:\n{stdout}"));
+        // … errors, VmHWM MB: the errors column, second from the right, is 0.
+        assert_eq!(line.split_whitespace().rev().nth(1), Some("0"), "{line}");
+    }
+}
+
 /// The benchmarks are a binary of their own; `starledger bench …` runs it with the same
 /// arguments and passes its exit code on.
 #[tokio::test]

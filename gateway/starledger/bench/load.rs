@@ -3,7 +3,7 @@
 //! [`HttpBench`] options, signed webhooks and balance reads driven over many connections,
 //! the [`Report`] and its [`Row`]s, and the `/proc` figures printed beside them.
 //!
-//! Depends on nothing else in `bench`.
+//! Depends on nothing else in `bench` but the reads' own client ([`super::reader`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use starledger_heleket::sign::sign_webhook;
 use starledger_heleket::OrderId;
 use starledger_ledger::ids::{RechargeId, UserId};
 use starledger_projections::cache::CacheStats;
+
+use super::reader::{Reader, Target};
 
 /// First user id: Telegram-sized ids, so nothing gets an easier path for small numbers.
 pub(crate) const FIRST_USER: i64 = 7_000_000_000;
@@ -378,31 +380,47 @@ pub(crate) async fn read_balances(
     connections: u64,
     name: &str,
 ) -> Row {
+    // Plain HTTP goes through the reads' own client (see `reader`); TLS through reqwest.
+    let targets: Option<Vec<Target>> = urls.iter().map(|url| Target::parse(url)).collect();
+    let targets = targets.map(Arc::new);
     let issued = Arc::new(AtomicU64::new(0));
     let authorization = authorization.to_owned();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (client, urls, issued) = (client.clone(), urls.clone(), issued.clone());
-        let authorization = authorization.clone();
+        let (authorization, targets) = (authorization.clone(), targets.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
+            let mut reader = Reader::default();
             loop {
                 let n = issued.fetch_add(1, Ordering::Relaxed);
                 if n >= requests {
                     return tally;
                 }
-                let url = &urls[(n % urls.len() as u64) as usize];
+                let index = (n % urls.len() as u64) as usize;
                 let began = Instant::now();
-                let answer = client
-                    .get(url)
-                    .header(AUTHORIZATION, &authorization)
-                    .send()
-                    .await;
-                let outcome = read_answer(answer).await;
+                let outcome = match &targets {
+                    Some(targets) => reader
+                        .get(&targets[index], &authorization)
+                        .await
+                        .map(|(status, body)| (status, body.to_vec()))
+                        .map_err(|error| format!("{error:#}")),
+                    None => {
+                        let sent = client
+                            .get(&urls[index])
+                            .header(AUTHORIZATION, &authorization)
+                            .send()
+                            .await;
+                        read_answer(sent)
+                            .await
+                            .map(|(status, body)| (status.as_u16(), body.to_vec()))
+                            .map_err(|error| error.to_string())
+                    }
+                };
                 tally.latencies.push(micros(began));
                 match outcome {
-                    Ok((status, bytes)) if status == reqwest::StatusCode::OK => {
+                    Ok((200, bytes)) => {
                         // A 200 must carry a balance, not some other JSON.
                         if serde_json::from_slice::<Value>(&bytes)
                             .is_ok_and(|v| v.get("available").is_some())
@@ -415,7 +433,7 @@ pub(crate) async fn read_balances(
                     Ok((status, bytes)) => {
                         tally.error(format!("{status} {}", String::from_utf8_lossy(&bytes)))
                     }
-                    Err(error) => tally.error(error.to_string()),
+                    Err(error) => tally.error(error),
                 }
             }
         }));

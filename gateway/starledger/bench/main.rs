@@ -36,6 +36,7 @@ mod http;
 mod ledger;
 mod load;
 mod projections;
+mod reader;
 mod remote;
 mod scratch;
 
