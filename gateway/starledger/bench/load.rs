@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::Args;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -231,7 +232,7 @@ impl Tally {
 /// The status and body of a sent request, or why there is none.
 async fn read_answer(
     sent: reqwest::Result<reqwest::Response>,
-) -> reqwest::Result<(reqwest::StatusCode, impl std::ops::Deref<Target = [u8]>)> {
+) -> reqwest::Result<(reqwest::StatusCode, Bytes)> {
     let response = sent?;
     let status = response.status();
     Ok((status, response.bytes().await?))
@@ -404,7 +405,6 @@ pub(crate) async fn read_balances(
                     Some(targets) => reader
                         .get(&targets[index], &authorization)
                         .await
-                        .map(|(status, body)| (status, body.to_vec()))
                         .map_err(|error| format!("{error:#}")),
                     None => {
                         let sent = client
@@ -414,7 +414,7 @@ pub(crate) async fn read_balances(
                             .await;
                         read_answer(sent)
                             .await
-                            .map(|(status, body)| (status.as_u16(), body.to_vec()))
+                            .map(|(status, body)| (status.as_u16(), body))
                             .map_err(|error| error.to_string())
                     }
                 };
