@@ -611,6 +611,23 @@ pub async fn balances_at_with(
     Ok(passes)
 }
 
+/// One user's balance as it stood at `at`, by replaying their account's stream up to then
+/// (the operators' console asks for one user, where [`balances_at`] replays the whole log).
+/// `None`: the account had no balance yet (or does not exist).
+pub async fn user_balance_at(
+    events: &dyn EventStore,
+    user_id: starledger_ledger::ids::UserId,
+    at: DateTime<Utc>,
+) -> Result<Option<BalanceRow>, ProjectionError> {
+    let stream = events.read_stream(user_id.stream().as_str(), 0).await?;
+    let until: Vec<_> = stream.into_iter().filter(|e| e.recorded_at <= at).collect();
+    let mut replay = Page::default();
+    for p in decode_page(&until)? {
+        replay.apply(Table::Balances, &p);
+    }
+    Ok(replay.balances.into_values().next())
+}
+
 /// One line of an export (`audit export`, `/v1/audit/events`): a stored event with its
 /// hashes. Displays as its JSON object, on one line.
 #[derive(Debug, Clone, serde::Serialize)]

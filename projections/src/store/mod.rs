@@ -132,6 +132,16 @@ pub trait ReadStore: Send + Sync + 'static {
     ) -> Result<Vec<TransactionRow>, ReadError>;
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError>;
+
+    /// The users whose username is `username` (without `@`, compared case-insensitively, as
+    /// Telegram does), by id; at most `limit`. Telegram names are unique at one moment, but
+    /// the table keeps what each user registered with, so an old name can be on two rows.
+    async fn users_named(&self, username: &str, limit: u32) -> Result<Vec<UserRow>, ReadError>;
+
+    /// How many transactions of `filter`'s type are in each of its statuses (statuses with
+    /// none are left out), in status order.
+    async fn count_in_status(&self, filter: &StatusFilter)
+        -> Result<Vec<(String, u64)>, ReadError>;
 }
 
 /// A read-model transaction. Dropped without `commit`, it rolls back.
@@ -228,6 +238,10 @@ impl HistoryPage {
         }
     }
 }
+
+/// The index on `users` that finds a user by name, created with the table and added to a
+/// table made before it existed.
+pub(crate) const USERNAME_INDEX: &str = "username_idx";
 
 /// The statements that put `table<suffix>` in place of the live table, in one transaction.
 pub(crate) fn swap_statements(table: Table, suffix: &str) -> [String; 3] {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     corrupt, drop_statement, swap_statements, table_name, Checkpoint, HistoryPage, ModelRow,
-    ReadError, ReadStore, ReadTx, StatusFilter, MAX_HISTORY_PAGE,
+    ReadError, ReadStore, ReadTx, StatusFilter, MAX_HISTORY_PAGE, USERNAME_INDEX,
 };
 use crate::model::{Needs, Page, Table};
 use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
@@ -21,15 +21,18 @@ use crate::rows::{BalanceRow, TransactionKind, TransactionRow, UserRow};
 fn ddl(table: Table, suffix: &str) -> Vec<String> {
     let t = table_name(table, suffix);
     match table {
-        Table::Users => vec![format!(
-            "CREATE TABLE {t} (
+        Table::Users => vec![
+            format!(
+                "CREATE TABLE {t} (
                 user_id     BIGINT      PRIMARY KEY,
                 username    TEXT,
                 language    TEXT,
                 currency    TEXT        NOT NULL,
                 created_at  TIMESTAMPTZ NOT NULL,
                 position    BIGINT      NOT NULL)"
-        )],
+            ),
+            format!("CREATE INDEX {t}_{USERNAME_INDEX} ON {t} (lower(username))"),
+        ],
         Table::Balances => vec![format!(
             "CREATE TABLE {t} (
                 user_id     BIGINT      NOT NULL,
@@ -201,6 +204,20 @@ impl ReadStore for PgReadStore {
             .await?;
             tx.commit().await?;
         }
+        // Tables made before users were found by name get the index that finds them.
+        let named: Option<(i32,)> = sqlx::query_as(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename = 'users' AND indexdef LIKE '%lower(username)%'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if named.is_none() {
+            sqlx::query(&format!(
+                "CREATE INDEX IF NOT EXISTS users_{USERNAME_INDEX} ON users (lower(username))"
+            ))
+            .execute(&self.pool)
+            .await?;
+        }
         Ok(())
     }
 
@@ -363,6 +380,35 @@ impl ReadStore for PgReadStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(transaction_from_row).collect()
+    }
+
+    async fn users_named(&self, username: &str, limit: u32) -> Result<Vec<UserRow>, ReadError> {
+        let rows = sqlx::query(
+            "SELECT * FROM users WHERE lower(username) = lower($1) ORDER BY user_id LIMIT $2",
+        )
+        .bind(username)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn count_in_status(
+        &self,
+        filter: &StatusFilter,
+    ) -> Result<Vec<(String, u64)>, ReadError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT status, count(*) FROM transactions \
+             WHERE status IN {} AND transaction_type = $1 GROUP BY status ORDER BY status",
+            filter.statuses_sql()
+        ))
+        .bind(filter.transaction_type())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, n.max(0) as u64))
+            .collect())
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, ReadError> {
