@@ -249,6 +249,17 @@ async fn start_rebuild(
             )
         })?],
     };
+    let status = start_rebuild_job(&state, &caller.name, tables).await?;
+    Ok(HttpResponse::Accepted().json(status))
+}
+
+/// Starts a blue/green rebuild of `tables` in the background, as `started_by` asked (the
+/// API's and the console's); refused while one runs.
+pub(crate) async fn start_rebuild_job(
+    state: &AppState,
+    started_by: &str,
+    tables: Vec<Table>,
+) -> Result<RebuildStatus, ApiError> {
     let head = state.events.head().await?.position;
     let status = RebuildStatus {
         tables: tables.iter().map(|t| t.name()).collect(),
@@ -259,7 +270,7 @@ async fn start_rebuild(
         error: None,
         started_at: Utc::now(),
         finished_at: None,
-        started_by: caller.name.clone(),
+        started_by: started_by.to_owned(),
     };
     if state.rebuilds.claim(status.clone()).is_err() {
         return Err(ApiError::new(
@@ -267,7 +278,7 @@ async fn start_rebuild(
             "a rebuild is already running; follow it with GET /v1/admin/projections/rebuild",
         ));
     }
-    tracing::info!(admin = %caller.name, tables = ?status.tables, "projection rebuild started");
+    tracing::info!(admin = %started_by, tables = ?status.tables, "projection rebuild started");
     let (events, read, jobs) = (
         state.events.clone(),
         state.read.clone(),
@@ -305,7 +316,7 @@ async fn start_rebuild(
             }
         });
     });
-    Ok(HttpResponse::Accepted().json(status))
+    Ok(status)
 }
 
 /// Follow a rebuild

@@ -213,6 +213,21 @@ pub fn start(
     started_by: &str,
     request: AuditRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let job = begin(state, started_by, request)?;
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", job.location()))
+        .json(AuditJobAccepted {
+            job: job.answer(None),
+        }))
+}
+
+/// Starts the job `request` asks for, or finds it running with the same request, and returns
+/// it; another audit job running is 409 `audit_job_running`.
+pub fn begin(
+    state: &AppState,
+    started_by: &str,
+    request: AuditRequest,
+) -> Result<AuditJob, ApiError> {
     let now = Utc::now();
     let job = AuditJob {
         id: Uuid::new_v4(),
@@ -256,11 +271,7 @@ pub fn start(
             ))
         }
     };
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", job.location()))
-        .json(AuditJobAccepted {
-            job: job.answer(None),
-        }))
+    Ok(job)
 }
 
 /// Why an audit job failed. Its text is the job's `error`, as auditors read it.
@@ -369,37 +380,37 @@ async fn run(
 #[schema(as = VerifyReport)]
 pub struct VerifyAnswer {
     /// No finding and no table difference.
-    sound: bool,
-    events: u64,
-    head_position: u64,
+    pub(crate) sound: bool,
+    pub(crate) events: u64,
+    pub(crate) head_position: u64,
     /// The hash of the last event, 64 hex digits.
     #[schema(pattern = "^[0-9a-f]{64}$")]
-    head_hash: String,
+    pub(crate) head_hash: String,
     /// Sum of all postings per currency; zero in a sound ledger.
-    trial_balance: BTreeMap<String, DecimalText>,
+    pub(crate) trial_balance: BTreeMap<String, DecimalText>,
     /// Broken hashes, postings or invariants.
-    findings: Vec<String>,
+    pub(crate) findings: Vec<String>,
     /// Each read model (by table name) against a fresh replay; empty with `scope=log`.
-    tables: BTreeMap<String, TableCheck>,
-    elapsed_ms: u64,
+    pub(crate) tables: BTreeMap<String, TableCheck>,
+    pub(crate) elapsed_ms: u64,
 }
 
 /// One read model against the replay.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct TableCheck {
+pub(crate) struct TableCheck {
     /// The position the table reflected, compared at.
-    checkpoint: u64,
-    differences: Vec<TableDifference>,
+    pub(crate) checkpoint: u64,
+    pub(crate) differences: Vec<TableDifference>,
 }
 
 /// A row that differs from the replay.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-struct TableDifference {
-    key: String,
+pub(crate) struct TableDifference {
+    pub(crate) key: String,
     /// What the replay says (null: no such row).
-    expected: Option<String>,
+    pub(crate) expected: Option<String>,
     /// What the table holds (null: missing).
-    found: Option<String>,
+    pub(crate) found: Option<String>,
 }
 
 impl From<&VerifyReport> for VerifyAnswer {

@@ -78,6 +78,11 @@ impl ApiKeys {
         self.0.is_empty()
     }
 
+    /// The caller whose key is `secret` (the console's sign-in form presents it).
+    pub fn find(&self, secret: &str) -> Option<Caller> {
+        self.0.get(&digest(secret)).cloned()
+    }
+
     fn caller(&self, request: &HttpRequest) -> Result<Caller, ApiError> {
         let unauthenticated = |message: &str| ApiError::new(ErrorCode::Unauthenticated, message);
         let value = request
@@ -91,9 +96,7 @@ impl ApiKeys {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| unauthenticated("the Authorization header must be Bearer <API key>"))?;
-        self.0
-            .get(&digest(secret))
-            .cloned()
+        self.find(secret)
             .ok_or_else(|| unauthenticated("unknown API key"))
     }
 }

@@ -20,6 +20,8 @@
 //! - [`position`]: log positions in query strings, refused past the log's range.
 //! - [`sandbox`]: `/sandbox/heleket/…`, only in `HELEKET_MODE=sandbox`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`console`]: the operators' console at `/console` (HTML pages, sessions, its JSON).
+//! - [`webhook_tally`]: the last hour's webhooks by outcome, for the console.
 //! - [`openapi`]: the API document, generated from the handlers.
 //! - [`wire`]: JSON types several routes share (decimal strings).
 //! - [`settings`]: the API keys and their roles (`STARLEDGER_API_KEYS`).
@@ -36,6 +38,7 @@ pub mod audit_source;
 pub mod auth;
 pub mod balance_spool;
 pub mod body;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod error_code;
@@ -51,6 +54,7 @@ pub mod settings;
 pub mod state;
 pub mod telegram;
 pub mod users;
+pub mod webhook_tally;
 pub mod webhooks;
 pub mod wire;
 
@@ -64,12 +68,13 @@ use actix_web::{web, HttpResponse};
 use error::ApiError;
 use error_code::ErrorCode;
 
-/// Every route of the API ([`openapi::api`], which the API document is generated from),
-/// and the JSON 404 for everything else.
+/// Every route of the API ([`openapi::api`], which the API document is generated from), the
+/// console's pages, and the JSON 404 for everything else.
 pub fn routes(config: &mut web::ServiceConfig) {
     openapi::api(&mut utoipa_actix_web::service_config::ServiceConfig::new(
         config,
     ));
+    console::routes(config);
     config.default_service(web::to(not_found));
 }
 

@@ -22,7 +22,7 @@ use actix_web::App;
 use serde::Serialize;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -70,6 +70,8 @@ pub struct ErrorDetail {
         (name = "telegram", description = "The Telegram bot's webhook (webhook mode only)."),
         (name = "sandbox", description = "The sandbox Heleket (`HELEKET_MODE=sandbox`)."),
         (name = "ops", description = "Health, readiness and metrics; open without a key."),
+        (name = "console", description = "What the operators' console (`/console`, HTML pages) \
+            polls, authenticated by its session cookie."),
     ),
     // The line of `/v1/audit/events` (an NDJSON body has no JSON schema of its own).
     components(schemas(ErrorBody, starledger_projections::audit::EventLine)),
@@ -90,10 +92,17 @@ impl Modify for ApiKeys {
                  internal callers), `admin` (operators), `auditor`.",
             ))
             .build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+        let session = ApiKeyValue::with_description(
+            super::console::session::COOKIE,
+            "The operators' console's session cookie, set by signing in at `/console/sign-in` \
+             with an admin or auditor key (`__Host-starledger_console` over TLS).",
+        );
+        components.add_security_scheme(
+            super::console::api::CONSOLE_SESSION,
+            SecurityScheme::ApiKey(ApiKey::Cookie(session)),
+        );
     }
 }
 
@@ -108,12 +117,21 @@ pub fn api(config: &mut ServiceConfig) {
         .configure(super::webhooks::routes)
         .configure(super::telegram::routes)
         .configure(super::sandbox::routes)
-        .configure(super::ops::routes);
+        .configure(super::ops::routes)
+        .configure(super::console::api::routes);
 }
 
 /// The codes each operation may answer in `{"error":…}`, by operation id. A code is answered
 /// with its own status, or with the one [`STATUS_IN`] gives for that operation.
 pub const ERRORS: &[(&str, &[ErrorCode])] = &[
+    (
+        "consoleRebuild",
+        &[Unauthenticated, NoRebuild, DeadlineExceeded],
+    ),
+    (
+        "consoleAuditJob",
+        &[Unauthenticated, UnknownJob, DeadlineExceeded],
+    ),
     (
         "registerUser",
         &[
@@ -631,9 +649,13 @@ fn add_roles(operation: &mut Operation) {
         .flatten()
         .filter_map(|requirement| serde_json::to_value(requirement).ok())
         .filter_map(|value| {
-            value
-                .get(BEARER)
-                .and_then(|roles| roles.as_array().cloned())
+            [BEARER, super::console::api::CONSOLE_SESSION]
+                .iter()
+                .find_map(|scheme| {
+                    value
+                        .get(scheme)
+                        .and_then(|roles| roles.as_array().cloned())
+                })
         })
         .flatten()
         .filter_map(|role| role.as_str().map(|role| format!("`{role}`")))

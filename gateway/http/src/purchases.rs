@@ -192,18 +192,8 @@ async fn deliver(
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<HttpResponse, ApiError> {
     let request: DeliverRequest = caller.body().json_or_default()?;
-    // Only logged, but held to the ledger's rule for free text all the same: a note with a
-    // bidi override would make the log line read differently from what it is.
-    let note = request
-        .note
-        .as_deref()
-        .map(|note| checked_text("note", note, MAX_REASON_LEN))
-        .transpose()
-        .map_err(ApiError::from)?;
-    let (user, purchase_id) = find(&state, &path).await?;
-    let command = AccountCommand::CompletePurchase { purchase_id };
-    let executed = run(&state, &caller, user, command, "deliver", purchase_id).await?;
-    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?note, "purchase marked delivered");
+    let (user, purchase_id, executed) =
+        mark_delivered(&state, &caller, &path, request.note.as_deref()).await?;
     let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
@@ -257,14 +247,8 @@ async fn fail(
     RequestDeadline(deadline): RequestDeadline,
 ) -> Result<HttpResponse, ApiError> {
     let request: FailRequest = caller.body().json()?;
-    let (user, purchase_id) = find(&state, &path).await?;
-    let command = AccountCommand::FailPurchase {
-        purchase_id,
-        reason: format!("admin: {}", request.reason.trim()),
-        force: request.force,
-    };
-    let executed = run(&state, &caller, user, command, "fail", purchase_id).await?;
-    tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = request.force, "purchase failed by an operator; reservation released");
+    let (user, purchase_id, executed) =
+        mark_failed(&state, &caller, &path, &request.reason, request.force).await?;
     let projected = state.acknowledged(user, executed.position, &deadline).await;
     Ok(created(
         &executed,
@@ -278,6 +262,46 @@ async fn fail(
             },
         },
     ))
+}
+
+/// Marks the purchase `id` delivered, as `caller` decided (the API's and the console's deliver).
+pub(crate) async fn mark_delivered(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    note: Option<&str>,
+) -> Result<(UserId, PurchaseId, starledger_ledger::commands::Executed), ApiError> {
+    // Only logged, but held to the ledger's rule for free text all the same: a note with a
+    // bidi override would make the log line read differently from what it is.
+    let note = note
+        .map(|note| checked_text("note", note, MAX_REASON_LEN))
+        .transpose()
+        .map_err(ApiError::from)?;
+    let (user, purchase_id) = find(state, id).await?;
+    let command = AccountCommand::CompletePurchase { purchase_id };
+    let executed = run(state, caller, user, command, "deliver", purchase_id).await?;
+    tracing::info!(admin = %caller.name, purchase = %purchase_id, note = ?note, "purchase marked delivered");
+    Ok((user, purchase_id, executed))
+}
+
+/// Fails the purchase `id` and releases its reservation, as `caller` decided; `force` once a
+/// payment to Fragment is recorded (the ledger refuses it otherwise).
+pub(crate) async fn mark_failed(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+    force: bool,
+) -> Result<(UserId, PurchaseId, starledger_ledger::commands::Executed), ApiError> {
+    let (user, purchase_id) = find(state, id).await?;
+    let command = AccountCommand::FailPurchase {
+        purchase_id,
+        reason: format!("admin: {}", reason.trim()),
+        force,
+    };
+    let executed = run(state, caller, user, command, "fail", purchase_id).await?;
+    tracing::warn!(admin = %caller.name, purchase = %purchase_id, forced = force, "purchase failed by an operator; reservation released");
+    Ok((user, purchase_id, executed))
 }
 
 /// Runs an operator's decision under a key of its own, so a repeated click records once.

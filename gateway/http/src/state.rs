@@ -77,6 +77,8 @@ pub struct AppState {
     /// The main runtime, for long background work started by a request (rebuilds), which
     /// must not run on an HTTP worker's own runtime.
     pub runtime: tokio::runtime::Handle,
+    /// The operators' console's sessions.
+    pub console: Arc<crate::console::Sessions>,
 }
 
 impl AppState {

@@ -34,10 +34,12 @@ pub fn routes(config: &mut ServiceConfig) {
     config.service(heleket);
 }
 
-/// Counts a webhook's outcome for `/metrics`.
+/// Counts a webhook's outcome for `/metrics` and the console's last hour.
 fn count(outcome: &'static str) {
     metrics::counter!("starledger_webhooks_total", "provider" => "heleket", "outcome" => outcome)
         .increment(1);
+    let tally = crate::webhook_tally::tally();
+    tally.record(outcome, crate::webhook_tally::minute_of(chrono::Utc::now()));
 }
 
 fn acknowledged(outcome: &'static str, detail: Detail) -> HttpResponse {

@@ -17,6 +17,12 @@ use utoipa::ToSchema;
 #[serde(transparent)]
 pub struct DecimalText(String);
 
+impl std::fmt::Display for DecimalText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl DecimalText {
     /// `value` without trailing zeros, as balances and history show it.
     pub fn normalized(value: Decimal) -> Self {

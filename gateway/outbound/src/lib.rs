@@ -150,10 +150,32 @@ pub fn endpoint(base: &str, path: &str) -> Option<reqwest::Url> {
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
 }
 
-/// Sets the `starledger_circuit_breaker_open` gauge of `provider` from its breaker.
+/// Sets the `starledger_circuit_breaker_open` gauge of `provider` from its breaker, and
+/// its row of [`breakers`].
 pub fn publish_breaker(provider: &'static str, breaker: &CircuitBreaker) {
-    let open = if breaker.is_open() { 1.0 } else { 0.0 };
-    metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => provider).set(open);
+    publish_breaker_open(provider, breaker.is_open());
+}
+
+/// [`publish_breaker`] from what is known of the breaker: open or not.
+pub fn publish_breaker_open(provider: &'static str, open: bool) {
+    metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => provider).set(if open { 1.0 } else { 0.0 });
+    if let Ok(mut board) = BREAKERS.lock() {
+        board.insert(provider, open);
+    }
+}
+
+/// What every breaker of this process last published, by provider: whether it was open.
+/// Published when a client is built and after each call, so a breaker whose cool-down has
+/// passed shows open until the next call tries it (as the gauge does).
+static BREAKERS: std::sync::Mutex<std::collections::BTreeMap<&'static str, bool>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Every provider's breaker of this process and whether it was open when last published.
+pub fn breakers() -> Vec<(&'static str, bool)> {
+    BREAKERS
+        .lock()
+        .map(|board| board.iter().map(|(p, open)| (*p, *open)).collect())
+        .unwrap_or_default()
 }
 
 /// The status and at most `limit` bytes of the answer. Reading stops there, so a broken proxy

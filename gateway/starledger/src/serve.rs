@@ -216,6 +216,7 @@ impl Application {
             rebuilds: RebuildJobs::default(),
             audit_jobs: Default::default(),
             ready_max_lag: READY_MAX_LAG,
+            console: Arc::new(starledger_http::console::Sessions::new(server.console)),
             runtime: tokio::runtime::Handle::current(),
         });
         // The bot's own context, from the same shop, read store and request timeout.

@@ -312,9 +312,18 @@ fn operations_document_the_errors_their_inputs_and_commands_can_cause() {
             expect("413", "body_too_large", "reads a body");
         }
         let security = operation.get("security").unwrap_or(&doc["security"]);
-        if security.as_array().is_some_and(|s| !s.is_empty()) {
+        let schemes = |name: &str| {
+            security
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get(name).is_some()))
+        };
+        if schemes("bearer") {
             expect("401", "unauthenticated", "needs a key");
             expect("403", "forbidden", "needs a role");
+        }
+        // Only admins and auditors can sign in to the console, and its JSON is open to both.
+        if schemes("console_session") {
+            expect("401", "unauthenticated", "needs a console session");
         }
         if records_a_command(&doc, operation) {
             commands += 1;

@@ -47,7 +47,6 @@ use super::ton::WalletAccount;
 use super::wire::{ApiHash, Confirmation, Failure, Verdict};
 use starledger_outbound as outbound;
 use starledger_outbound::resilience::{BreakerSettings, BreakerState, CircuitBreaker, RetryPolicy};
-use starledger_telemetry::metrics_catalog::CIRCUIT_BREAKER_OPEN;
 
 mod calls;
 mod cookies;
@@ -191,7 +190,7 @@ impl FragmentClient {
         // Fragment does redirect a dead session (to its login): not followed, that reads as
         // an expired session.
         let http = outbound::http_client(settings.timeout, BROWSER_USER_AGENT)?;
-        metrics::gauge!(CIRCUIT_BREAKER_OPEN, "provider" => PROVIDER).set(0.0);
+        outbound::publish_breaker_open(PROVIDER, false);
         Ok(Self {
             http,
             base_url: base.to_owned(),

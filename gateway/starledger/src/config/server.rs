@@ -11,6 +11,7 @@ use std::time::Duration;
 use starledger_bot::settings::TelegramConfig;
 use starledger_fulfilment::settings::{FragmentConfig, FragmentMode};
 pub use starledger_heleket::settings::{HeleketConfig, HeleketMode, MIN_SANDBOX_KEY_LEN};
+pub use starledger_http::console::ConsoleSettings;
 pub use starledger_http::settings::{ApiKey, Role};
 pub use starledger_settings::Secret;
 use starledger_settings::{problem, within, ConfigError, Env, Flag};
@@ -29,6 +30,9 @@ struct ServerVars {
     request_timeout_ms: u64,
     shutdown_timeout: u64,
     trust_proxy_headers: Flag,
+    console_idle_timeout_secs: u64,
+    console_max_age_secs: u64,
+    console_sign_ins_per_minute: u32,
 }
 
 impl Default for ServerVars {
@@ -42,6 +46,9 @@ impl Default for ServerVars {
             request_timeout_ms: 5_000,
             shutdown_timeout: 30,
             trust_proxy_headers: Flag(false),
+            console_idle_timeout_secs: 15 * 60,
+            console_max_age_secs: 12 * 60 * 60,
+            console_sign_ins_per_minute: 10,
         }
     }
 }
@@ -65,6 +72,8 @@ pub struct ServerConfig {
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that overwrites it).
     pub trust_proxy_headers: bool,
     pub api_keys: Vec<ApiKey>,
+    /// The operators' console's sessions and sign-in throttle.
+    pub console: ConsoleSettings,
     pub heleket: HeleketConfig,
     /// The Telegram bot; `None` without `TELEGRAM_TOKEN` (the HTTP API runs alone).
     pub telegram: Option<TelegramConfig>,
@@ -104,6 +113,23 @@ impl ServerConfig {
             )?),
             trust_proxy_headers: vars.trust_proxy_headers.0,
             api_keys: starledger_http::settings::api_keys(env)?,
+            console: ConsoleSettings {
+                idle_timeout: Duration::from_secs(within(
+                    "CONSOLE_IDLE_TIMEOUT_SECS",
+                    vars.console_idle_timeout_secs,
+                    60..=24 * 60 * 60,
+                )?),
+                max_age: Duration::from_secs(within(
+                    "CONSOLE_MAX_AGE_SECS",
+                    vars.console_max_age_secs,
+                    5 * 60..=7 * 24 * 60 * 60,
+                )?),
+                sign_ins_per_minute: within(
+                    "CONSOLE_SIGN_INS_PER_MINUTE",
+                    vars.console_sign_ins_per_minute,
+                    1..=1_000,
+                )?,
+            },
             heleket: starledger_heleket::settings::heleket(env)?,
             telegram: starledger_bot::settings::telegram(env)?,
             fragment: starledger_fulfilment::settings::fragment(env)?,
@@ -160,6 +186,7 @@ mod tests {
         assert_eq!(config.port, 8001);
         assert_eq!(config.request_timeout, Duration::from_secs(5));
         assert!(config.api_keys.is_empty());
+        assert_eq!(config.console, ConsoleSettings::default());
         assert!(matches!(config.heleket.mode, HeleketMode::Sandbox { .. }));
         assert_eq!(config.heleket.callback_url, None);
     }

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cluster;
 mod cluster_limits;
+mod console;
 mod degraded;
 mod fulfilment;
 mod helpers;
