@@ -6,10 +6,10 @@
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
-use futures::future::LocalBoxFuture;
+use futures::future::{ready, Ready};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::visit::Signed;
+use super::visit::{signed, Signed};
 use crate::audit_jobs::{AuditResult, JobResult};
 use crate::error::ApiError;
 use crate::error_code::ErrorCode;
@@ -27,18 +27,15 @@ pub struct Session(#[allow(dead_code)] Signed);
 
 impl FromRequest for Session {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
-    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let signed = Signed::from_request(request, payload);
-        Box::pin(async move {
-            signed.await.map(Session).map_err(|_| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "sign in to the console first (/console/sign-in)",
-                )
-            })
-        })
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(signed(request, false).map(Session).map_err(|_| {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "sign in to the console first (/console/sign-in)",
+            )
+        }))
     }
 }
 

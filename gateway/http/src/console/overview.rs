@@ -98,7 +98,7 @@ pub async fn overview(signed: Signed, state: web::Data<AppState>) -> Result<Http
                         @for (provider, open) in &breakers {
                             tr data-provider=(provider) {
                                 td { (provider) }
-                                td.state[*open] data-open=(open) { (if *open { t.breaker_open } else { t.breaker_closed }) }
+                                td.state.open[*open] data-open=(open) { (if *open { t.breaker_open } else { t.breaker_closed }) }
                             }
                         }
                     }
@@ -164,7 +164,7 @@ pub fn projector_table(t: &Texts, projectors: Option<&[ProjectorStatus]>) -> Mar
     html! {
         @match projectors {
             None => p.flash.error { (t.unavailable) },
-            Some(projectors) => table #projectors {
+            Some(projectors) => div.scroll { table.stack #projectors {
                 thead { tr {
                     th { (t.name) } th.num { (t.checkpoint) } th.num { (t.lag_events) }
                     th.num { (t.lag_seconds) } th { (t.updated) }
@@ -172,15 +172,15 @@ pub fn projector_table(t: &Texts, projectors: Option<&[ProjectorStatus]>) -> Mar
                 tbody {
                     @for p in projectors {
                         tr data-projector=(p.name) data-lag=(p.lag_events) {
-                            td { (p.name) }
-                            td.num { (p.checkpoint) }
-                            td.num.lagging[p.lag_events > 0] { (p.lag_events) }
-                            td.num { (format!("{:.1}", p.lag_seconds)) }
-                            td { @match p.updated_at { Some(at) => (time(at)), None => span.muted { (t.never) } } }
+                            td data-label=(t.name) { (p.name) }
+                            td.num data-label=(t.checkpoint) { (p.checkpoint) }
+                            td.num.lagging[p.lag_events > 0] data-label=(t.lag_events) { (p.lag_events) }
+                            td.num data-label=(t.lag_seconds) { (format!("{:.1}", p.lag_seconds)) }
+                            td data-label=(t.updated) { @match p.updated_at { Some(at) => (time(at)), None => span.muted { (t.never) } } }
                         }
                     }
                 }
-            },
+            } },
         }
     }
 }

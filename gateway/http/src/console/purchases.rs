@@ -47,7 +47,7 @@ pub async fn list(signed: Signed, state: web::Data<AppState>) -> Result<HttpResp
         @if rows.is_empty() {
             p.muted #no-purchases { (t.none_open) }
         } @else {
-            div.scroll { table #open-purchases {
+            div.scroll { table.stack #open-purchases {
                 thead { tr {
                     th { (t.created) } th { (t.user) } th { (t.purchase) } th.num { (t.stars) }
                     th { (t.recipient) } th.num { (t.price) } th { (t.status) }
@@ -56,13 +56,13 @@ pub async fn list(signed: Signed, state: web::Data<AppState>) -> Result<HttpResp
                 tbody {
                     @for row in &rows {
                         tr data-purchase=(row.id) data-status=(row.status) {
-                            td { (time(row.created_at)) }
-                            td { a href={ "/console/users/" (row.user_id) } { (row.user_id) } }
-                            td { code { (row.id) } }
-                            td.num { (field(row, "stars")) }
-                            td { (field(row, "deliver_to")) }
-                            td.num { (money(row.amount)) " " (row.currency) }
-                            td { span.status data-status=(row.status) { (row.status) } }
+                            td data-label=(t.created) { (time(row.created_at)) }
+                            td data-label=(t.user) { a href={ "/console/users/" (row.user_id) } { (row.user_id) } }
+                            td data-label=(t.purchase) { code { (row.id) } }
+                            td.num data-label=(t.stars) { (field(row, "stars")) }
+                            td data-label=(t.recipient) { (field(row, "deliver_to")) }
+                            td.num data-label=(t.price) { (money(row.amount)) " " (row.currency) }
+                            td data-label=(t.status) { span.status data-status=(row.status) { (row.status) } }
                             @if signed.is_admin() {
                                 td.actions {
                                     form.deliver method="post" action={ "/console/purchases/" (row.id) "/deliver" } {

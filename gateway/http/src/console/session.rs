@@ -153,9 +153,14 @@ impl Sessions {
             && now.saturating_duration_since(stored.created) < self.settings.max_age
     }
 
-    /// The session of `token`, its idle time started again, and the flash it held (taken);
-    /// `None` (and the session dropped) when unknown or over.
-    pub fn find(&self, token: &str, now: Instant) -> Option<(Session, Option<Flash>)> {
+    /// The session of `token`, its idle time started again, and (with `take_flash`) the flash
+    /// it held, taken; `None` (and the session dropped) when unknown or over.
+    pub fn find(
+        &self,
+        token: &str,
+        now: Instant,
+        take_flash: bool,
+    ) -> Option<(Session, Option<Flash>)> {
         let key = digest(token);
         let mut held = self.lock();
         let stored = held.get_mut(&key)?;
@@ -164,7 +169,12 @@ impl Sessions {
             return None;
         }
         stored.last_seen = now;
-        Some((stored.session.clone(), stored.flash.take()))
+        let flash = if take_flash {
+            stored.flash.take()
+        } else {
+            None
+        };
+        Some((stored.session.clone(), flash))
     }
 
     /// Leaves `flash` for the next page the session shows.
@@ -233,17 +243,17 @@ mod tests {
         let token = sessions.open(admin(), start).unwrap();
         assert_eq!(token.len(), 64);
         let (session, _) = sessions
-            .find(&token, start + Duration::from_secs(59))
+            .find(&token, start + Duration::from_secs(59), true)
             .unwrap();
         assert_eq!(session.caller, admin());
         assert_eq!(session.csrf.len(), 64);
         assert_ne!(session.csrf, token);
         // Used at 59 s, so alive until 119 s.
         assert!(sessions
-            .find(&token, start + Duration::from_secs(118))
+            .find(&token, start + Duration::from_secs(118), true)
             .is_some());
         assert!(sessions
-            .find(&token, start + Duration::from_secs(179))
+            .find(&token, start + Duration::from_secs(179), true)
             .is_none());
         assert!(sessions.is_empty(), "an expired session is dropped");
     }
@@ -255,10 +265,13 @@ mod tests {
         let token = sessions.open(admin(), start).unwrap();
         for minute in 1..10 {
             let now = start + Duration::from_secs(minute * 59);
-            assert!(sessions.find(&token, now).is_some(), "minute {minute}");
+            assert!(
+                sessions.find(&token, now, true).is_some(),
+                "minute {minute}"
+            );
         }
         assert!(sessions
-            .find(&token, start + Duration::from_secs(600))
+            .find(&token, start + Duration::from_secs(600), true)
             .is_none());
     }
 
@@ -267,9 +280,9 @@ mod tests {
         let sessions = sessions();
         let now = Instant::now();
         let token = sessions.open(admin(), now).unwrap();
-        assert!(sessions.find("0".repeat(64).as_str(), now).is_none());
+        assert!(sessions.find("0".repeat(64).as_str(), now, true).is_none());
         sessions.close(&token);
-        assert!(sessions.find(&token, now).is_none());
+        assert!(sessions.find(&token, now, true).is_none());
     }
 
     #[test]
@@ -283,8 +296,10 @@ mod tests {
             message: "done".into(),
         };
         sessions.flash(&token, flash.clone());
-        assert_eq!(sessions.find(&token, now).unwrap().1, Some(flash));
-        assert_eq!(sessions.find(&token, now).unwrap().1, None);
+        // Polling the console's JSON leaves it for the page.
+        assert_eq!(sessions.find(&token, now, false).unwrap().1, None);
+        assert_eq!(sessions.find(&token, now, true).unwrap().1, Some(flash));
+        assert_eq!(sessions.find(&token, now, true).unwrap().1, None);
     }
 
     #[test]

@@ -166,7 +166,7 @@ texts! {
     recipient: "Recipient", "Получатель";
     price: "Price", "Цена";
     actions: "Actions", "Действия";
-    deliver: "Delivered", "Доставлено";
+    deliver: "Mark delivered", "Отметить доставленным";
     fail: "Fail", "Отменить";
     no_purchase: "No such purchase.", "Такой покупки нет.";
     delivered: "Marked delivered:", "Отмечено доставленным:";

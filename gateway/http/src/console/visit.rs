@@ -211,11 +211,13 @@ impl FromRequest for Signed {
     type Future = Ready<Result<Self, Refusal>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(signed(request))
+        ready(signed(request, true))
     }
 }
 
-fn signed(request: &HttpRequest) -> Result<Signed, Refusal> {
+/// The visit's session; `take_flash`: this is the page that shows the session's flash (the
+/// console's JSON leaves it for the page).
+pub fn signed(request: &HttpRequest, take_flash: bool) -> Result<Signed, Refusal> {
     let visit = Visit::of(request);
     let Some(state) = request.app_data::<web::Data<AppState>>() else {
         return Err(visit.refuse(
@@ -237,7 +239,7 @@ fn signed(request: &HttpRequest) -> Result<Signed, Refusal> {
         .and_then(|token| {
             state
                 .console
-                .find(&token, Instant::now())
+                .find(&token, Instant::now(), take_flash)
                 .map(|(session, flash)| (token, session, flash))
         });
     match found {
