@@ -470,3 +470,72 @@ async fn behind_a_tls_proxy_the_session_cookie_is_secure_and_host_only() {
     assert!(!session.contains("Domain"), "{session}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auditors_export_the_log_and_read_every_balance_at_a_moment() {
+    let app = spawn_app().await;
+    for user in [7201, 7202, 7203] {
+        app.funded_user(user, "5").await;
+    }
+    let mut auditor = Browser::new(&app);
+    assert_eq!(auditor.sign_in(AUDITOR_KEY).await.0, StatusCode::SEE_OTHER);
+
+    // The export is the audit API's lines, streamed as a download.
+    let (status, _, export) = auditor.get("/console/audit/export?from=2&to=7").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(export.headers()["Content-Type"], "application/x-ndjson");
+    assert!(export.headers()["Content-Disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment;"));
+    let exported = export.text().await.unwrap();
+    let api = app
+        .get("/v1/audit/events?from=2&limit=5", AUDITOR_KEY)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(exported.lines().count(), 5);
+    assert_eq!(exported, api);
+    let (status, _, refused) = auditor.get("/console/audit/export?from=7&to=2").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        data_code(&refused.text().await.unwrap()),
+        "invalid_position"
+    );
+
+    // Every balance at a moment, as a job, then read on the page.
+    let csrf = auditor.csrf().await;
+    let (status, _, _) = auditor
+        .post(
+            "/console/audit/balances",
+            &[("csrf", &csrf), ("at", "yesterday")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(auditor
+        .page("/console/audit")
+        .await
+        .contains("data-code=\"invalid_time\""));
+    assert!(
+        app.state.audit_jobs.get().is_none(),
+        "no job for a moment that is not one"
+    );
+    let (status, _, _) = auditor
+        .post("/console/audit/balances", &[("csrf", &csrf), ("at", "")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let job = app.state.audit_jobs.get().expect("the balances job");
+    app.finished_job(&job.location()).await;
+    let page = auditor.page("/console/audit").await;
+    assert!(page.contains(r#"data-kind="balances""#) && page.contains(r#"data-state="succeeded""#));
+    let table = &page[page.find(r#"id="balances-at""#).expect("the balances")..];
+    for user in [7201, 7202, 7203] {
+        assert!(table.contains(&format!(">{user}</a>")), "{user}: {table}");
+    }
+    assert!(
+        !page.contains(r#"id="next-page""#),
+        "three balances fit one page"
+    );
+    app.stop().await;
+}
