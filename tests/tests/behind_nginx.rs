@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use starledger_e2e::{
-    free_port, order_id, sign_webhook, wait_for_projections, Deployment, Server, HELEKET_KEY,
-    SERVICE_KEY,
+    free_port, order_id, sign_webhook, wait_for_projections, Deployment, Server, ADMIN_KEY,
+    HELEKET_KEY, SERVICE_KEY,
 };
 
 /// nginx on `deploy/nginx/nginx.conf`, listening on a free port.
@@ -235,6 +235,58 @@ async fn all_there_and_delivered(
     }
 }
 
+/// An operator signs in to the console through nginx and keeps their session over many
+/// requests: sessions live in one instance's memory, and the console's upstream sends a
+/// client to the same instance every time (with `least_conn` over three, most would land
+/// where the session is unknown and be sent back to sign in).
+async fn console_sessions_stick_to_their_instance(base: &str) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with(&format!("{name}=")))
+            .and_then(|c| c.split(';').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let form = http
+        .get(format!("{base}/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    assert!(form.headers().contains_key("content-security-policy"));
+    let sign_in = cookie(&form, "starledger_console_sign_in");
+    let page = form.text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("the sign-in form's token") + marker.len();
+    let csrf = &page[start..start + 64];
+    let signed = http
+        .post(format!("{base}/console/sign-in"))
+        .header("Cookie", sign_in)
+        .form(&[("key", ADMIN_KEY), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    let session = cookie(&signed, "starledger_console");
+    for _ in 0..12 {
+        let overview = http
+            .get(format!("{base}/console/overview"))
+            .header("Cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(overview.status(), StatusCode::OK, "the session was lost");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_instances_behind_nginx_lose_nothing_when_one_is_killed() {
     let Some(mut deployment) = Deployment::postgres("the nginx test").await else {
@@ -287,6 +339,7 @@ async fn three_instances_behind_nginx_lose_nothing_when_one_is_killed() {
         .await;
         assert!(status.is_success(), "register: {status}");
     }
+    console_sessions_stick_to_their_instance(&base).await;
     // Which instance holds the fulfilment lease (its log says so).
     let started = Instant::now();
     let holder = loop {
