@@ -482,3 +482,12 @@ step('l. the console speaks Russian and English', async () => {
   await navigating(() => page.locator('a[hreflang=en]').first().click());
   await expectPresent('html[lang=en]');
 });
+
+step('m. no page broke its Content-Security-Policy or threw a script error', async () => {
+  // Refused forms answer 4xx, which Chromium reports as failed resource loads: expected. What
+  // must never appear is a blocked inline script or style, a blocked host, or a script error.
+  const broken = noises.filter(
+    (noise) => noise.startsWith('page error:') || /Content Security Policy|Refused to/i.test(noise),
+  );
+  assert.deepEqual(broken, [], 'the browser reported a CSP violation or a script error');
+});
