@@ -36,8 +36,10 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::error::ApiError;
+use crate::error_code::ErrorCode;
 pub use session::{ConsoleSettings, Sessions};
-use visit::{see_other, Refusal, Visit};
+use visit::{see_other, Visit};
 
 /// The Content-Security-Policy of every console answer.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -101,8 +103,15 @@ async fn home() -> HttpResponse {
     see_other("/console/overview")
 }
 
-async fn not_found(visit: Visit) -> Result<HttpResponse, Refusal> {
-    Err(visit.refuse(StatusCode::NOT_FOUND, "not_found", visit.texts().no_page))
+/// No such page: an HTML error page, but under `/console/api/` (the console's JSON) the
+/// API's JSON 404, as for any other path or method no route has.
+async fn not_found(request: HttpRequest, visit: Visit) -> Result<HttpResponse, actix_web::Error> {
+    if request.path().starts_with("/console/api/") {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such route").into());
+    }
+    Err(visit
+        .refuse(StatusCode::NOT_FOUND, "not_found", visit.texts().no_page)
+        .into())
 }
 
 fn bad_input(request: &HttpRequest, code: &str, detail: String) -> actix_web::Error {
