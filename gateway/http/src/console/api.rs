@@ -9,7 +9,7 @@ use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse};
 use futures::future::{ready, Ready};
 use utoipa_actix_web::service_config::ServiceConfig;
 
-use super::visit::{signed, Signed};
+use super::visit::signed;
 use crate::audit_jobs::{AuditResult, JobResult};
 use crate::error::ApiError;
 use crate::error_code::ErrorCode;
@@ -23,14 +23,14 @@ pub fn routes(config: &mut ServiceConfig) {
 }
 
 /// A console session, for JSON: 401 `unauthenticated` (as JSON) without one.
-pub struct Session(#[allow(dead_code)] Signed);
+pub struct Session;
 
 impl FromRequest for Session {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(signed(request, false).map(Session).map_err(|_| {
+        ready(signed(request, false).map(|_| Session).map_err(|_| {
             ApiError::new(
                 ErrorCode::Unauthenticated,
                 "sign in to the console first (/console/sign-in)",

@@ -255,11 +255,7 @@ pub async fn balances(
         Some(text) => match parse_moment(text) {
             Some(at) => Some(at),
             None => {
-                let flash = Flash {
-                    code: "invalid_time".into(),
-                    ok: false,
-                    message: t.invalid_moment.into(),
-                };
+                let flash = Flash::refused("invalid_time", t.invalid_moment);
                 return Ok(signed.redirect_with(&state, "/console/audit", flash));
             }
         },
@@ -275,16 +271,8 @@ pub async fn balances(
 fn started(signed: &Signed, state: &AppState, request: AuditRequest, code: &str) -> HttpResponse {
     let t = signed.texts();
     let flash = match begin(state, &signed.session.caller.name, request) {
-        Ok(_) => Flash {
-            code: code.into(),
-            ok: true,
-            message: t.audit_started.into(),
-        },
-        Err(error) => Flash {
-            code: error.code().as_str().into(),
-            ok: false,
-            message: error.message(),
-        },
+        Ok(_) => Flash::done(code, t.audit_started),
+        Err(error) => Flash::from_error(&error),
     };
     signed.redirect_with(state, "/console/audit", flash)
 }

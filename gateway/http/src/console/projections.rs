@@ -86,23 +86,11 @@ pub async fn rebuild(
         name => Table::parse(name).map(|table| vec![table]),
     };
     let flash = match tables {
-        None => Flash {
-            code: "unknown_projection".into(),
-            ok: false,
-            message: t.unknown_projection.into(),
-        },
+        None => Flash::refused("unknown_projection", t.unknown_projection),
         Some(tables) => {
             match start_rebuild_job(&state, &signed.session.caller.name, tables).await {
-                Ok(_) => Flash {
-                    code: "rebuild_started".into(),
-                    ok: true,
-                    message: t.rebuild_started.into(),
-                },
-                Err(error) => Flash {
-                    code: error.code().as_str().into(),
-                    ok: false,
-                    message: error.message(),
-                },
+                Ok(_) => Flash::done("rebuild_started", t.rebuild_started),
+                Err(error) => Flash::from_error(&error),
             }
         }
     };

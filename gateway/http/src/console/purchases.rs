@@ -106,17 +106,9 @@ pub async fn deliver(
     let flash = match mark_delivered(&state, &signed.session.caller, &path, Some("console")).await {
         Ok((user, _, executed)) => {
             shown(&state, user, executed.position).await;
-            Flash {
-                code: "delivered".into(),
-                ok: true,
-                message: format!("{} {}", t.delivered, path.as_str()),
-            }
+            Flash::done("delivered", format!("{} {}", t.delivered, path.as_str()))
         }
-        Err(error) => Flash {
-            code: error.code().as_str().into(),
-            ok: false,
-            message: error.message(),
-        },
+        Err(error) => Flash::from_error(&error),
     };
     Ok(signed.redirect_with(&state, "/console/purchases", flash))
 }
@@ -211,11 +203,7 @@ pub async fn fail(
     let force = form.force.as_deref() == Some("on");
     let again = |signed: &Signed, row: &TransactionRow, code: &str, message: String| {
         let mut shown = signed.clone();
-        shown.flash = Some(Flash {
-            code: code.to_owned(),
-            ok: false,
-            message,
-        });
+        shown.flash = Some(Flash::refused(code, message));
         let body = fail_body(&shown, row, reason, force);
         page_with_status(
             &shown,
@@ -240,11 +228,7 @@ pub async fn fail(
             Ok(signed.redirect_with(
                 &state,
                 "/console/purchases",
-                Flash {
-                    code: "failed".into(),
-                    ok: true,
-                    message: format!("{} {}", t.failed, path.as_str()),
-                },
+                Flash::done("failed", format!("{} {}", t.failed, path.as_str())),
             ))
         }
         // The ledger's refusals (a paid order without force, a finished purchase): the form

@@ -63,6 +63,31 @@ pub struct Flash {
     pub message: String,
 }
 
+impl Flash {
+    /// An action done.
+    pub fn done(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            ok: true,
+            message: message.into(),
+        }
+    }
+
+    /// An action refused or failed, with why.
+    pub fn refused(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            ok: false,
+            message: message.into(),
+        }
+    }
+
+    /// An action the API's rules refused, with the API's code and message.
+    pub fn from_error(error: &crate::error::ApiError) -> Self {
+        Self::refused(error.code().as_str(), error.message())
+    }
+}
+
 /// Who is signed in, and the token every form of theirs must carry.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -290,11 +315,7 @@ mod tests {
         let sessions = sessions();
         let now = Instant::now();
         let token = sessions.open(admin(), now).unwrap();
-        let flash = Flash {
-            code: "delivered".into(),
-            ok: true,
-            message: "done".into(),
-        };
+        let flash = Flash::done("delivered", "done");
         sessions.flash(&token, flash.clone());
         // Polling the console's JSON leaves it for the page.
         assert_eq!(sessions.find(&token, now, false).unwrap().1, None);
