@@ -15,7 +15,7 @@ use starledger_ledger::account::{checked_text, AccountCommand, MAX_REASON_LEN};
 use starledger_ledger::commands::CommandContext;
 use starledger_ledger::events::Actor;
 use starledger_ledger::ids::{IdempotencyKey, PurchaseId, UserId};
-use starledger_projections::rows::TransactionKind;
+use starledger_projections::rows::{TransactionKind, TransactionRow};
 use starledger_projections::store::StatusFilter;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -98,17 +98,27 @@ pub(super) async fn listed(
             "limit must be 1 to 500",
         ));
     }
-    // On the standby only once it shows at least what this instance's projections show: an
-    // operator's list never lacks an order the primary already lists.
-    let shown = super::ops::projected_position(state);
-    let rows = state
-        .queries
-        .in_status(filter, Utc::now(), limit, Some(shown))
-        .await?;
+    let rows = waiting(state, filter, limit).await?;
     Ok(rows
         .iter()
         .map(|row| (row.user_id, Transaction::from(row)))
         .collect())
+}
+
+/// Up to `limit` transactions in `filter`'s statuses, oldest first, as the read model holds
+/// them: what operators list (the API's lists, the console's purchases page).
+pub(crate) async fn waiting(
+    state: &AppState,
+    filter: &StatusFilter,
+    limit: u32,
+) -> Result<Vec<TransactionRow>, ApiError> {
+    // On the standby only once it shows at least what this instance's projections show: an
+    // operator's list never lacks an order the primary already lists.
+    let shown = super::ops::projected_position(state);
+    Ok(state
+        .queries
+        .in_status(filter, Utc::now(), limit, Some(shown))
+        .await?)
 }
 
 /// The transaction of `kind` named in the path and its owner (from the read model, which

@@ -9,7 +9,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 use starledger_projections::rows::{TransactionKind, TransactionRow};
@@ -20,8 +19,7 @@ use super::session::Flash;
 use super::texts::Texts;
 use super::visit::{Refusal, Signed};
 use crate::error_code::ErrorCode;
-use crate::ops::projected_position;
-use crate::purchases::{mark_delivered, mark_failed};
+use crate::purchases::{mark_delivered, mark_failed, waiting};
 use crate::state::AppState;
 
 /// Most purchases the page lists.
@@ -29,18 +27,9 @@ const LISTED: u32 = 200;
 
 pub async fn list(signed: Signed, state: web::Data<AppState>) -> Result<HttpResponse, Refusal> {
     let t = signed.texts();
-    // On the standby only once it shows what this instance's projections show.
-    let shown = projected_position(&state);
-    let rows = state
-        .queries
-        .in_status(
-            &StatusFilter::OpenPurchases,
-            Utc::now(),
-            LISTED,
-            Some(shown),
-        )
+    let rows = waiting(&state, &StatusFilter::OpenPurchases, LISTED)
         .await
-        .map_err(|e| signed.visit.api(e.into()))?;
+        .map_err(|e| signed.visit.api(e))?;
     let body = html! {
         p.hint { (t.purchases_hint) }
         @if !signed.is_admin() { p.muted #read-only { (t.read_only) } }

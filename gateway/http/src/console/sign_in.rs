@@ -8,14 +8,14 @@
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use maud::html;
 use serde::Deserialize;
 
 use super::layout::bare_page;
 use super::session::{random_token, same_token, SIGN_IN_COOKIE};
 use super::texts::Texts;
-use super::visit::{see_other, Refusal, Signed, Visit};
+use super::visit::{see_other, signed, Refusal, Signed, Visit};
 use crate::settings::Role;
 use crate::state::AppState;
 
@@ -39,10 +39,8 @@ pub async fn form(
     query: web::Query<SignInQuery>,
 ) -> Result<HttpResponse, Refusal> {
     let next = next_page(query.next.as_deref());
-    if Signed::from_request(&request, &mut actix_web::dev::Payload::None)
-        .await
-        .is_ok()
-    {
+    // The session's flash stays for the page it is sent to.
+    if signed(&request, false).is_ok() {
         return Ok(see_other(&next));
     }
     show(&visit, &next, StatusCode::OK, None)
